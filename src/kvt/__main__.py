@@ -1,0 +1,3 @@
+from kvt.cli import main
+
+raise SystemExit(main())

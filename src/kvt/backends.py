@@ -1,0 +1,165 @@
+"""Chooses the Keras backend before Keras is imported, and describes the machine.
+
+Keras reads `KERAS_BACKEND` once, on its first import, so one process has one backend:
+`select()` must run before anything imports `keras`. Everything here except
+`describe()` is cheap and imports no framework.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import platform
+import re
+import sys
+import tempfile
+from typing import Any, Iterator
+
+from kvt.errors import BackendError
+
+# Keras backend name -> (module that must be importable, pip extra that installs it).
+FRAMEWORKS = {
+    "tensorflow": ("tensorflow", "kvt"),
+    "jax": ("jax", "kvt[jax]"),
+    "torch": ("torch", "kvt[torch]"),
+}
+
+
+def select(backend: str) -> None:
+    """Makes `backend` the Keras backend of this process.
+
+    Raises `BackendError` if the backend is unknown, its framework is not installed,
+    or Keras was already imported with another backend.
+    """
+    if backend not in FRAMEWORKS:
+        raise BackendError(
+            f"unknown backend {backend!r}: choose one of {', '.join(FRAMEWORKS)}"
+        )
+    module, extra = FRAMEWORKS[backend]
+    if importlib.util.find_spec(module) is None:
+        raise BackendError(
+            f"the {backend} backend needs {module}, which is not installed: "
+            f"pip install '{extra}'"
+        )
+    # TensorFlow's C++ start-up chatter (oneDNN notices, CPU feature lines) drowns the
+    # one line per epoch that kvt prints; warnings and errors still come through.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "keras" in sys.modules:
+        current = sys.modules["keras"].backend.backend()
+        if current != backend:
+            raise BackendError(
+                f"Keras is already running on {current} in this process and cannot switch "
+                f"to {backend}: start a new process (one process, one backend)"
+            )
+        return
+    os.environ["KERAS_BACKEND"] = backend
+
+
+# TensorFlow's C++ runtime logs at start-up (oneDNN notices, "no CUDA drivers",
+# cuInit failing on a machine without a GPU) before its log level applies.
+_STARTUP_NOISE = re.compile(
+    r"^(?:[IW]\d{4} |WARNING: All log messages before absl|E\d{4} .*cuInit|"
+    r"To enable the following instructions|.*rebuild TensorFlow with the appropriate)")
+
+
+def import_keras():
+    """Imports Keras (and the backend's framework) with TensorFlow's start-up chatter
+    filtered out of stderr; errors and warnings still come through.
+
+    `TF_CPP_MIN_LOG_LEVEL=0` in the environment turns the filter off.
+    """
+    if "keras" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        import keras
+    else:
+        with _filtered_stderr():
+            import keras
+
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
+
+                tf.config.list_logical_devices()  # device start-up logs its own lines
+    return keras
+
+
+@contextlib.contextmanager
+def _filtered_stderr() -> Iterator[None]:
+    # The noise is written by C++ straight to file descriptor 2, so sys.stderr alone
+    # cannot catch it: point fd 2 at a file, then replay what is not noise.
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines(keepends=True):
+                if not _STARTUP_NOISE.match(line):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
+
+def active() -> str:
+    """The backend Keras uses (or will use) in this process."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+def installed() -> dict[str, bool]:
+    """Which backends' frameworks can be imported, without importing them."""
+    return {name: importlib.util.find_spec(mod) is not None for name, (mod, _) in FRAMEWORKS.items()}
+
+
+def describe() -> dict[str, Any]:
+    """Versions, devices and threads of the active backend, for a run's config.json.
+
+    Imports Keras and the backend's framework: call only after `select()`.
+    """
+    import keras
+    import numpy as np
+
+    backend = keras.backend.backend()
+    info: dict[str, Any] = {
+        "backend": backend,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "keras": keras.__version__,
+        "machine": platform.machine(),
+        "processor": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+    }
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        info["tensorflow"] = tf.__version__
+        info["devices"] = [d.name for d in tf.config.list_logical_devices()]
+        info["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
+        info["inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
+    elif backend == "jax":
+        import jax
+
+        info["jax"] = jax.__version__
+        info["devices"] = [str(d) for d in jax.devices()]
+    elif backend == "torch":
+        import torch
+
+        info["torch"] = torch.__version__
+        info["devices"] = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        info["intra_op_threads"] = torch.get_num_threads()
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

@@ -1,0 +1,60 @@
+"""kvt's command line: one module per subcommand, one `main()` that maps errors.
+
+Each subcommand module defines `add_parser(subparsers)` and `run(args) -> int`, and
+imports no framework at module level, so `kvt --help` and argument errors stay instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from kvt import __version__
+from kvt.errors import EXIT_CANCELLED, EXIT_USAGE, KvtError
+
+COMMANDS = {
+    "train": "kvt.cli.train",
+    "evaluate": "kvt.cli.evaluate",
+    "predict": "kvt.cli.predict",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the problem and where to look for the fix."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="kvt",
+        description="Train, evaluate and compare small Keras CNNs (MiniVGGNet on CIFAR-10 "
+                    "and friends) on TensorFlow, JAX or PyTorch.",
+    )
+    parser.add_argument("--version", action="version", version=f"kvt {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show full tracebacks instead of one-line errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    for module in COMMANDS.values():
+        importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KvtError as e:
+        if args.debug:
+            raise
+        print(f"kvt {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"kvt {args.command}: cancelled", file=sys.stderr)
+        return EXIT_CANCELLED

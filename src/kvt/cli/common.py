@@ -1,0 +1,35 @@
+"""Arguments and steps that several subcommands share."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from kvt.config import BACKENDS
+
+
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default=None,
+        help="Keras backend (default: $KERAS_BACKEND, else tensorflow)")
+
+
+def backend_name(args: argparse.Namespace) -> str:
+    return args.backend or os.environ.get("KERAS_BACKEND") or "tensorflow"
+
+
+def select_backend(args: argparse.Namespace) -> str:
+    """Selects the backend of `args` (before Keras is imported) and returns its name."""
+    from kvt import backends
+
+    name = backend_name(args)
+    backends.select(name)
+    backends.import_keras()
+    return name
+
+
+def add_unsafe_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--unsafe", action="store_true",
+        help="load model files that need arbitrary Python code (Lambda layers); only "
+             "for files from a source you trust")

@@ -1,0 +1,67 @@
+"""`kvt evaluate`: test a saved model (run directory or model.keras) on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from kvt.cli.common import add_backend_argument, add_unsafe_argument, select_backend
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "evaluate", help="evaluate a saved model on a test set",
+        description="Load a model (safe mode) from a run directory or a model.keras file and "
+                    "print its classification report on the test split of the dataset it "
+                    "was trained on (or of --dataset).")
+    p.add_argument("target", help="run directory or model.keras file")
+    p.add_argument("--dataset", default=None,
+                   help="dataset to test on (default: the one the model was trained on)")
+    p.add_argument("--data-dir", default=None, help="where CIFAR-10 lies (see kvt train)")
+    p.add_argument("--batch-size", type=int, default=256)
+    add_backend_argument(p)
+    add_unsafe_argument(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from kvt.errors import DataError, UsageError
+    from kvt.runs import resolve_model_path
+
+    if args.batch_size <= 0:
+        raise UsageError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    path = resolve_model_path(args.target)
+    select_backend(args)
+
+    from kvt.data import load_dataset
+    from kvt.report import evaluate_predictions
+    from kvt.runs import load_model
+    from kvt.train import to_inputs
+
+    model, meta = load_model(path, unsafe=args.unsafe)
+    dataset_name = args.dataset or meta.get("dataset")
+    if not dataset_name:
+        raise UsageError(f"{path} does not say which dataset it was trained on: pass --dataset")
+    data_dir = args.data_dir if args.dataset else (args.data_dir or meta.get("data_dir"))
+    dataset = load_dataset(dataset_name, data_dir, meta.get("image_size"))
+    expected = tuple(model.input_shape[1:])
+    if dataset.input_shape != expected:
+        raise DataError(
+            f"{dataset.name} has images of shape {dataset.input_shape} but the model takes "
+            f"{expected}: evaluate on the dataset the model was trained on"
+        )
+    class_names = meta.get("class_names") or dataset.class_names
+    if len(class_names) != dataset.num_classes:
+        raise DataError(
+            f"the model knows {len(class_names)} classes but {dataset.name} has "
+            f"{dataset.num_classes}: evaluate on the dataset the model was trained on"
+        )
+    probs = np.asarray(model.predict(to_inputs(dataset.x_test), batch_size=args.batch_size,
+                                     verbose=0))
+    metrics, report, _ = evaluate_predictions(probs, dataset.y_test, list(class_names))
+    print(f"kvt: {Path(path)} on the {dataset.name} test split ({len(dataset.y_test)} images)")
+    print(report)
+    print(f"test accuracy {100 * metrics['test_accuracy']:.2f}% (loss {metrics['test_loss']:.4f})")
+    return 0

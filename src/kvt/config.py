@@ -1,0 +1,165 @@
+"""Training configuration: one dataclass, named recipes, JSON round trip.
+
+A recipe is a named set of hyperparameters; every value can then be overridden one by
+one (the command line does this). The resolved config is what a run saves and what a
+later `kvt evaluate` or `kvt compare` reads back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from kvt.errors import ModelError, UsageError
+
+# The tutorial's recipe ("Keras vs. TensorFlow", 2018): MiniVGGNet on CIFAR-10,
+# 74.32% (Keras, ReLU) and 75.50% (tf.keras, CReLU) test accuracy after 30 epochs,
+# 324-457 s per epoch on the author's CPU.
+RECIPES: dict[str, dict[str, Any]] = {
+    "seed": {
+        "epochs": 30,  # passes over the training set
+        "batch_size": 32,  # images per SGD step
+        "lr": 0.01,  # initial learning rate
+        "decay": 0.01 / 30,  # Keras-2 per-step decay: lr_t = lr / (1 + decay * t)
+        "momentum": 0.0,  # plain SGD
+    },
+}
+
+APIS = ("keras", "tf")
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that decides what a training run computes.
+
+    Args:
+        model: registered model family name. Defaults to `"minivggnet"`.
+        api: `"keras"` (portable Keras 3 code) or `"tf"` (the `tf.keras` model that
+            calls TensorFlow ops directly). Defaults to `"keras"`.
+        activation: hidden activation, `"relu"` or `"crelu"`, or another known name.
+        backend: Keras backend, chosen before Keras is imported.
+        dataset: `"cifar10"`, `"digits"` or a path to an image-folder dataset.
+        data_dir: where to look for the dataset's files (CIFAR-10). `None` resolves
+            `KVT_DATA_DIR`, then the Keras cache, then downloads.
+        image_size: resize images of a folder dataset to this side length.
+        train_limit, test_limit: use only this many images (a seeded, stratified
+            slice), for quick trials and tests. `None` uses all.
+        epochs, batch_size, lr, decay, momentum: the optimiser recipe.
+        seed: seeds Python, NumPy and the backend.
+        recipe: the name of the recipe the defaults came from.
+    """
+
+    model: str = "minivggnet"
+    api: str = "keras"
+    activation: str = "relu"
+    backend: str = "tensorflow"
+    dataset: str = "cifar10"
+    data_dir: str | None = None
+    image_size: int | None = None
+    train_limit: int | None = None
+    test_limit: int | None = None
+    epochs: int = RECIPES["seed"]["epochs"]
+    batch_size: int = RECIPES["seed"]["batch_size"]
+    lr: float = RECIPES["seed"]["lr"]
+    decay: float = RECIPES["seed"]["decay"]
+    momentum: float = RECIPES["seed"]["momentum"]
+    seed: int = 42
+    recipe: str = "seed"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises `UsageError` naming the first nonsense value."""
+        if self.api not in APIS:
+            raise UsageError(f"unknown --api {self.api!r}: choose one of {', '.join(APIS)}")
+        if self.backend not in BACKENDS:
+            raise UsageError(
+                f"unknown --backend {self.backend!r}: choose one of {', '.join(BACKENDS)}"
+            )
+        if self.api == "tf" and self.backend != "tensorflow":
+            raise UsageError(
+                f"--api tf builds a tf.keras model that calls TensorFlow ops, so it needs "
+                f"--backend tensorflow (got --backend {self.backend}); use --api keras "
+                f"for the portable model"
+            )
+        from kvt.models import ACTIVATIONS
+
+        if self.activation not in ACTIVATIONS:
+            raise ModelError(
+                f"unknown activation {self.activation!r}: choose one of {', '.join(ACTIVATIONS)}"
+            )
+        _positive_int("epochs", self.epochs)
+        _positive_int("batch-size", self.batch_size)
+        for name in ("image_size", "train_limit", "test_limit"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive_int(name.replace("_", "-"), value)
+        _finite("lr", self.lr, low=0.0, low_inclusive=False)
+        _finite("decay", self.decay, low=0.0)
+        _finite("momentum", self.momentum, low=0.0, high=1.0)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise UsageError(f"--seed must be a non-negative integer, got {self.seed!r}")
+
+    @classmethod
+    def from_recipe(cls, recipe: str = "seed", **overrides: Any) -> TrainConfig:
+        """The named recipe with `overrides` applied; `None` overrides are ignored."""
+        if recipe not in RECIPES:
+            raise UsageError(
+                f"unknown recipe {recipe!r}: choose one of {', '.join(sorted(RECIPES))}"
+            )
+        values = dict(RECIPES[recipe], recipe=recipe)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UsageError(f"unknown config keys {unknown}: known keys are {sorted(known)}")
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Reads the `config` section of a run's config.json (or a bare config)."""
+        data = json.loads(Path(path).read_text())
+        return cls.from_dict(data.get("config", data))
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise UsageError(f"--{name} must be a positive integer, got {value!r}")
+
+
+def _finite(
+    name: str,
+    value: Any,
+    low: float,
+    high: float | None = None,
+    low_inclusive: bool = True,
+) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = value >= low if low_inclusive else value > low
+    if ok and high is not None:
+        ok = value < high
+    if not ok:
+        bound = f"{'>=' if low_inclusive else '>'} {low}"
+        if high is not None:
+            bound += f" and < {high}"
+        raise UsageError(f"--{name} must be a finite number {bound}, got {value!r}")

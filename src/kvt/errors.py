@@ -1,0 +1,48 @@
+"""kvt's error hierarchy.
+
+Every error a user can cause is a `KvtError`: `kvt.cli.main` prints its message as one
+line and exits with its `exit_code`. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+# Exit codes, documented in the README. 1 is left to unexpected failures (bugs).
+EXIT_OK = 0
+EXIT_BUG = 1
+EXIT_USAGE = 2  # argparse's own code: bad flags and nonsense numbers
+EXIT_DATA = 3  # missing, corrupt or unsafe data
+EXIT_MODEL = 4  # unknown model/activation, unloadable or unsafe model file
+EXIT_BACKEND = 5  # a backend or framework that is missing or cannot do what was asked
+EXIT_RUN = 6  # run directory problems: exists, incomplete, not writable
+EXIT_TRAINING = 7  # training itself failed (for example a NaN loss)
+EXIT_CANCELLED = 130  # Ctrl-C
+
+
+class KvtError(Exception):
+    """An error the user can fix; its message says what went wrong and what to do."""
+
+    exit_code = EXIT_BUG
+
+
+class UsageError(KvtError):
+    exit_code = EXIT_USAGE
+
+
+class DataError(KvtError):
+    exit_code = EXIT_DATA
+
+
+class ModelError(KvtError):
+    exit_code = EXIT_MODEL
+
+
+class BackendError(KvtError):
+    exit_code = EXIT_BACKEND
+
+
+class RunError(KvtError):
+    exit_code = EXIT_RUN
+
+
+class TrainingError(KvtError):
+    exit_code = EXIT_TRAINING

@@ -1,0 +1,45 @@
+"""Model families, registered by name and API.
+
+The tutorial's driver code keeps working::
+
+    from kvt.models import MiniVGGNetKeras, MiniVGGNetTF
+    model = MiniVGGNetTF.build(width=32, height=32, depth=3, classes=10)
+
+Importing this package imports no framework; each class is imported (with Keras or
+TensorFlow) on first access.
+"""
+
+from __future__ import annotations
+
+from kvt.models.registry import get_model, list_models, register_model
+
+__all__ = ["MiniVGGNetKeras", "MiniVGGNetTF", "get_model", "list_models", "register_model",
+           "ACTIVATIONS", "build_model"]
+
+# Hidden activations a model can use by name. "crelu" doubles the channels it sees.
+ACTIVATIONS = ("relu", "crelu", "elu", "gelu", "swish")
+
+
+def build_model(name: str, api: str, input_shape, num_classes: int, activation: str):
+    """Builds the registered family `name` for `api` (uncompiled)."""
+    from kvt.errors import ModelError
+
+    if activation not in ACTIVATIONS:
+        raise ModelError(
+            f"unknown activation {activation!r}: choose one of {', '.join(ACTIVATIONS)}"
+        )
+    height, width, depth = input_shape
+    return get_model(name, api).build(width=width, height=height, depth=depth,
+                                      classes=num_classes, activation=activation)
+
+
+def __getattr__(attr: str):
+    if attr == "MiniVGGNetKeras":
+        from kvt.models.minivggnet import MiniVGGNetKeras
+
+        return MiniVGGNetKeras
+    if attr == "MiniVGGNetTF":
+        from kvt.models.minivggnet_tf import MiniVGGNetTF
+
+        return MiniVGGNetTF
+    raise AttributeError(f"module 'kvt.models' has no attribute {attr!r}")

@@ -1,0 +1,201 @@
+"""The run directory: every artifact of a training run, written atomically.
+
+    config.json             resolved TrainConfig, dataset, versions and hardware
+    status.json             running | complete | failed | interrupted, with a message
+    history.csv             per-epoch loss, accuracy, val_loss, val_accuracy, seconds
+    metrics.json            test accuracy and loss, per-class precision/recall/F1, timings
+    report.txt              sklearn's classification report with class names
+    plot.png                training and validation loss and accuracy per epoch
+    confusion_matrix.png    test-set confusion matrix
+    model.keras             the trained model; reloads with safe_mode=True
+
+Each file is written to a temporary name in the same folder and renamed into place, so
+a reader sees the old file or the new one, never half of one. `status.json` says
+"complete" only after everything else is in place.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+from kvt.errors import ModelError, RunError
+
+ARTIFACTS = ("config.json", "status.json", "history.csv", "metrics.json", "report.txt",
+             "plot.png", "confusion_matrix.png", "model.keras")
+MODEL_META = "kvt.json"  # kvt's entry inside model.keras: class names, input scaling
+
+
+# --- atomic writes ------------------------------------------------------------------
+
+def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Calls `write(tmp)` for a temporary sibling of `path`, then renames it to `path`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return write_atomic(path, lambda p: p.write_text(text))
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    return write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+# --- the run directory ----------------------------------------------------------------
+
+class RunDir:
+    """A run directory; see the module docstring for what it holds."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def create(self, force: bool = False) -> RunDir:
+        """Makes the folder; refuses one that already holds a run unless `force`."""
+        existing = [n for n in ARTIFACTS if (self.path / n).exists()]
+        if existing and not force:
+            raise RunError(
+                f"{self.path} already holds a run ({', '.join(existing)}): choose another "
+                f"--out or pass --force to overwrite it"
+            )
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            for name in existing:  # --force: no stale artifact may survive into the new run
+                (self.path / name).unlink()
+            probe = self.path / f".write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise RunError(
+                f"cannot write the run directory {self.path} ({e.strerror or e}): choose a "
+                f"writable --out"
+            ) from None
+        return self
+
+    def mark(self, status: str, message: str = "") -> None:
+        write_json(self / "status.json",
+                   {"status": status, "message": message,
+                    "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+    def status(self) -> str:
+        try:
+            return json.loads((self / "status.json").read_text())["status"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return "unknown"
+
+    def require_complete(self) -> None:
+        if not self.path.is_dir():
+            raise RunError(f"{self.path} is not a run directory or model file: check the path")
+        status = self.status()
+        if status != "complete" or not (self / "model.keras").is_file():
+            raise RunError(
+                f"{self.path} is not a complete run (status: {status}): train it to the end "
+                f"first, or pass the path of a model.keras"
+            )
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        return json.loads((self / name).read_text())
+
+    def write_history(self, history: dict[str, list[float]]) -> None:
+        def write(p: Path) -> None:
+            keys = list(history)
+            with open(p, "w", newline="") as f:
+                out = csv.writer(f)
+                out.writerow(["epoch", *keys])
+                for i, row in enumerate(zip(*(history[k] for k in keys)), start=1):
+                    out.writerow([i, *(f"{v:.6g}" for v in row)])
+        write_atomic(self / "history.csv", write)
+
+    def read_history(self) -> dict[str, list[float]]:
+        with open(self / "history.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
+        return {k: [float(r[k]) for r in rows] for k in keys}
+
+
+# --- model files ----------------------------------------------------------------------
+
+def save_model(model, path: str | Path, meta: dict[str, Any]) -> Path:
+    """Saves `model` as .keras with kvt's metadata (class names, scaling) inside."""
+    def write(tmp: Path) -> None:
+        model.save(tmp)
+        # Keras reads only its own entries of the archive, so an extra one is harmless
+        # and keeps the class names with the weights wherever the file goes.
+        with zipfile.ZipFile(tmp, "a") as z:
+            z.writestr(MODEL_META, json.dumps(meta, indent=2, sort_keys=True))
+    return write_atomic(path, write)
+
+
+def read_model_meta(path: str | Path) -> dict[str, Any]:
+    try:
+        with zipfile.ZipFile(path) as z:
+            if MODEL_META not in z.namelist():
+                return {}
+            return json.loads(z.read(MODEL_META))
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise ModelError(f"{path} is not a readable .keras model file ({e}): check the path") from None
+
+
+def resolve_model_path(target: str | Path) -> Path:
+    """A model.keras path from either a run directory or the file itself."""
+    target = Path(target)
+    if target.is_dir():
+        RunDir(target).require_complete()
+        return target / "model.keras"
+    if not target.is_file():
+        raise RunError(f"{target} does not exist: pass a run directory or a model.keras file")
+    if target.suffix != ".keras":
+        raise ModelError(f"{target} is not a .keras model file: pass a run directory or a .keras file")
+    return target
+
+
+def load_model(path: str | Path, unsafe: bool = False):
+    """Loads a .keras model in Keras' safe mode; returns (model, kvt metadata).
+
+    Imports the framework: call after the backend is selected.
+    """
+    import keras
+
+    import kvt.layers  # noqa: F401  (registers kvt's layers for deserialization)
+
+    path = Path(path)
+    meta = read_model_meta(path)
+    if meta.get("api") == "tf":
+        if keras.backend.backend() != "tensorflow":
+            raise ModelError(
+                f"{path} is a tf.keras model that calls TensorFlow ops: load it with "
+                f"--backend tensorflow"
+            )
+        import kvt.models.minivggnet_tf  # noqa: F401  (registers TFCReLU)
+    try:
+        model = keras.saving.load_model(path, safe_mode=not unsafe)
+    except ValueError as e:
+        if "safe_mode" in str(e) or "lambda" in str(e).lower():
+            raise ModelError(
+                f"{path} needs arbitrary Python code to load (for example a Lambda layer), "
+                f"which safe mode refuses: load it only if you trust its source, with --unsafe"
+            ) from None
+        raise ModelError(f"cannot load {path}: {_first_line(e)}") from None
+    except (TypeError, OSError, KeyError, zipfile.BadZipFile) as e:
+        raise ModelError(f"cannot load {path}: {_first_line(e)}") from None
+    return model, meta
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

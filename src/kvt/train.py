@@ -1,0 +1,233 @@
+"""Compile and fit a model for a TrainConfig, then write the whole run directory.
+
+Imports Keras: call `kvt.backends.select()` before importing this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+import keras
+import numpy as np
+
+from kvt import __version__, backends
+from kvt.config import TrainConfig
+from kvt.data import Dataset, load_dataset
+from kvt.errors import TrainingError, UsageError
+from kvt.models import build_model
+from kvt.report import evaluate_predictions, plot_confusion, plot_history
+from kvt.runs import RunDir, save_model, write_atomic, write_json, write_text
+
+SCALE = 1.0 / 255.0  # images are stored as 0..255 and fed to the model in [0, 1]
+
+
+@dataclasses.dataclass
+class Run:
+    """The outcome of `fit()`: the model, its history and its test metrics."""
+
+    config: TrainConfig
+    model: Any
+    history: dict[str, list[float]]
+    metrics: dict[str, Any]
+    report: str
+    run_dir: RunDir | None
+
+
+def load_data(config: TrainConfig) -> Dataset:
+    """The config's dataset, sliced to its train/test limits."""
+    dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
+    if config.train_limit or config.test_limit:
+        dataset = dataset.limit(config.train_limit, config.test_limit, config.seed)
+    return dataset
+
+
+def to_inputs(images: np.ndarray) -> np.ndarray:
+    return images.astype(np.float32) * np.float32(SCALE)
+
+
+def build_and_compile(config: TrainConfig, input_shape, num_classes: int):
+    """The config's model, compiled with its optimiser recipe."""
+    model = build_model(config.model, config.api, input_shape, num_classes, config.activation)
+    lr: Any = config.lr
+    if config.decay > 0:
+        # Keras 2's per-step `decay`: lr_t = lr / (1 + decay * t), t counting SGD steps.
+        lr = keras.optimizers.schedules.InverseTimeDecay(
+            config.lr, decay_steps=1, decay_rate=config.decay)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
+        plot_path: str | Path | None = None, stream: TextIO | None = None) -> Run:
+    """Trains, evaluates on the test split and writes every artifact to `run_dir`."""
+    stream = stream or sys.stdout
+    n_train = len(dataset.y_train)
+    if config.batch_size > n_train:
+        raise UsageError(
+            f"--batch-size {config.batch_size} is larger than the {n_train} training images: "
+            f"use a smaller batch"
+        )
+    keras.utils.set_random_seed(config.seed)
+    x_train, x_test = to_inputs(dataset.x_train), to_inputs(dataset.x_test)
+    y_train = keras.utils.to_categorical(dataset.y_train, dataset.num_classes)
+    y_test = keras.utils.to_categorical(dataset.y_test, dataset.num_classes)
+    model = build_and_compile(config, dataset.input_shape, dataset.num_classes)
+
+    if run_dir is not None:
+        run_dir.mark("running")
+        write_json(run_dir / "config.json", {
+            "config": config.to_dict(),
+            "dataset": {"name": dataset.name, "source": dataset.source,
+                        "train_images": n_train, "test_images": len(dataset.y_test),
+                        "input_shape": list(dataset.input_shape),
+                        "class_names": dataset.class_names},
+            "environment": backends.describe(),
+            "kvt": __version__,
+            "command": sys.argv,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        })
+
+    timer = EpochTimer(n_train)
+    callbacks: list[Any] = [timer, NanGuard()]
+    interactive = stream.isatty()
+    if not interactive:
+        callbacks.append(EpochLine(config.epochs, timer, stream))
+    with _recording_failure(run_dir):
+        fitted = model.fit(x_train, y_train, validation_data=(x_test, y_test),
+                           batch_size=config.batch_size, epochs=config.epochs,
+                           verbose=1 if interactive else 0, callbacks=callbacks)
+        history = {k: [float(v) for v in vals] for k, vals in fitted.history.items()}
+        history["epoch_seconds"] = timer.epoch_seconds
+        history["train_seconds"] = timer.train_seconds
+        probs = np.asarray(model.predict(x_test, batch_size=max(config.batch_size, 256),
+                                         verbose=0))
+        metrics, report, matrix = evaluate_predictions(probs, dataset.y_test,
+                                                       dataset.class_names)
+        metrics.update({
+            "epochs": config.epochs,
+            "train_images": n_train,
+            "train_seconds": float(sum(timer.epoch_seconds)),
+            "seconds_per_epoch": float(np.mean(timer.epoch_seconds)),
+            "images_per_second": float(n_train / np.mean(timer.train_seconds)),
+            "final_train_accuracy": history["accuracy"][-1],
+            "final_train_loss": history["loss"][-1],
+        })
+        run = Run(config, model, history, metrics, report, run_dir)
+        if run_dir is not None:
+            write_run(run, dataset, matrix, plot_path)
+        elif plot_path is not None:
+            _plot(run, dataset, plot_path)
+    return run
+
+
+@contextlib.contextmanager
+def _recording_failure(run_dir: RunDir | None) -> Iterator[None]:
+    """Marks the run interrupted (Ctrl-C) or failed if the block does not finish."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if run_dir is not None:
+            run_dir.mark("interrupted", "stopped by Ctrl-C")
+        raise
+    except Exception as e:
+        if run_dir is not None:
+            run_dir.mark("failed", str(e))
+        raise
+
+
+def model_meta(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
+    """What `predict` and `evaluate` need besides the weights, stored in model.keras."""
+    return {"class_names": dataset.class_names, "input_shape": list(dataset.input_shape),
+            "scale": SCALE, "api": config.api, "model": config.model,
+            "activation": config.activation, "backend": config.backend,
+            "dataset": config.dataset, "data_dir": config.data_dir,
+            "image_size": config.image_size, "kvt": __version__}
+
+
+def _title(run: Run, dataset: Dataset) -> str:
+    c = run.config
+    return f"Training Loss and Accuracy on {dataset.name} ({c.api}, {c.activation}, {c.backend})"
+
+
+def _plot(run: Run, dataset: Dataset, path: str | Path) -> None:
+    curves = {k: v for k, v in run.history.items() if not k.endswith("seconds")}
+    plot_history(curves, path, _title(run, dataset))
+
+
+def write_run(run: Run, dataset: Dataset, matrix: np.ndarray,
+              plot_path: str | Path | None) -> None:
+    """Writes every artifact; marks the run complete only after the last one."""
+    rd = run.run_dir
+    assert rd is not None
+    rd.write_history(run.history)
+    write_text(rd / "report.txt", run.report)
+    _plot(run, dataset, rd / "plot.png")
+    plot_confusion(matrix, dataset.class_names, rd / "confusion_matrix.png",
+                   f"Confusion matrix, {dataset.name} test set")
+    save_model(run.model, rd / "model.keras", model_meta(run.config, dataset))
+    write_json(rd / "metrics.json", run.metrics)
+    if plot_path is not None:
+        data = (rd / "plot.png").read_bytes()
+        write_atomic(plot_path, lambda p: p.write_bytes(data))
+    rd.mark("complete")
+
+
+# --- callbacks --------------------------------------------------------------------------
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time per epoch, and of its training part alone (for images per second)."""
+
+    def __init__(self, n_train: int):
+        super().__init__()
+        self.n_train = n_train
+        self.epoch_seconds: list[float] = []
+        self.train_seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = self._last_batch = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._last_batch = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.train_seconds.append(self._last_batch - self._start)
+        self.epoch_seconds.append(time.perf_counter() - self._start)
+
+
+class NanGuard(keras.callbacks.Callback):
+    """Stops at the first non-finite loss: continuing would only waste the epoch."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(np.asarray(loss))):
+            raise TrainingError(
+                f"the loss became {float(np.asarray(loss))} at epoch {self._epoch + 1}, step "
+                f"{batch + 1}: training diverged, most likely because the learning rate is "
+                f"too high; try a smaller --lr"
+            )
+
+
+class EpochLine(keras.callbacks.Callback):
+    """One line per epoch, for logs and pipes where a progress bar would be noise."""
+
+    def __init__(self, epochs: int, timer: EpochTimer, stream: TextIO):
+        super().__init__()
+        self.epochs, self.timer, self.stream = epochs, timer, stream
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        parts = [f"epoch {epoch + 1}/{self.epochs}", f"{self.timer.epoch_seconds[-1]:.1f}s"]
+        parts += [f"{k} {float(np.asarray(v)):.4f}" for k, v in logs.items()
+                  if k in ("loss", "accuracy", "val_loss", "val_accuracy")]
+        parts.append(f"{self.timer.n_train / max(self.timer.train_seconds[-1], 1e-9):.0f} img/s")
+        print(" - ".join(parts), file=self.stream, flush=True)

@@ -1,0 +1,152 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import FAST_DIGITS, run_cli
+from kvt.cli import main
+from kvt.errors import UsageError
+
+
+def test_help_and_argument_errors_import_no_framework():
+    code = (
+        "import sys\n"
+        "from kvt.cli import main\n"
+        "codes = []\n"
+        "for argv in (['--help'], ['train', '--help'], ['train', '--epochs', '0'],\n"
+        "             ['train', '--epochs', 'x'], ['predict', 'm.keras', 'a.png', '--top', '0']):\n"
+        "    try:\n"
+        "        codes.append(main(argv))\n"
+        "    except SystemExit as e:\n"
+        "        codes.append(e.code)\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules]\n"
+        "print('CODES', codes, 'HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "CODES [0, 0, 2, 2, 2] HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+def test_console_script_runs_with_exit_codes():
+    kvt = Path(sys.executable).with_name("kvt")
+    ok = subprocess.run([str(kvt), "--version"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and ok.stdout.startswith("kvt ")
+    bad = subprocess.run([str(kvt), "train", "--dataset", "digits", "--lr", "-1"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "kvt train: error: --lr must be a finite number > 0.0, got -1.0"
+
+
+def _bad_inputs(tmp_path: Path, digits_runs):
+    run = str(digits_runs["keras"])
+    incomplete = tmp_path / "incomplete"
+    incomplete.mkdir()
+    (incomplete / "status.json").write_text('{"status": "running"}')
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    not_model = tmp_path / "model.h5"
+    not_model.write_bytes(b"x")
+    broken_model = tmp_path / "broken.keras"
+    broken_model.write_bytes(b"not a zip")
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "metrics.json").write_text("{}")
+    return [
+        (["train", "--epochs", "0"], 2, "--epochs must be a positive integer, got 0"),
+        (["train", "--lr", "nan"], 2, "--lr must be a finite number > 0.0, got nan"),
+        (["train", "--momentum", "1.5"], 2, "--momentum must be a finite number"),
+        (["train", "--batch-size", "-4"], 2, "--batch-size must be a positive integer"),
+        (["train", "--epochs", "three"], 2, "invalid int value: 'three'"),
+        (["train", "--api", "tf", "--backend", "jax"], 2, "needs --backend tensorflow"),
+        (["train", "--recipe", "fast"], 2, "invalid choice: 'fast'"),
+        (["train", "--activation", "sigmoidal"], 4, "unknown activation 'sigmoidal'"),
+        (["train", "--model", "resnet50"], 4, "unknown model 'resnet50' for --api keras: known"),
+        (["train", "--dataset", str(tmp_path / "nope")], 3, "unknown dataset"),
+        (["train", "--data-dir", str(tmp_path / "nope")], 3, "does not exist: point --data-dir"),
+        (["train", "--data-dir", str(tmp_path)], 3, "holds no CIFAR-10 data"),
+        (["train", "--dataset", "digits", "--batch-size", "5000"], 2,
+         "--batch-size 5000 is larger than the 1347 training images"),
+        (["train", "--dataset", "digits", "--out", str(existing)], 6,
+         "already holds a run (metrics.json): choose another --out or pass --force"),
+        (["train", "--dataset", "digits", "--out", "/proc/kvt-run"], 6,
+         "cannot write the run directory /proc/kvt-run"),
+        (["evaluate", str(tmp_path / "nope")], 6, "does not exist: pass a run directory"),
+        (["evaluate", str(incomplete)], 6, "is not a complete run (status: running)"),
+        (["evaluate", str(broken_model)], 4, "is not a readable .keras model file"),
+        (["evaluate", run, "--dataset", "cifar10", "--data-dir", str(tmp_path / "nope")], 3,
+         "does not exist"),
+        (["predict", str(not_model), "a.png"], 4, "is not a .keras model file"),
+        (["predict", run, str(corrupt)], 3, "cannot decode image"),
+        (["predict", run, str(tmp_path / "missing.png")], 3, "missing.png does not exist"),
+        (["predict", run, str(corrupt), "--top", "0"], 2, "--top must be a positive integer"),
+    ]
+
+
+def test_every_bad_input_gets_one_line_and_its_exit_code(tmp_path, capsys, digits_runs):
+    for argv, code, words in _bad_inputs(tmp_path, digits_runs):
+        got, out, err = run_cli(capsys, *argv)
+        lines = err.strip().splitlines()
+        assert got == code, (argv, got, err)
+        assert len(lines) == 1 and words in lines[0], (argv, err)
+        assert "Traceback" not in err + out
+    assert not (tmp_path / "nope").exists()
+    assert json.loads((tmp_path / "existing" / "metrics.json").read_text()) == {}
+
+
+def test_failed_data_load_leaves_no_empty_run_directory(tmp_path, capsys):
+    out = tmp_path / "runs" / "r"
+    code, _, _ = run_cli(capsys, "train", "--data-dir", str(tmp_path / "nope"), "--out", str(out))
+    assert code == 3 and not out.exists()
+
+
+def test_debug_shows_the_traceback():
+    with pytest.raises(UsageError):
+        main(["--debug", "train", "--epochs", "0"])
+
+
+def test_evaluate_run_dir_and_model_file(capsys, digits_runs):
+    run = digits_runs["tf"]
+    expected = json.loads((run / "metrics.json").read_text())["test_accuracy"]
+    for target in (run, run / "model.keras"):
+        code, out, err = run_cli(capsys, "evaluate", str(target))
+        assert code == 0, err
+        assert f"test accuracy {100 * expected:.2f}%" in out
+        assert "weighted avg" in out
+
+
+def test_predict_any_size_image_prints_top_k(tmp_path, capsys, digits_runs):
+    from kvt.data import load_dataset
+
+    ds = load_dataset("digits")
+    small = tmp_path / "three.png"
+    Image.fromarray(ds.x_test[ds.y_test == 3][0][..., 0]).save(small)
+    big = tmp_path / "seven.jpg"
+    Image.fromarray(ds.x_test[ds.y_test == 7][0][..., 0]).resize((64, 64)).convert("RGB").save(big)
+    code, out, err = run_cli(capsys, "predict", str(digits_runs["keras"] / "model.keras"),
+                             str(small), str(big), "--top", "3")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 2
+    first = lines[0].split(": ", 1)[1].split(", ")
+    assert len(first) == 3 and first[0].startswith("3 ")
+    probs = [float(p.split()[1]) for p in first]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+
+
+def test_tutorial_style_commands(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "train", *FAST_DIGITS, "--api", "tf", "--activation",
+                             "crelu", "--plot", "plot_tf.png")
+    assert code == 0, err
+    assert (tmp_path / "plot_tf.png").is_file()
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and runs[0].name.endswith("-digits-tf-crelu")
+    assert "run saved to runs/" in out and "test accuracy" in out
+    # --force replaces a run, and leaves no artifact of the old one behind
+    code, _, err = run_cli(capsys, "train", *FAST_DIGITS, "--epochs", "1", "--out", str(runs[0]),
+                           "--force")
+    assert code == 0, err
+    assert len((runs[0] / "history.csv").read_text().splitlines()) == 2

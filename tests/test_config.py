@@ -1,0 +1,59 @@
+import math
+
+import pytest
+
+from kvt.config import RECIPES, TrainConfig
+from kvt.errors import ModelError, UsageError
+
+
+def test_seed_recipe_is_the_tutorials():
+    c = TrainConfig.from_recipe("seed")
+    assert (c.epochs, c.batch_size, c.lr, c.momentum) == (30, 32, 0.01, 0.0)
+    assert math.isclose(c.decay, 0.01 / 30)
+    assert c.recipe == "seed" and RECIPES["seed"]["epochs"] == 30
+
+
+def test_overrides_apply_and_none_keeps_recipe_value():
+    c = TrainConfig.from_recipe("seed", epochs=5, batch_size=None, lr=0.1)
+    assert (c.epochs, c.batch_size, c.lr) == (5, 32, 0.1)
+
+
+def test_json_round_trip():
+    c = TrainConfig.from_recipe("seed", api="tf", activation="crelu", seed=3, train_limit=100)
+    assert TrainConfig.from_json(c.to_json()) == c
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("epochs", 0, "--epochs must be a positive integer"),
+    ("epochs", -3, "--epochs must be a positive integer"),
+    ("batch_size", 0, "--batch-size must be a positive integer"),
+    ("lr", 0.0, "--lr must be a finite number > 0"),
+    ("lr", float("nan"), "--lr must be a finite number"),
+    ("lr", float("inf"), "--lr must be a finite number"),
+    ("decay", -1.0, "--decay must be a finite number >= 0"),
+    ("momentum", 1.0, "--momentum must be a finite number >= 0.0 and < 1.0"),
+    ("seed", -1, "--seed must be a non-negative integer"),
+    ("api", "theano", "unknown --api 'theano'"),
+    ("backend", "cntk", "unknown --backend 'cntk'"),
+    ("train_limit", 0, "--train-limit must be a positive integer"),
+])
+def test_nonsense_values_are_refused_by_name(field, value, words):
+    with pytest.raises(UsageError, match=words.replace("(", r"\(").replace(".", r"\.")):
+        TrainConfig.from_recipe("seed", **{field: value})
+
+
+def test_unknown_activation_lists_known_ones():
+    with pytest.raises(ModelError, match="unknown activation 'sigmoidal'.*relu, crelu"):
+        TrainConfig(activation="sigmoidal")
+
+
+def test_tf_api_needs_tensorflow_backend():
+    with pytest.raises(UsageError, match="--api tf .* needs --backend tensorflow"):
+        TrainConfig(api="tf", backend="jax")
+
+
+def test_unknown_recipe_and_unknown_keys():
+    with pytest.raises(UsageError, match="unknown recipe 'fastest'"):
+        TrainConfig.from_recipe("fastest")
+    with pytest.raises(UsageError, match=r"unknown config keys \['colour'\]"):
+        TrainConfig.from_dict({"colour": "red"})

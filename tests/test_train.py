@@ -1,0 +1,111 @@
+import csv
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from kvt.config import TrainConfig
+from kvt.data import load_dataset
+from kvt.errors import TrainingError
+from kvt.runs import RunDir, load_model, read_model_meta
+from kvt.train import fit, to_inputs
+
+ARTIFACTS = ["config.json", "status.json", "history.csv", "metrics.json", "report.txt",
+             "plot.png", "confusion_matrix.png", "model.keras"]
+
+
+@pytest.mark.parametrize("api", ["keras", "tf"])
+def test_training_on_digits_writes_a_complete_readable_run(digits_runs, api):
+    run = RunDir(digits_runs[api])
+    for name in ARTIFACTS:
+        assert (run / name).is_file(), name
+    assert run.status() == "complete"
+    assert not list(run.path.glob(".*tmp*"))
+
+    saved = run.read_json("config.json")
+    config = TrainConfig.from_dict(saved["config"])
+    assert (config.api, config.activation, config.epochs, config.batch_size) == (api, "crelu", 3, 8)
+    assert saved["environment"]["backend"] == "tensorflow" and saved["environment"]["tensorflow"]
+    assert saved["dataset"]["class_names"] == [str(d) for d in range(10)]
+
+    with open(run / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds"} <= set(rows[0])
+
+    metrics = run.read_json("metrics.json")
+    assert metrics["test_accuracy"] > 0.6  # chance is 0.1
+    assert metrics["test_accuracy"] == pytest.approx(float(rows[-1]["val_accuracy"]), abs=1e-4)
+    assert set(metrics["per_class"]) == {str(d) for d in range(10)}
+    assert metrics["images_per_second"] > 0 and metrics["train_seconds"] > 0
+
+    report = (run / "report.txt").read_text()
+    assert "precision" in report and "weighted avg" in report
+    for name in ("plot.png", "confusion_matrix.png"):
+        with Image.open(run / name) as img:
+            assert img.format == "PNG" and img.width > 300
+    plot_copy = run.path.parent / f"plot_{api}.png"
+    assert plot_copy.read_bytes() == (run / "plot.png").read_bytes()
+
+    meta = read_model_meta(run / "model.keras")
+    assert meta["class_names"] == [str(d) for d in range(10)] and meta["api"] == api
+
+
+@pytest.mark.parametrize("api", ["keras", "tf"])
+def test_save_reload_in_safe_mode_predicts_identically(tmp_path, api):
+    dataset = load_dataset("digits").limit(200, 60, seed=0)
+    config = TrainConfig(api=api, activation="crelu", dataset="digits", epochs=1, batch_size=16)
+    run = fit(config, dataset, RunDir(tmp_path / "run").create())
+    again, meta = load_model(tmp_path / "run" / "model.keras")
+    x = to_inputs(dataset.x_test)
+    np.testing.assert_array_equal(again.predict(x, verbose=0), run.model.predict(x, verbose=0))
+    assert meta["class_names"] == dataset.class_names
+    # Plain Keras reads the file too (kvt's extra archive entry does not disturb it).
+    plain = keras.saving.load_model(tmp_path / "run" / "model.keras", safe_mode=True)
+    np.testing.assert_array_equal(plain.predict(x, verbose=0), run.model.predict(x, verbose=0))
+
+
+def test_one_line_per_epoch_when_not_a_terminal(tmp_path, capsys):
+    import io
+
+    dataset = load_dataset("digits").limit(100, 30, seed=0)
+    stream = io.StringIO()
+    fit(TrainConfig(dataset="digits", epochs=2, batch_size=10), dataset, stream=stream)
+    lines = stream.getvalue().splitlines()
+    assert [ln.split(" - ")[0] for ln in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert all("val_accuracy" in ln and ln.endswith("img/s") for ln in lines)
+
+
+def test_learning_rate_decay_is_per_step_inverse_time():
+    from kvt.train import build_and_compile
+
+    model = build_and_compile(TrainConfig(), (8, 8, 1), 10)
+    schedule = keras.optimizers.schedules.deserialize(
+        model.optimizer.get_config()["learning_rate"])
+    assert isinstance(schedule, keras.optimizers.schedules.InverseTimeDecay)
+    for step in (0, 1, 1563, 46890):
+        expected = 0.01 / (1 + (0.01 / 30) * step)
+        assert float(schedule(step)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_diverging_loss_stops_and_marks_the_run_failed(tmp_path):
+    dataset = load_dataset("digits").limit(200, 50, seed=0)
+    config = TrainConfig(dataset="digits", epochs=3, batch_size=10, lr=1e12, decay=0.0)
+    run_dir = RunDir(tmp_path / "nan").create()
+    with pytest.raises(TrainingError, match=r"loss became (nan|inf) at epoch 1, step \d+: .*"
+                                            r"smaller --lr"):
+        fit(config, dataset, run_dir)
+    assert run_dir.status() == "failed"
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "model.keras").exists()
+
+
+def test_same_seed_same_initial_model():
+    from kvt.train import build_and_compile
+
+    weights = []
+    for _ in range(2):
+        keras.utils.set_random_seed(7)
+        weights.append(build_and_compile(TrainConfig(), (8, 8, 1), 10).get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
