@@ -49,3 +49,20 @@ def test_model_with_crelu_reloads_in_safe_mode(tmp_path, layer_cls, x):
     again = keras.saving.load_model(path, safe_mode=True)
     assert isinstance(again.layers[1], layer_cls)
     np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("name", ["relu", "elu", "gelu", "swish"])
+def test_native_activation_matches_keras_activation(name, x):
+    from kvt.layers import NativeActivation
+
+    native = keras.ops.convert_to_numpy(NativeActivation(name)(x))
+    portable = keras.ops.convert_to_numpy(keras.layers.Activation(name)(x))
+    np.testing.assert_allclose(native, portable, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="Received: activation=tanh"):
+        NativeActivation("tanh")
+
+
+def test_native_crelu_is_tf_nn_crelu(x):
+    out = keras.ops.convert_to_numpy(CReLU(native=True)(x))
+    np.testing.assert_array_equal(out, tf.nn.crelu(x).numpy())
+    assert CReLU.from_config(CReLU(native=True).get_config()).native is True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 APIS = ("keras", "tf")
 BACKENDS = ("tensorflow", "jax", "torch")
+# Hidden activations by name; "crelu" doubles the channels it sees. Any other
+# activation is a user function named "module.path:function".
+ACTIVATIONS = ("relu", "crelu", "elu", "gelu", "swish")
+FUNCTION_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 @dataclasses.dataclass
@@ -40,7 +45,10 @@ class TrainConfig:
         model: registered model family name. Defaults to `"minivggnet"`.
         api: `"keras"` (portable Keras 3 code) or `"tf"` (the `tf.keras` model that
             calls TensorFlow ops directly). Defaults to `"keras"`.
-        activation: hidden activation, `"relu"` or `"crelu"`, or another known name.
+        activation: hidden activation: `"relu"`, `"crelu"` (the tutorial's placement),
+            `"elu"`, `"gelu"`, `"swish"`, or a user function as `"module:function"`.
+        native_ops: compute the built-in activations with the backend's own ops
+            (`tf.nn.crelu`, `jax.nn.relu`, `torch.relu`, ...) instead of `keras.ops`.
         backend: Keras backend, chosen before Keras is imported.
         dataset: `"cifar10"`, `"digits"` or a path to an image-folder dataset.
         data_dir: where to look for the dataset's files (CIFAR-10). `None` resolves
@@ -56,6 +64,7 @@ class TrainConfig:
     model: str = "minivggnet"
     api: str = "keras"
     activation: str = "relu"
+    native_ops: bool = False
     backend: str = "tensorflow"
     dataset: str = "cifar10"
     data_dir: str | None = None
@@ -87,11 +96,10 @@ class TrainConfig:
                 f"--backend tensorflow (got --backend {self.backend}); use --api keras "
                 f"for the portable model"
             )
-        from kvt.models import ACTIVATIONS
-
-        if self.activation not in ACTIVATIONS:
+        if self.activation not in ACTIVATIONS and not FUNCTION_PATTERN.match(self.activation):
             raise ModelError(
                 f"unknown activation {self.activation!r}: choose one of {', '.join(ACTIVATIONS)}"
+                f", or name your own function as module.path:function"
             )
         _positive_int("epochs", self.epochs)
         _positive_int("batch-size", self.batch_size)

@@ -164,15 +164,25 @@ def resolve_model_path(target: str | Path) -> Path:
     return target
 
 
-def load_model(path: str | Path, unsafe: bool = False):
+def load_model(path: str | Path, unsafe: bool = False, imports: list[str] = ()):
     """Loads a .keras model in Keras' safe mode; returns (model, kvt metadata).
 
-    Imports the framework: call after the backend is selected.
+    `imports` are modules the user trusts to provide the functions of the model's
+    `--activation module:function` layers. Imports the framework: call after the
+    backend is selected.
     """
+    import importlib
+
     import keras
 
     import kvt.layers  # noqa: F401  (registers kvt's layers for deserialization)
 
+    for module in imports:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise ModelError(f"cannot import --import {module} ({e}): check that it is "
+                             f"installed or on PYTHONPATH") from None
     path = Path(path)
     meta = read_model_meta(path)
     if meta.get("api") == "tf":
@@ -184,16 +194,28 @@ def load_model(path: str | Path, unsafe: bool = False):
         import kvt.models.minivggnet_tf  # noqa: F401  (registers TFCReLU)
     try:
         model = keras.saving.load_model(path, safe_mode=not unsafe)
-    except ValueError as e:
-        if "safe_mode" in str(e) or "lambda" in str(e).lower():
-            raise ModelError(
-                f"{path} needs arbitrary Python code to load (for example a Lambda layer), "
-                f"which safe mode refuses: load it only if you trust its source, with --unsafe"
-            ) from None
-        raise ModelError(f"cannot load {path}: {_first_line(e)}") from None
-    except (TypeError, OSError, KeyError, zipfile.BadZipFile) as e:
-        raise ModelError(f"cannot load {path}: {_first_line(e)}") from None
+    except Exception as e:
+        raise _loading_error(path, e) from None
     return model, meta
+
+
+def _loading_error(path: Path, e: Exception) -> ModelError:
+    """One line for why Keras could not load `path`, from the innermost known cause."""
+    from kvt.layers import UnresolvableFunction
+
+    cause: BaseException | None = e
+    while cause is not None:  # Keras wraps a layer's error in its own TypeErrors
+        if isinstance(cause, UnresolvableFunction):
+            return ModelError(f"cannot load {path}: {cause}")
+        cause = cause.__cause__ or cause.__context__
+    text = str(e)
+    if isinstance(e, ValueError) and ("safe_mode" in text or "lambda" in text.lower()):
+        return ModelError(
+            f"{path} needs arbitrary Python code to load (for example a Lambda layer), "
+            f"which safe mode refuses: load it only if you trust its source, with --unsafe")
+    if isinstance(e, (ValueError, TypeError, OSError, KeyError, zipfile.BadZipFile)):
+        return ModelError(f"cannot load {path}: {_first_line(e)}")
+    raise e
 
 
 def _first_line(e: BaseException) -> str:

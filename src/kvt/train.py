@@ -53,7 +53,8 @@ def to_inputs(images: np.ndarray) -> np.ndarray:
 
 def build_and_compile(config: TrainConfig, input_shape, num_classes: int):
     """The config's model, compiled with its optimiser recipe."""
-    model = build_model(config.model, config.api, input_shape, num_classes, config.activation)
+    model = build_model(config.model, config.api, input_shape, num_classes, config.activation,
+                        config.native_ops)
     lr: Any = config.lr
     if config.decay > 0:
         # Keras 2's per-step `decay`: lr_t = lr / (1 + decay * t), t counting SGD steps.
@@ -146,7 +147,8 @@ def model_meta(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
     """What `predict` and `evaluate` need besides the weights, stored in model.keras."""
     return {"class_names": dataset.class_names, "input_shape": list(dataset.input_shape),
             "scale": SCALE, "api": config.api, "model": config.model,
-            "activation": config.activation, "backend": config.backend,
+            "activation": config.activation, "native_ops": config.native_ops,
+            "backend": config.backend,
             "dataset": config.dataset, "data_dir": config.data_dir,
             "image_size": config.image_size, "kvt": __version__}
 

@@ -143,10 +143,27 @@ def test_tutorial_style_commands(tmp_path, capsys, monkeypatch):
     assert code == 0, err
     assert (tmp_path / "plot_tf.png").is_file()
     runs = list((tmp_path / "runs").iterdir())
-    assert len(runs) == 1 and runs[0].name.endswith("-digits-tf-crelu")
+    assert len(runs) == 1 and runs[0].name.endswith("-digits-tf-tensorflow-crelu")
     assert "run saved to runs/" in out and "test accuracy" in out
     # --force replaces a run, and leaves no artifact of the old one behind
     code, _, err = run_cli(capsys, "train", *FAST_DIGITS, "--epochs", "1", "--out", str(runs[0]),
                            "--force")
     assert code == 0, err
     assert len((runs[0] / "history.csv").read_text().splitlines()) == 2
+
+
+def test_lambda_layer_model_is_refused_unless_unsafe(tmp_path, capsys):
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Lambda(lambda t: t * 2.0),
+                              keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(image)
+    code, out, err = run_cli(capsys, "predict", str(path), str(image))
+    assert code == 4 and "safe mode refuses" in err and "--unsafe" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    code, out, err = run_cli(capsys, "predict", str(path), str(image), "--unsafe")
+    assert code == 0, err
+    assert out.startswith(f"{image}: ") and len(out.split(", ")) == 3  # classes 0, 1, 2

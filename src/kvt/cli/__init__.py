@@ -17,6 +17,7 @@ COMMANDS = {
     "train": "kvt.cli.train",
     "evaluate": "kvt.cli.evaluate",
     "predict": "kvt.cli.predict",
+    "info": "kvt.cli.info",
 }
 
 

@@ -28,7 +28,11 @@ def select_backend(args: argparse.Namespace) -> str:
     return name
 
 
-def add_unsafe_argument(parser: argparse.ArgumentParser) -> None:
+def add_loading_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--import", dest="imports", action="append", default=[], metavar="MODULE",
+        help="import MODULE before loading, so that a model trained with --activation "
+             "MODULE:function can find it (repeatable)")
     parser.add_argument(
         "--unsafe", action="store_true",
         help="load model files that need arbitrary Python code (Lambda layers); only "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kvt.cli.common import add_backend_argument, add_unsafe_argument, select_backend
+from kvt.cli.common import add_backend_argument, add_loading_arguments, select_backend
 
 
 def add_parser(sub) -> None:
@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
     p.add_argument("--data-dir", default=None, help="where CIFAR-10 lies (see kvt train)")
     p.add_argument("--batch-size", type=int, default=256)
     add_backend_argument(p)
-    add_unsafe_argument(p)
+    add_loading_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from kvt.runs import load_model
     from kvt.train import to_inputs
 
-    model, meta = load_model(path, unsafe=args.unsafe)
+    model, meta = load_model(path, unsafe=args.unsafe, imports=args.imports)
     dataset_name = args.dataset or meta.get("dataset")
     if not dataset_name:
         raise UsageError(f"{path} does not say which dataset it was trained on: pass --dataset")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kvt.cli.common import add_backend_argument, add_unsafe_argument, select_backend
+from kvt.cli.common import add_backend_argument, add_loading_arguments, select_backend
 
 
 def add_parser(sub) -> None:
@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
     p.add_argument("images", nargs="+", help="PNG or JPEG files")
     p.add_argument("--top", type=int, default=3, help="how many classes to show (default: 3)")
     add_backend_argument(p)
-    add_unsafe_argument(p)
+    add_loading_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from kvt.runs import load_model
     from kvt.train import to_inputs
 
-    model, meta = load_model(path, unsafe=args.unsafe)
+    model, meta = load_model(path, unsafe=args.unsafe, imports=args.imports)
     height, width, channels = model.input_shape[1:]
     if height != width:
         raise ModelError(f"{path} takes {width}x{height} inputs; kvt predicts for square inputs")

@@ -25,7 +25,11 @@ def add_parser(sub) -> None:
     what.add_argument("--model", default="minivggnet", help="model family (default: minivggnet)")
     what.add_argument("--activation", default="relu",
                       help="hidden activation: relu, crelu (tutorial placement), elu, gelu, "
-                           "swish (default: relu)")
+                           "swish, or your own function as module.path:function "
+                           "(default: relu)")
+    what.add_argument("--native-ops", action="store_true",
+                      help="compute activations with the backend's own ops (tf.nn.crelu, "
+                           "jax.nn.relu, torch.relu, ...) instead of keras.ops")
     data = p.add_argument_group("data")
     data.add_argument("--dataset", default="cifar10",
                       help="cifar10, digits (offline, bundled) or a folder with "
@@ -63,7 +67,7 @@ def config_from_args(args: argparse.Namespace, backend: str):
 
     return TrainConfig.from_recipe(
         args.recipe, model=args.model, api=args.api, activation=args.activation,
-        backend=backend, dataset=args.dataset, data_dir=args.data_dir,
+        native_ops=args.native_ops or None, backend=backend, dataset=args.dataset, data_dir=args.data_dir,
         image_size=args.image_size, train_limit=args.train_limit, test_limit=args.test_limit,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, decay=args.decay,
         momentum=args.momentum, seed=args.seed)
@@ -71,7 +75,9 @@ def config_from_args(args: argparse.Namespace, backend: str):
 
 def default_out(config) -> Path:
     name = Path(config.dataset).name if config.dataset not in ("cifar10", "digits") else config.dataset
-    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{config.api}-{config.activation}"
+    activation = config.activation.replace(":", ".")
+    return Path("runs") / (f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{config.api}-"
+                           f"{config.backend}-{activation}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"kvt: {dataset.name} from {dataset.source}: {len(dataset.y_train)} train, "
           f"{len(dataset.y_test)} test images, {w}x{h}x{c}, {dataset.num_classes} classes",
           flush=True)
-    print(f"kvt: training {config.model} (--api {config.api}, {config.activation}) on "
+    native = ", native ops" if config.native_ops else ""
+    print(f"kvt: training {config.model} (--api {config.api}, {config.activation}{native}) on "
           f"{config.backend} for {config.epochs} epochs, batch {config.batch_size}, "
           f"lr {config.lr:g}, seed {config.seed}", flush=True)
     result = fit(config, dataset, run_dir, plot_path=args.plot)

@@ -14,23 +14,23 @@ from __future__ import annotations
 from kvt.models.registry import get_model, list_models, register_model
 
 __all__ = ["MiniVGGNetKeras", "MiniVGGNetTF", "get_model", "list_models", "register_model",
-           "ACTIVATIONS", "build_model"]
+           "build_model"]
 
-# Hidden activations a model can use by name. "crelu" doubles the channels it sees.
-ACTIVATIONS = ("relu", "crelu", "elu", "gelu", "swish")
-
-
-def build_model(name: str, api: str, input_shape, num_classes: int, activation: str):
+def build_model(name: str, api: str, input_shape, num_classes: int, activation: str,
+                native_ops: bool = False):
     """Builds the registered family `name` for `api` (uncompiled)."""
+    from kvt.config import ACTIVATIONS, FUNCTION_PATTERN
     from kvt.errors import ModelError
 
-    if activation not in ACTIVATIONS:
+    if activation not in ACTIVATIONS and not FUNCTION_PATTERN.match(activation):
         raise ModelError(
-            f"unknown activation {activation!r}: choose one of {', '.join(ACTIVATIONS)}"
+            f"unknown activation {activation!r}: choose one of {', '.join(ACTIVATIONS)}, or "
+            f"name your own function as module.path:function"
         )
     height, width, depth = input_shape
     return get_model(name, api).build(width=width, height=height, depth=depth,
-                                      classes=num_classes, activation=activation)
+                                      classes=num_classes, activation=activation,
+                                      native_ops=native_ops)
 
 
 def __getattr__(attr: str):

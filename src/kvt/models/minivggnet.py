@@ -7,7 +7,8 @@ The tutorial's `minivggnetkeras.py`:
     Flatten -> Dense 512 -> act -> BN -> Dropout .5 -> Dense classes -> softmax
 
 With `activation="crelu"` every hidden activation but the first conv's is a CReLU
-(the tutorial's placement), computed by `kvt.layers.CReLU` with `keras.ops`.
+(the tutorial's placement), computed by `kvt.layers.CReLU` with `keras.ops`, or with
+the backend's own ops when `native_ops=True`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from kvt.layers import CReLU
+from kvt.layers import hidden_activation
 from kvt.models.registry import register_model
 
 
@@ -25,20 +26,20 @@ class MiniVGGNetKeras:
 
     @staticmethod
     def build(width: int, height: int, depth: int, classes: int,
-              activation: str = "relu") -> keras.Model:
+              activation: str = "relu", native_ops: bool = False) -> keras.Model:
         """Returns the uncompiled model for `height x width x depth` inputs.
 
         Args:
             width, height, depth: input image size and channels (channels last).
             classes: number of output classes.
             activation: hidden activation. Defaults to `"relu"`; `"crelu"` uses the
-                tutorial's placement; any Keras activation name works too.
+                tutorial's placement; also "elu", "gelu", "swish" or "module:function".
+            native_ops: use the backend's own ops for the built-in activations.
+                Defaults to `False` (`keras.ops`).
         """
 
         def act(first: bool = False) -> layers.Layer:
-            if activation == "crelu":
-                return layers.Activation("relu") if first else CReLU()
-            return layers.Activation(activation)
+            return hidden_activation(activation, native=native_ops, first=first)
 
         model = keras.Sequential(name="minivggnet_keras")
         model.add(keras.Input(shape=(height, width, depth)))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tensorflow as tf
 from tensorflow import keras  # tf.keras: Keras 3 itself with TensorFlow >= 2.16
 
-from kvt.layers import crelu_output_shape
+from kvt.layers import crelu_output_shape, hidden_activation
 from kvt.models.registry import register_model
 
 layers = keras.layers
@@ -55,7 +55,7 @@ class MiniVGGNetTF:
 
     @staticmethod
     def build(width: int, height: int, depth: int, classes: int,
-              activation: str = "crelu") -> keras.Model:
+              activation: str = "crelu", native_ops: bool = False) -> keras.Model:
         """Returns the uncompiled model for `height x width x depth` inputs.
 
         Args:
@@ -63,12 +63,14 @@ class MiniVGGNetTF:
             classes: number of output classes.
             activation: hidden activation. Defaults to `"crelu"`, the tutorial's
                 choice: `tf.nn.crelu` everywhere but after the first conv.
+            native_ops: compute the other activations with TensorFlow's own ops too
+                (`tf.nn.relu`, ...). Defaults to `False`.
         """
 
         def act(first: bool = False) -> layers.Layer:
-            if activation == "crelu":
-                return layers.Activation("relu") if first else TFCReLU()
-            return layers.Activation(activation)
+            if activation == "crelu" and not first:
+                return TFCReLU()
+            return hidden_activation(activation, native=native_ops, first=first)
 
         model = keras.Sequential(name="minivggnet_tf")
         model.add(keras.Input(shape=(height, width, depth)))
