@@ -64,6 +64,8 @@ def _bad_inputs(tmp_path: Path, digits_runs):
         (["train", "--recipe", "fast"], 2, "invalid choice: 'fast'"),
         (["train", "--activation", "sigmoidal"], 4, "unknown activation 'sigmoidal'"),
         (["train", "--model", "resnet50"], 4, "unknown model 'resnet50' for --api keras: known"),
+        (["train", "--dataset", "digits", "--activation", "nosuchmodule_xyz:f"], 4,
+         "cannot import module 'nosuchmodule_xyz'"),
         (["train", "--dataset", str(tmp_path / "nope")], 3, "unknown dataset"),
         (["train", "--data-dir", str(tmp_path / "nope")], 3, "does not exist: point --data-dir"),
         (["train", "--data-dir", str(tmp_path)], 3, "holds no CIFAR-10 data"),
@@ -85,7 +87,9 @@ def _bad_inputs(tmp_path: Path, digits_runs):
     ]
 
 
-def test_every_bad_input_gets_one_line_and_its_exit_code(tmp_path, capsys, digits_runs):
+def test_every_bad_input_gets_one_line_and_its_exit_code(tmp_path, capsys, digits_runs,
+                                                         monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where the default runs/<name> would go
     for argv, code, words in _bad_inputs(tmp_path, digits_runs):
         got, out, err = run_cli(capsys, *argv)
         lines = err.strip().splitlines()
@@ -93,6 +97,7 @@ def test_every_bad_input_gets_one_line_and_its_exit_code(tmp_path, capsys, digit
         assert len(lines) == 1 and words in lines[0], (argv, err)
         assert "Traceback" not in err + out
     assert not (tmp_path / "nope").exists()
+    assert not list((tmp_path / "runs").glob("*"))  # no run directory left behind
     assert json.loads((tmp_path / "existing" / "metrics.json").read_text()) == {}
 
 

@@ -37,3 +37,27 @@ def add_loading_arguments(parser: argparse.ArgumentParser) -> None:
         "--unsafe", action="store_true",
         help="load model files that need arbitrary Python code (Lambda layers); only "
              "for files from a source you trust")
+
+
+def positive(name: str, value: int) -> None:
+    """Refuses a count flag below 1 (argparse only checks that it is an integer)."""
+    if value <= 0:
+        from kvt.errors import UsageError
+
+        raise UsageError(f"--{name} must be a positive integer, got {value}")
+
+
+def load_model_from_args(args: argparse.Namespace, target: str):
+    """The model of a run directory or .keras file, on the backend of `args`.
+
+    Checks the path before the backend is imported, so a typo costs no framework
+    start-up. Returns (path, model, kvt metadata).
+    """
+    from kvt.runs import resolve_model_path
+
+    path = resolve_model_path(target)
+    select_backend(args)
+    from kvt.runs import load_model
+
+    model, meta = load_model(path, unsafe=args.unsafe, imports=args.imports)
+    return path, model, meta

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kvt.cli.common import add_backend_argument, add_loading_arguments, select_backend
+from kvt.cli.common import (add_backend_argument, add_loading_arguments, load_model_from_args,
+                            positive)
 
 
 def add_parser(sub) -> None:
@@ -28,19 +29,14 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from kvt.errors import DataError, UsageError
-    from kvt.runs import resolve_model_path
 
-    if args.batch_size <= 0:
-        raise UsageError(f"--batch-size must be a positive integer, got {args.batch_size}")
-    path = resolve_model_path(args.target)
-    select_backend(args)
+    positive("batch-size", args.batch_size)
+    path, model, meta = load_model_from_args(args, args.target)
 
     from kvt.data import load_dataset
     from kvt.report import evaluate_predictions
-    from kvt.runs import load_model
     from kvt.train import to_inputs
 
-    model, meta = load_model(path, unsafe=args.unsafe, imports=args.imports)
     dataset_name = args.dataset or meta.get("dataset")
     if not dataset_name:
         raise UsageError(f"{path} does not say which dataset it was trained on: pass --dataset")

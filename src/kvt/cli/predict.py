@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from kvt.cli.common import add_backend_argument, add_loading_arguments, select_backend
+from kvt.cli.common import (add_backend_argument, add_loading_arguments, load_model_from_args,
+                            positive)
 
 
 def add_parser(sub) -> None:
@@ -23,19 +24,14 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from kvt.errors import ModelError, UsageError
-    from kvt.runs import resolve_model_path
+    from kvt.errors import ModelError
 
-    if args.top <= 0:
-        raise UsageError(f"--top must be a positive integer, got {args.top}")
-    path = resolve_model_path(args.model)
-    select_backend(args)
+    positive("top", args.top)
+    path, model, meta = load_model_from_args(args, args.model)
 
     from kvt.data.images import load_image
-    from kvt.runs import load_model
     from kvt.train import to_inputs
 
-    model, meta = load_model(path, unsafe=args.unsafe, imports=args.imports)
     height, width, channels = model.input_shape[1:]
     if height != width:
         raise ModelError(f"{path} takes {width}x{height} inputs; kvt predicts for square inputs")

@@ -67,8 +67,8 @@ def config_from_args(args: argparse.Namespace, backend: str):
 
     return TrainConfig.from_recipe(
         args.recipe, model=args.model, api=args.api, activation=args.activation,
-        native_ops=args.native_ops or None, backend=backend, dataset=args.dataset, data_dir=args.data_dir,
-        image_size=args.image_size, train_limit=args.train_limit, test_limit=args.test_limit,
+        native_ops=args.native_ops or None, backend=backend, dataset=args.dataset,
+        data_dir=args.data_dir, image_size=args.image_size, train_limit=args.train_limit, test_limit=args.test_limit,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, decay=args.decay,
         momentum=args.momentum, seed=args.seed)
 
@@ -78,6 +78,17 @@ def default_out(config) -> Path:
     activation = config.activation.replace(":", ".")
     return Path("runs") / (f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{config.api}-"
                            f"{config.backend}-{activation}")
+
+
+def announce(config, dataset) -> None:
+    h, w, c = dataset.input_shape
+    print(f"kvt: {dataset.name} from {dataset.source}: {len(dataset.y_train)} train, "
+          f"{len(dataset.y_test)} test images, {w}x{h}x{c}, {dataset.num_classes} classes",
+          flush=True)
+    native = ", native ops" if config.native_ops else ""
+    print(f"kvt: training {config.model} (--api {config.api}, {config.activation}{native}) on "
+          f"{config.backend} for {config.epochs} epochs, batch {config.batch_size}, "
+          f"lr {config.lr:g}, seed {config.seed}", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,19 +105,14 @@ def run(args: argparse.Namespace) -> int:
     run_dir.create(force=args.force)
     try:
         dataset = load_data(config)
+        announce(config, dataset)
+        result = fit(config, dataset, run_dir, plot_path=args.plot)
     except BaseException:
-        if fresh:  # nothing was written yet: leave no empty run directory behind
+        # A failure before training started (data, batch size, activation) leaves nothing
+        # behind; one after it leaves status.json saying "failed" or "interrupted".
+        if fresh and run_dir.path.is_dir() and not any(run_dir.path.iterdir()):
             run_dir.path.rmdir()
         raise
-    h, w, c = dataset.input_shape
-    print(f"kvt: {dataset.name} from {dataset.source}: {len(dataset.y_train)} train, "
-          f"{len(dataset.y_test)} test images, {w}x{h}x{c}, {dataset.num_classes} classes",
-          flush=True)
-    native = ", native ops" if config.native_ops else ""
-    print(f"kvt: training {config.model} (--api {config.api}, {config.activation}{native}) on "
-          f"{config.backend} for {config.epochs} epochs, batch {config.batch_size}, "
-          f"lr {config.lr:g}, seed {config.seed}", flush=True)
-    result = fit(config, dataset, run_dir, plot_path=args.plot)
     m = result.metrics
     print()
     print(result.report)

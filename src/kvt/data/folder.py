@@ -65,7 +65,7 @@ def list_files(root: Path) -> tuple[list[str], dict[str, list[tuple[str, int]]],
         for label, name in enumerate(names):
             class_dir = root / split / name
             entries = sorted((e for e in os.scandir(class_dir)
-                              if e.is_file() and is_image_file(Path(e.name))),
+                              if e.is_file() and is_image_file(e.name)),
                              key=lambda e: e.name)
             if not entries:
                 raise DataError(

@@ -12,8 +12,8 @@ from kvt.errors import DataError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def is_image_file(path: str | Path) -> bool:
-    name = Path(path).name
+def is_image_file(name: str) -> bool:
+    """Whether a file name (not a path) is a PNG/JPEG kvt reads; hidden files are not."""
     return name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
 
 
