@@ -26,8 +26,11 @@ FRAMEWORKS = {
 }
 
 
-def select(backend: str) -> None:
+def select(backend: str, deterministic: bool = False) -> None:
     """Makes `backend` the Keras backend of this process.
+
+    With `deterministic`, also sets what must be set before the framework starts
+    (XLA's GPU determinism flag for JAX); `make_deterministic()` does the rest.
 
     Raises `BackendError` if the backend is unknown, its framework is not installed,
     or Keras was already imported with another backend.
@@ -54,6 +57,10 @@ def select(backend: str) -> None:
             )
         return
     os.environ["KERAS_BACKEND"] = backend
+    if deterministic and backend == "jax":
+        flag = "--xla_gpu_deterministic_ops=true"
+        if flag not in os.environ.get("XLA_FLAGS", ""):
+            os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
 
 
 # TensorFlow's C++ runtime logs at start-up (oneDNN notices, "no CUDA drivers",
@@ -101,6 +108,25 @@ def _filtered_stderr() -> Iterator[None]:
                 if not _STARTUP_NOISE.match(line):
                     sys.stderr.write(line)
             sys.stderr.flush()
+
+
+def make_deterministic(backend: str) -> None:
+    """Asks `backend` for deterministic kernels (call before its first computation).
+
+    TensorFlow: `enable_op_determinism` (ops without a deterministic kernel then raise).
+    PyTorch: `use_deterministic_algorithms`. JAX: XLA on the CPU is deterministic by
+    itself; for GPUs the XLA flag must be in the environment before JAX starts, which
+    `select()` does when asked.
+    """
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    elif backend == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
 
 
 def active() -> str:

@@ -58,6 +58,8 @@ class TrainConfig:
             slice), for quick trials and tests. `None` uses all.
         epochs, batch_size, lr, decay, momentum: the optimiser recipe.
         seed: seeds Python, NumPy and the backend.
+        deterministic: ask the backend for deterministic kernels, so that two runs
+            with the same seed, backend and machine give identical results.
         recipe: the name of the recipe the defaults came from.
     """
 
@@ -77,6 +79,7 @@ class TrainConfig:
     decay: float = RECIPES["seed"]["decay"]
     momentum: float = RECIPES["seed"]["momentum"]
     seed: int = 42
+    deterministic: bool = False
     recipe: str = "seed"
 
     def __post_init__(self) -> None:

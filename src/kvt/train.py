@@ -75,6 +75,8 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
             f"--batch-size {config.batch_size} is larger than the {n_train} training images: "
             f"use a smaller batch"
         )
+    if config.deterministic:
+        backends.make_deterministic(keras.backend.backend())
     keras.utils.set_random_seed(config.seed)
     x_train, x_test = to_inputs(dataset.x_train), to_inputs(dataset.x_test)
     y_train = keras.utils.to_categorical(dataset.y_train, dataset.num_classes)

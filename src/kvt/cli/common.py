@@ -23,7 +23,7 @@ def select_backend(args: argparse.Namespace) -> str:
     from kvt import backends
 
     name = backend_name(args)
-    backends.select(name)
+    backends.select(name, deterministic=getattr(args, "deterministic", False))
     backends.import_keras()
     return name
 

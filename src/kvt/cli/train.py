@@ -53,6 +53,9 @@ def add_parser(sub) -> None:
                         help="per-step inverse-time decay: lr / (1 + decay * step)")
     recipe.add_argument("--momentum", type=float, default=None)
     recipe.add_argument("--seed", type=int, default=None, help="random seed (default: 42)")
+    recipe.add_argument("--deterministic", action="store_true",
+                        help="deterministic kernels: same seed, backend and machine give "
+                             "identical results (may be slower)")
     out = p.add_argument_group("output")
     out.add_argument("--out", default=None,
                      help="run directory (default: runs/<time>-<dataset>-<api>-<activation>)")
@@ -70,7 +73,7 @@ def config_from_args(args: argparse.Namespace, backend: str):
         native_ops=args.native_ops or None, backend=backend, dataset=args.dataset,
         data_dir=args.data_dir, image_size=args.image_size, train_limit=args.train_limit, test_limit=args.test_limit,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, decay=args.decay,
-        momentum=args.momentum, seed=args.seed)
+        momentum=args.momentum, seed=args.seed, deterministic=args.deterministic or None)
 
 
 def default_out(config) -> Path:
