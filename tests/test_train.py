@@ -109,3 +109,11 @@ def test_same_seed_same_initial_model():
         weights.append(build_and_compile(TrainConfig(), (8, 8, 1), 10).get_weights())
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
+
+
+def test_config_backend_must_match_the_running_backend():
+    from kvt.errors import BackendError
+
+    dataset = load_dataset("digits").limit(100, 30, seed=0)
+    with pytest.raises(BackendError, match="asks for backend jax but Keras runs on tensorflow"):
+        fit(TrainConfig(dataset="digits", backend="jax", epochs=1), dataset)

@@ -19,7 +19,7 @@ import numpy as np
 from kvt import __version__, backends
 from kvt.config import TrainConfig
 from kvt.data import Dataset, load_dataset
-from kvt.errors import TrainingError, UsageError
+from kvt.errors import BackendError, TrainingError, UsageError
 from kvt.models import build_model
 from kvt.report import evaluate_predictions, plot_confusion, plot_history
 from kvt.runs import RunDir, save_model, write_atomic, write_json, write_text
@@ -69,6 +69,11 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
         plot_path: str | Path | None = None, stream: TextIO | None = None) -> Run:
     """Trains, evaluates on the test split and writes every artifact to `run_dir`."""
     stream = stream or sys.stdout
+    if config.backend != keras.backend.backend():
+        raise BackendError(
+            f"the config asks for backend {config.backend} but Keras runs on "
+            f"{keras.backend.backend()} in this process: select the backend first "
+            f"(kvt.backends.select) or set config.backend to match")
     n_train = len(dataset.y_train)
     if config.batch_size > n_train:
         raise UsageError(
