@@ -79,7 +79,7 @@ def import_keras():
     if "keras" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
         import keras
     else:
-        with _filtered_stderr():
+        with filtered_stderr():
             import keras
 
             if keras.backend.backend() == "tensorflow":
@@ -90,7 +90,7 @@ def import_keras():
 
 
 @contextlib.contextmanager
-def _filtered_stderr() -> Iterator[None]:
+def filtered_stderr() -> Iterator[None]:
     # The noise is written by C++ straight to file descriptor 2, so sys.stderr alone
     # cannot catch it: point fd 2 at a file, then replay what is not noise.
     sys.stderr.flush()
@@ -156,7 +156,7 @@ def describe() -> dict[str, Any]:
         "numpy": np.__version__,
         "keras": keras.__version__,
         "machine": platform.machine(),
-        "processor": _cpu_model(),
+        "processor": cpu_model(),
         "cpu_count": os.cpu_count(),
     }
     if backend == "tensorflow":
@@ -180,12 +180,17 @@ def describe() -> dict[str, Any]:
     return info
 
 
-def _cpu_model() -> str:
+def cpuinfo(field: str) -> str | None:
+    """The first `field` line of /proc/cpuinfo ("model name", "flags"), or None."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith(field):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return None
+
+
+def cpu_model() -> str:
+    return cpuinfo("model name") or platform.processor() or "unknown"

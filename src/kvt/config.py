@@ -99,11 +99,7 @@ class TrainConfig:
                 f"--backend tensorflow (got --backend {self.backend}); use --api keras "
                 f"for the portable model"
             )
-        if self.activation not in ACTIVATIONS and not FUNCTION_PATTERN.match(self.activation):
-            raise ModelError(
-                f"unknown activation {self.activation!r}: choose one of {', '.join(ACTIVATIONS)}"
-                f", or name your own function as module.path:function"
-            )
+        check_activation(self.activation)
         _positive_int("epochs", self.epochs)
         _positive_int("batch-size", self.batch_size)
         for name in ("image_size", "train_limit", "test_limit"):
@@ -150,6 +146,15 @@ class TrainConfig:
         """Reads the `config` section of a run's config.json (or a bare config)."""
         data = json.loads(Path(path).read_text())
         return cls.from_dict(data.get("config", data))
+
+
+def check_activation(activation: str) -> None:
+    """Raises `ModelError` unless `activation` is a known name or "module:function"."""
+    if activation not in ACTIVATIONS and not FUNCTION_PATTERN.match(activation):
+        raise ModelError(
+            f"unknown activation {activation!r}: choose one of {', '.join(ACTIVATIONS)}, or "
+            f"name your own function as module.path:function"
+        )
 
 
 def _positive_int(name: str, value: Any) -> None:

@@ -195,12 +195,16 @@ def load_model(path: str | Path, unsafe: bool = False, imports: list[str] = ()):
     try:
         model = keras.saving.load_model(path, safe_mode=not unsafe)
     except Exception as e:
-        raise _loading_error(path, e) from None
+        error = _loading_error(path, e)
+        if error is None:
+            raise
+        raise error from None
     return model, meta
 
 
-def _loading_error(path: Path, e: Exception) -> ModelError:
-    """One line for why Keras could not load `path`, from the innermost known cause."""
+def _loading_error(path: Path, e: Exception) -> ModelError | None:
+    """One line for why Keras could not load `path`, from the innermost known cause;
+    None for an error kvt does not recognise (a bug keeps its traceback)."""
     from kvt.layers import UnresolvableFunction
 
     cause: BaseException | None = e
@@ -215,7 +219,7 @@ def _loading_error(path: Path, e: Exception) -> ModelError:
             f"which safe mode refuses: load it only if you trust its source, with --unsafe")
     if isinstance(e, (ValueError, TypeError, OSError, KeyError, zipfile.BadZipFile)):
         return ModelError(f"cannot load {path}: {_first_line(e)}")
-    raise e
+    return None
 
 
 def _first_line(e: BaseException) -> str:

@@ -29,10 +29,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"keras {_version('keras') or 'not installed'}; default backend "
           f"{os.environ.get('KERAS_BACKEND', 'tensorflow')} "
           f"({'from $KERAS_BACKEND' if 'KERAS_BACKEND' in os.environ else 'KERAS_BACKEND unset'})")
-    flags = _cpu_flags()
+    flags = set((backends.cpuinfo("flags") or "").split())
     usable = [f for f in INTERESTING_FLAGS if f in flags]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"cpu: {backends._cpu_model()}, {cores} usable of {os.cpu_count()} cores; "
+    print(f"cpu: {backends.cpu_model()}, {cores} usable of {os.cpu_count()} cores; "
           f"features: {' '.join(usable) or 'unknown'}")
     env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
                                       "TF_NUM_INTEROP_THREADS", "XLA_FLAGS") if k in os.environ}
@@ -66,21 +66,10 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def _probe_tensorflow() -> dict[str, Any]:
-    from kvt.backends import _filtered_stderr
+    from kvt.backends import filtered_stderr
 
-    with _filtered_stderr():
+    with filtered_stderr():
         import tensorflow as tf
 
         devices = tf.config.list_physical_devices()

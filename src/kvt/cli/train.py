@@ -71,7 +71,8 @@ def config_from_args(args: argparse.Namespace, backend: str):
     return TrainConfig.from_recipe(
         args.recipe, model=args.model, api=args.api, activation=args.activation,
         native_ops=args.native_ops or None, backend=backend, dataset=args.dataset,
-        data_dir=args.data_dir, image_size=args.image_size, train_limit=args.train_limit, test_limit=args.test_limit,
+        data_dir=args.data_dir, image_size=args.image_size, train_limit=args.train_limit,
+        test_limit=args.test_limit,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, decay=args.decay,
         momentum=args.momentum, seed=args.seed, deterministic=args.deterministic or None)
 

@@ -19,14 +19,9 @@ __all__ = ["MiniVGGNetKeras", "MiniVGGNetTF", "get_model", "list_models", "regis
 def build_model(name: str, api: str, input_shape, num_classes: int, activation: str,
                 native_ops: bool = False):
     """Builds the registered family `name` for `api` (uncompiled)."""
-    from kvt.config import ACTIVATIONS, FUNCTION_PATTERN
-    from kvt.errors import ModelError
+    from kvt.config import check_activation
 
-    if activation not in ACTIVATIONS and not FUNCTION_PATTERN.match(activation):
-        raise ModelError(
-            f"unknown activation {activation!r}: choose one of {', '.join(ACTIVATIONS)}, or "
-            f"name your own function as module.path:function"
-        )
+    check_activation(activation)
     height, width, depth = input_shape
     return get_model(name, api).build(width=width, height=height, depth=depth,
                                       classes=num_classes, activation=activation,
