@@ -16,6 +16,7 @@ EXIT_BACKEND = 5  # a backend or framework that is missing or cannot do what was
 EXIT_RUN = 6  # run directory problems: exists, incomplete, not writable
 EXIT_TRAINING = 7  # training itself failed (for example a NaN loss)
 EXIT_CANCELLED = 130  # Ctrl-C
+EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE, as shells report)
 
 
 class KvtError(Exception):

@@ -172,3 +172,19 @@ def test_lambda_layer_model_is_refused_unless_unsafe(tmp_path, capsys):
     code, out, err = run_cli(capsys, "predict", str(path), str(image), "--unsafe")
     assert code == 0, err
     assert out.startswith(f"{image}: ") and len(out.split(", ")) == 3  # classes 0, 1, 2
+
+
+def test_closed_stdout_is_not_a_traceback(monkeypatch):
+    import io
+
+    from kvt.cli import info
+
+    class Closed(io.TextIOBase):  # what `kvt info | head -1` leaves once head has exited
+        def write(self, s):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(info, "PROBES", {name: lambda: {"version": "0", "gpu": False,
+                                                         "threads": 1, "devices": ["cpu"]}
+                                         for name in info.PROBES})
+    monkeypatch.setattr(sys, "stdout", Closed())
+    assert main(["info"]) == 141

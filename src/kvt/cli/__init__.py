@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from kvt import __version__
-from kvt.errors import EXIT_CANCELLED, EXIT_USAGE, KvtError
+from kvt.errors import EXIT_BROKEN_PIPE, EXIT_CANCELLED, EXIT_USAGE, KvtError
 
 COMMANDS = {
     "train": "kvt.cli.train",
@@ -45,6 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # Whoever read our output stopped (kvt info | head): not an error of ours. Point
+        # stdout at /dev/null so that Python's final flush does not fail a second time.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
