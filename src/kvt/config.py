@@ -55,7 +55,11 @@ class TrainConfig:
             `KVT_DATA_DIR`, then the Keras cache, then downloads.
         image_size: resize images of a folder dataset to this side length.
         train_limit, test_limit: use only this many images (a seeded, stratified
-            slice), for quick trials and tests. `None` uses all.
+            slice), for quick trials and tests. `None` uses all. `test_limit` limits
+            whichever split the run is judged on (test, or validation with `val_split`).
+        val_split: hold out this fraction of the training images (stratified, the same
+            images for every seed) and judge the run on them instead of the test set,
+            so that choices can be made without touching the test set.
         epochs, batch_size, lr, decay, momentum: the optimiser recipe.
         seed: seeds Python, NumPy and the backend.
         deterministic: ask the backend for deterministic kernels, so that two runs
@@ -73,6 +77,7 @@ class TrainConfig:
     image_size: int | None = None
     train_limit: int | None = None
     test_limit: int | None = None
+    val_split: float | None = None
     epochs: int = RECIPES["seed"]["epochs"]
     batch_size: int = RECIPES["seed"]["batch_size"]
     lr: float = RECIPES["seed"]["lr"]
@@ -106,6 +111,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None:
                 _positive_int(name.replace("_", "-"), value)
+        if self.val_split is not None:
+            _finite("val-split", self.val_split, low=0.0, high=1.0, low_inclusive=False)
         _finite("lr", self.lr, low=0.0, low_inclusive=False)
         _finite("decay", self.decay, low=0.0)
         _finite("momentum", self.momentum, low=0.0, high=1.0)

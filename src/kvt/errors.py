@@ -47,3 +47,9 @@ class RunError(KvtError):
 
 class TrainingError(KvtError):
     exit_code = EXIT_TRAINING
+
+
+class Cancelled(KvtError):
+    """The user stopped the work (Ctrl-C, SIGTERM); the message says how to go on."""
+
+    exit_code = EXIT_CANCELLED

@@ -93,3 +93,66 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path,
                 ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if matrix[i, j] > threshold else "black")
     return _save_figure(fig, path)
+
+
+def plot_compare(groups: dict[str, list[float]], path: str | Path, title: str,
+                 ylabel: str) -> Path:
+    """Every seed's accuracy per configuration (jittered dots) with a box behind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(groups)
+    rng = np.random.default_rng(0)  # jitter only; fixed so that reruns draw the same plot
+    with plt.style.context("ggplot"):
+        fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(labels) + 2), 5))
+        data = [100 * np.asarray(groups[k], dtype=float) for k in labels]
+        filled = [i for i, d in enumerate(data) if len(d)]
+        if filled:
+            ax.boxplot([data[i] for i in filled], positions=[i + 1 for i in filled],
+                       widths=0.5, showfliers=False)
+        for i, values in enumerate(data, start=1):
+            ax.scatter(i + rng.uniform(-0.12, 0.12, len(values)), values, s=30, zorder=3)
+            if len(values):
+                ax.plot([i - 0.3, i + 0.3], [values.mean()] * 2, color="black", lw=2, zorder=4)
+        ax.set_xticks(range(1, len(labels) + 1), [f"{k}\n(n={len(groups[k])})" for k in labels])
+        ax.set_xlim(0.4, len(labels) + 0.6)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title + "\n(dots: seeds; black bar: mean)")
+        return _save_figure(fig, path)
+
+
+def plot_curves(curves: dict[str, list[dict[str, list[float]]]], path: str | Path,
+                title: str, split: str) -> Path:
+    """Mean training and evaluation curves per configuration, each with a ±1 std band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    panels = (("accuracy", "val_accuracy", "accuracy"), ("loss", "val_loss", "loss"))
+    with plt.style.context("ggplot"):
+        fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+        for ax, (train_key, eval_key, name) in zip(axes, panels):
+            for i, (label, histories) in enumerate(curves.items()):
+                color = f"C{i % 10}"
+                for key, style, kind in ((eval_key, "-", split), (train_key, "--", "train")):
+                    runs = [h[key] for h in histories if key in h]
+                    if not runs:
+                        continue
+                    n = min(len(r) for r in runs)
+                    values = np.asarray([r[:n] for r in runs], dtype=float)
+                    mean, std = values.mean(axis=0), values.std(axis=0)
+                    epochs = np.arange(1, n + 1)
+                    ax.plot(epochs, mean, style, color=color, label=f"{label} {kind}",
+                            marker="o" if n < 3 else None)
+                    if len(runs) > 1:
+                        ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.15)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("Epoch #")
+            ax.set_ylabel(name)
+            ax.legend(fontsize="small")
+        fig.suptitle(title + " (band: ±1 std across seeds)")
+        return _save_figure(fig, path)

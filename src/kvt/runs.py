@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import time
 import zipfile
 from pathlib import Path
@@ -89,14 +90,37 @@ class RunDir:
 
     def mark(self, status: str, message: str = "") -> None:
         write_json(self / "status.json",
-                   {"status": status, "message": message,
+                   {"status": status, "message": message, "pid": os.getpid(),
+                    "host": socket.gethostname(),
                     "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
-    def status(self) -> str:
+    def state(self) -> dict[str, Any]:
+        """status.json's content; {"status": "unknown"} when it is missing or damaged."""
         try:
-            return json.loads((self / "status.json").read_text())["status"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return "unknown"
+            data = json.loads((self / "status.json").read_text())
+            if isinstance(data, dict) and isinstance(data.get("status"), str):
+                return data
+        except (OSError, ValueError):
+            pass
+        return {"status": "unknown"}
+
+    def status(self) -> str:
+        return self.state()["status"]
+
+    def running_elsewhere(self) -> int | None:
+        """The pid of a live process on this host that says it is training this run."""
+        state = self.state()
+        pid = state.get("pid")
+        if (state["status"] != "running" or not isinstance(pid, int) or pid == os.getpid()
+                or state.get("host") != socket.gethostname()):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid  # alive, owned by someone else
+        return pid
 
     def require_complete(self) -> None:
         if not self.path.is_dir():

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
+import os
+import shlex
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
@@ -19,12 +23,17 @@ import numpy as np
 from kvt import __version__, backends
 from kvt.config import TrainConfig
 from kvt.data import Dataset, load_dataset
-from kvt.errors import BackendError, TrainingError, UsageError
+from kvt.errors import BackendError, Cancelled, RunError, TrainingError, UsageError
 from kvt.models import build_model
 from kvt.report import evaluate_predictions, plot_confusion, plot_history
 from kvt.runs import RunDir, save_model, write_atomic, write_json, write_text
 
 SCALE = 1.0 / 255.0  # images are stored as 0..255 and fed to the model in [0, 1]
+# The validation holdout does not move with the training seed: every run of a sweep is
+# judged on the same images.
+VAL_SEED = 0
+CHECKPOINT = "checkpoint.npz"  # in the run directory while training; removed when complete
+CHECKPOINT_FORMAT = 1
 
 
 @dataclasses.dataclass
@@ -40,8 +49,10 @@ class Run:
 
 
 def load_data(config: TrainConfig) -> Dataset:
-    """The config's dataset, sliced to its train/test limits."""
+    """The config's dataset: validation holdout (if any), then train/test limits."""
     dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
+    if config.val_split:
+        dataset = dataset.holdout(config.val_split, VAL_SEED)
     if config.train_limit or config.test_limit:
         dataset = dataset.limit(config.train_limit, config.test_limit, config.seed)
     return dataset
@@ -66,8 +77,15 @@ def build_and_compile(config: TrainConfig, input_shape, num_classes: int):
 
 
 def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
-        plot_path: str | Path | None = None, stream: TextIO | None = None) -> Run:
-    """Trains, evaluates on the test split and writes every artifact to `run_dir`."""
+        plot_path: str | Path | None = None, stream: TextIO | None = None,
+        resume: bool = False) -> Run:
+    """Trains, evaluates and writes every artifact to `run_dir`.
+
+    Every finished epoch is checkpointed in `run_dir` (weights, optimizer and random
+    state, history), so that `resume=True` continues from the last finished epoch and
+    ends where an uninterrupted run would have. The training data is visited in an
+    order that depends only on (seed, epoch), not on how many processes the run took.
+    """
     stream = stream or sys.stdout
     if config.backend != keras.backend.backend():
         raise BackendError(
@@ -87,63 +105,170 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
     y_train = keras.utils.to_categorical(dataset.y_train, dataset.num_classes)
     y_test = keras.utils.to_categorical(dataset.y_test, dataset.num_classes)
     model = build_and_compile(config, dataset.input_shape, dataset.num_classes)
+    progress = Progress(config.epochs)
+    if resume and run_dir is not None and (run_dir / CHECKPOINT).is_file():
+        progress = restore_checkpoint(model, config, run_dir / CHECKPOINT)
 
     if run_dir is not None:
-        run_dir.mark("running")
-        write_json(run_dir / "config.json", {
-            "config": config.to_dict(),
-            "dataset": {"name": dataset.name, "source": dataset.source,
-                        "train_images": n_train, "test_images": len(dataset.y_test),
-                        "input_shape": list(dataset.input_shape),
-                        "class_names": dataset.class_names},
-            "environment": backends.describe(),
-            "kvt": __version__,
-            "command": sys.argv,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        })
+        if not (resume and (run_dir / "config.json").is_file()):
+            write_json(run_dir / "config.json", {
+                "config": config.to_dict(),
+                "dataset": {"name": dataset.name, "source": dataset.source,
+                            "eval_split": dataset.eval_split,
+                            "train_images": n_train, "test_images": len(dataset.y_test),
+                            "input_shape": list(dataset.input_shape),
+                            "class_names": dataset.class_names},
+                "environment": backends.describe(),
+                "kvt": __version__,
+                "command": sys.argv,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            })
+        run_dir.mark("running", progress.summary())
 
     timer = EpochTimer(n_train)
     callbacks: list[Any] = [timer, NanGuard()]
     interactive = stream.isatty()
     if not interactive:
         callbacks.append(EpochLine(config.epochs, timer, stream))
-    with _recording_failure(run_dir):
-        fitted = model.fit(x_train, y_train, validation_data=(x_test, y_test),
-                           batch_size=config.batch_size, epochs=config.epochs,
-                           verbose=1 if interactive else 0, callbacks=callbacks)
-        history = {k: [float(v) for v in vals] for k, vals in fitted.history.items()}
-        history["epoch_seconds"] = timer.epoch_seconds
-        history["train_seconds"] = timer.train_seconds
+    with _recording_failure(run_dir, progress):
+        for epoch in range(progress.done, config.epochs):
+            order = epoch_order(config.seed, epoch, n_train)
+            fitted = model.fit(x_train[order], y_train[order], validation_data=(x_test, y_test),
+                               batch_size=config.batch_size, initial_epoch=epoch,
+                               epochs=epoch + 1, shuffle=False,
+                               verbose=1 if interactive else 0, callbacks=callbacks)
+            progress.add_epoch(fitted.history, timer.epoch_seconds[-1], timer.train_seconds[-1])
+            if run_dir is not None:
+                save_checkpoint(model, config, progress, run_dir / CHECKPOINT)
+                run_dir.write_history(progress.history)
+                run_dir.mark("running", progress.summary())
+        history = progress.history
         probs = np.asarray(model.predict(x_test, batch_size=max(config.batch_size, 256),
                                          verbose=0))
         metrics, report, matrix = evaluate_predictions(probs, dataset.y_test,
                                                        dataset.class_names)
+        metrics = _name_split(metrics, dataset.eval_split)
+        epoch_seconds, train_seconds = history["epoch_seconds"], history["train_seconds"]
         metrics.update({
             "epochs": config.epochs,
             "train_images": n_train,
-            "train_seconds": float(sum(timer.epoch_seconds)),
-            "seconds_per_epoch": float(np.mean(timer.epoch_seconds)),
-            "images_per_second": float(n_train / np.mean(timer.train_seconds)),
+            "train_seconds": float(sum(epoch_seconds)),
+            "seconds_per_epoch": float(np.mean(epoch_seconds)),
+            "images_per_second": float(n_train / np.mean(train_seconds)),
             "final_train_accuracy": history["accuracy"][-1],
             "final_train_loss": history["loss"][-1],
+            "sessions": progress.sessions,
         })
         run = Run(config, model, history, metrics, report, run_dir)
         if run_dir is not None:
             write_run(run, dataset, matrix, plot_path)
+            (run_dir / CHECKPOINT).unlink(missing_ok=True)  # model.keras holds the end state
         elif plot_path is not None:
             _plot(run, dataset, plot_path)
     return run
 
 
+def _name_split(metrics: dict[str, Any], split: str) -> dict[str, Any]:
+    """`accuracy`/`loss` of the split the run was judged on, also under the split's
+    name (`test_accuracy` or `validation_accuracy`), and `eval_split` saying which."""
+    accuracy, loss = metrics.pop("test_accuracy"), metrics.pop("test_loss")
+    images = metrics.pop("test_images")
+    return {"eval_split": split, "accuracy": accuracy, "loss": loss, "eval_images": images,
+            f"{split}_accuracy": accuracy, f"{split}_loss": loss, f"{split}_images": images,
+            **metrics}
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order in which epoch `epoch` visits the `n` training images."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+class Progress:
+    """What the finished epochs produced: history, timings, how many sessions ran."""
+
+    def __init__(self, epochs: int, done: int = 0, history: dict[str, list[float]] | None = None,
+                 sessions: int = 0):
+        self.epochs, self.done = epochs, done
+        self.history: dict[str, list[float]] = history or {}
+        self.sessions = sessions + 1  # this process is one more
+
+    def add_epoch(self, logs: dict[str, list[Any]], epoch_seconds: float,
+                  train_seconds: float) -> None:
+        for key, values in logs.items():
+            self.history.setdefault(key, []).extend(float(np.asarray(v)) for v in values)
+        self.history.setdefault("epoch_seconds", []).append(float(epoch_seconds))
+        self.history.setdefault("train_seconds", []).append(float(train_seconds))
+        self.done += 1
+
+    def summary(self) -> str:
+        return f"{self.done}/{self.epochs} epochs finished"
+
+
+def _state_variables(model) -> list[Any]:
+    """Every variable a resumed run needs: weights, BatchNorm statistics, dropout seed
+    state (`model.variables` includes SeedGenerator states; `save_weights` does not)
+    and the optimizer's step counter and slots."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    return [*model.variables, *model.optimizer.variables]
+
+
+def save_checkpoint(model, config: TrainConfig, progress: Progress, path: Path) -> Path:
+    """The state after `progress.done` epochs, as one .npz written atomically."""
+    arrays = {f"v{i}": np.asarray(keras.ops.convert_to_numpy(v))
+              for i, v in enumerate(_state_variables(model))}
+    state = {"format": CHECKPOINT_FORMAT, "epochs_done": progress.done,
+             "history": progress.history, "sessions": progress.sessions,
+             "config": config.to_dict(), "variables": len(arrays)}
+    arrays["state"] = np.array(json.dumps(state))
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+    return write_atomic(path, write)
+
+
+def restore_checkpoint(model, config: TrainConfig, path: Path) -> Progress:
+    """Loads a checkpoint into `model` (built and compiled from the same config)."""
+    fix = f"start the run again with --force, or delete {path}"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            state = json.loads(str(z["state"]))
+            variables = _state_variables(model)
+            if state.get("format") != CHECKPOINT_FORMAT or state.get("variables") != len(variables):
+                raise RunError(f"the checkpoint {path} does not fit this model: {fix}")
+            if state.get("config") != config.to_dict():
+                raise RunError(f"the checkpoint {path} was written for another config: {fix}")
+            values = [z[f"v{i}"] for i in range(len(variables))]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+        raise RunError(f"cannot read the checkpoint {path} ({e}): {fix}") from None
+    for variable, value in zip(variables, values):
+        if tuple(variable.shape) != value.shape:
+            raise RunError(f"the checkpoint {path} does not fit this model "
+                           f"({variable.path}: {value.shape} vs {tuple(variable.shape)}): {fix}")
+        variable.assign(value)
+    return Progress(config.epochs, int(state["epochs_done"]), state["history"],
+                    int(state.get("sessions", 1)))
+
+
 @contextlib.contextmanager
-def _recording_failure(run_dir: RunDir | None) -> Iterator[None]:
-    """Marks the run interrupted (Ctrl-C) or failed if the block does not finish."""
+def _recording_failure(run_dir: RunDir | None, progress: Progress) -> Iterator[None]:
+    """Marks the run interrupted (Ctrl-C, SIGTERM) or failed if the block does not finish."""
     try:
         yield
     except KeyboardInterrupt:
-        if run_dir is not None:
-            run_dir.mark("interrupted", "stopped by Ctrl-C")
-        raise
+        if run_dir is None:
+            raise
+        saved = (f"{progress.done} finished epoch{'s' if progress.done != 1 else ''} "
+                 f"{'are' if progress.done != 1 else 'is'} saved" if progress.done
+                 else "no epoch had finished")
+        message = (f"stopped during epoch {min(progress.done + 1, progress.epochs)}/"
+                   f"{progress.epochs}; {saved}: continue with kvt train --resume "
+                   f"{shlex.quote(str(run_dir.path))}")
+        run_dir.mark("interrupted", message)
+        raise Cancelled(message) from None
     except Exception as e:
         if run_dir is not None:
             run_dir.mark("failed", str(e))

@@ -12,12 +12,13 @@ import os
 import sys
 
 from kvt import __version__
-from kvt.errors import EXIT_BROKEN_PIPE, EXIT_CANCELLED, EXIT_USAGE, KvtError
+from kvt.errors import EXIT_BROKEN_PIPE, EXIT_CANCELLED, EXIT_USAGE, Cancelled, KvtError
 
 COMMANDS = {
     "train": "kvt.cli.train",
     "evaluate": "kvt.cli.evaluate",
     "predict": "kvt.cli.predict",
+    "compare": "kvt.cli.compare",
     "info": "kvt.cli.info",
 }
 
@@ -66,7 +67,8 @@ def _main(argv: list[str] | None) -> int:
     except KvtError as e:
         if args.debug:
             raise
-        print(f"kvt {args.command}: error: {e}", file=sys.stderr)
+        kind = "cancelled" if isinstance(e, Cancelled) else "error"
+        print(f"kvt {args.command}: {kind}: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         if args.debug:

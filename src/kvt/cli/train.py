@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
 
-from kvt.cli.common import add_backend_argument, backend_name, select_backend
+from kvt.cli.common import add_backend_argument, backend_name
 from kvt.config import APIS, RECIPES
+
+
+# The flags that make up a TrainConfig (argparse dest -> config field); all default to
+# None so that `--config FILE` and `--recipe` can supply what the user did not type.
+CONFIG_FLAGS = {
+    "model": "model", "api": "api", "activation": "activation", "native_ops": "native_ops",
+    "backend": "backend", "dataset": "dataset", "data_dir": "data_dir",
+    "image_size": "image_size", "train_limit": "train_limit", "test_limit": "test_limit",
+    "val_split": "val_split", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr",
+    "decay": "decay", "momentum": "momentum", "seed": "seed",
+    "deterministic": "deterministic", "recipe": "recipe", "config": None,
+}
 
 
 def add_parser(sub) -> None:
@@ -16,22 +29,41 @@ def add_parser(sub) -> None:
         "train", help="train a model and save a run directory",
         description="Train a model and write config, history, metrics, report, plots and "
                     "model.keras to a run directory. Defaults: the tutorial's recipe "
-                    "(MiniVGGNet, CIFAR-10, SGD lr 0.01 with decay, batch 32, 30 epochs).")
+                    "(MiniVGGNet, CIFAR-10, SGD lr 0.01 with decay, batch 32, 30 epochs). "
+                    "Every finished epoch is checkpointed: an interrupted run continues "
+                    "with --resume RUN_DIR.")
+    add_config_arguments(p)
+    out = p.add_argument_group("output")
+    out.add_argument("--out", default=None,
+                     help="run directory (default: runs/<time>-<dataset>-<api>-<backend>-"
+                          "<activation>)")
+    out.add_argument("--resume", default=None, metavar="RUN_DIR",
+                     help="continue an interrupted run from its last finished epoch, with "
+                          "its saved config")
+    out.add_argument("--plot", default=None, metavar="PATH",
+                     help="also write the loss/accuracy plot here (as the tutorial did)")
+    out.add_argument("--force", action="store_true", help="overwrite an existing run directory")
+    p.set_defaults(run=run)
+
+
+def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
+    """The flags that make up a TrainConfig (shared with kvt compare, which sets seeds
+    itself)."""
     what = p.add_argument_group("model")
-    what.add_argument("--api", choices=APIS, default="keras",
+    what.add_argument("--api", choices=APIS, default=None,
                       help="keras: portable Keras 3 model; tf: tf.keras model calling "
                            "TensorFlow ops (default: keras)")
     add_backend_argument(what)
-    what.add_argument("--model", default="minivggnet", help="model family (default: minivggnet)")
-    what.add_argument("--activation", default="relu",
+    what.add_argument("--model", default=None, help="model family (default: minivggnet)")
+    what.add_argument("--activation", default=None,
                       help="hidden activation: relu, crelu (tutorial placement), elu, gelu, "
                            "swish, or your own function as module.path:function "
                            "(default: relu)")
-    what.add_argument("--native-ops", action="store_true",
+    what.add_argument("--native-ops", action="store_true", default=None,
                       help="compute activations with the backend's own ops (tf.nn.crelu, "
                            "jax.nn.relu, torch.relu, ...) instead of keras.ops")
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", default="cifar10",
+    data.add_argument("--dataset", default=None,
                       help="cifar10, digits (offline, bundled) or a folder with "
                            "train/<class>/ and test/<class>/ images (default: cifar10)")
     data.add_argument("--data-dir", default=None,
@@ -42,9 +74,15 @@ def add_parser(sub) -> None:
     data.add_argument("--train-limit", type=int, default=None, metavar="N",
                       help="train on a stratified sample of N images")
     data.add_argument("--test-limit", type=int, default=None, metavar="N",
-                      help="test on a stratified sample of N images")
-    recipe = p.add_argument_group("recipe (defaults from --recipe)")
-    recipe.add_argument("--recipe", default="seed", choices=sorted(RECIPES),
+                      help="evaluate on a stratified sample of N images")
+    data.add_argument("--val-split", type=float, default=None, metavar="F",
+                      help="hold out a stratified fraction F of the training images and "
+                           "report accuracy on it instead of the test set")
+    recipe = p.add_argument_group("recipe (defaults from --recipe or --config)")
+    recipe.add_argument("--config", default=None, metavar="FILE",
+                        help="start from a saved config (a run's config.json); flags "
+                             "override its values")
+    recipe.add_argument("--recipe", default=None, choices=sorted(RECIPES),
                         help="named hyperparameters (default: seed, the tutorial's)")
     recipe.add_argument("--epochs", type=int, default=None)
     recipe.add_argument("--batch-size", type=int, default=None)
@@ -52,29 +90,37 @@ def add_parser(sub) -> None:
     recipe.add_argument("--decay", type=float, default=None,
                         help="per-step inverse-time decay: lr / (1 + decay * step)")
     recipe.add_argument("--momentum", type=float, default=None)
-    recipe.add_argument("--seed", type=int, default=None, help="random seed (default: 42)")
-    recipe.add_argument("--deterministic", action="store_true",
+    if seed:
+        recipe.add_argument("--seed", type=int, default=None,
+                            help="random seed (default: 42)")
+    recipe.add_argument("--deterministic", action="store_true", default=None,
                         help="deterministic kernels: same seed, backend and machine give "
                              "identical results (may be slower)")
-    out = p.add_argument_group("output")
-    out.add_argument("--out", default=None,
-                     help="run directory (default: runs/<time>-<dataset>-<api>-<activation>)")
-    out.add_argument("--plot", default=None, metavar="PATH",
-                     help="also write the loss/accuracy plot here (as the tutorial did)")
-    out.add_argument("--force", action="store_true", help="overwrite an existing run directory")
-    p.set_defaults(run=run)
 
 
-def config_from_args(args: argparse.Namespace, backend: str):
+def config_from_args(args: argparse.Namespace):
+    """The TrainConfig of `args`: --config (or --recipe), then every flag given."""
     from kvt.config import TrainConfig
+    from kvt.errors import RunError
 
-    return TrainConfig.from_recipe(
-        args.recipe, model=args.model, api=args.api, activation=args.activation,
-        native_ops=args.native_ops or None, backend=backend, dataset=args.dataset,
-        data_dir=args.data_dir, image_size=args.image_size, train_limit=args.train_limit,
-        test_limit=args.test_limit,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, decay=args.decay,
-        momentum=args.momentum, seed=args.seed, deterministic=args.deterministic or None)
+    overrides = {field: getattr(args, dest, None) for dest, field in CONFIG_FLAGS.items()
+                 if field and field != "recipe"}
+    if overrides["backend"] is None and not args.config:
+        overrides["backend"] = backend_name(args)
+    if not args.config:
+        return TrainConfig.from_recipe(args.recipe or "seed", **overrides)
+    try:
+        base = TrainConfig.load(args.config).to_dict()
+    except OSError as e:
+        raise RunError(f"cannot read --config {args.config} ({e.strerror or e}): check the "
+                       f"path") from None
+    except ValueError as e:
+        raise RunError(f"--config {args.config} is not a kvt config ({e}): pass a run's "
+                       f"config.json") from None
+    if args.recipe:
+        base.update(TrainConfig.from_recipe(args.recipe).to_dict(), recipe=args.recipe)
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(base)
 
 
 def default_out(config) -> Path:
@@ -86,8 +132,9 @@ def default_out(config) -> Path:
 
 def announce(config, dataset) -> None:
     h, w, c = dataset.input_shape
+    split = "test" if dataset.eval_split == "test" else "validation (held out of train)"
     print(f"kvt: {dataset.name} from {dataset.source}: {len(dataset.y_train)} train, "
-          f"{len(dataset.y_test)} test images, {w}x{h}x{c}, {dataset.num_classes} classes",
+          f"{len(dataset.y_test)} {split} images, {w}x{h}x{c}, {dataset.num_classes} classes",
           flush=True)
     native = ", native ops" if config.native_ops else ""
     print(f"kvt: training {config.model} (--api {config.api}, {config.activation}{native}) on "
@@ -95,34 +142,83 @@ def announce(config, dataset) -> None:
           f"lr {config.lr:g}, seed {config.seed}", flush=True)
 
 
-def run(args: argparse.Namespace) -> int:
+def resume_config(args: argparse.Namespace):
+    """The saved config of the run `--resume` names, after checking it can go on."""
+    from kvt.config import TrainConfig
+    from kvt.errors import RunError, UsageError
     from kvt.runs import RunDir
 
-    config = config_from_args(args, backend_name(args))  # validates before anything heavy
-    select_backend(args)
+    given = [f"--{dest.replace('_', '-')}" for dest in (*CONFIG_FLAGS, "out")
+             if getattr(args, dest, None) not in (None, False)]
+    if given:
+        raise UsageError(f"--resume continues a run with its saved config: drop "
+                         f"{', '.join(given)}")
+    run_dir = RunDir(args.resume)
+    if not (run_dir / "config.json").is_file():
+        raise RunError(f"{run_dir.path} is not a kvt run directory (no config.json): pass the "
+                       f"directory of the run to continue")
+    status = run_dir.status()
+    if status == "complete":
+        raise RunError(f"{run_dir.path} is already complete: nothing to resume (train again "
+                       f"with --out {run_dir.path} --force to start over)")
+    pid = run_dir.running_elsewhere()
+    if pid is not None and not args.force:
+        raise RunError(f"{run_dir.path} is being trained by process {pid} on this machine: "
+                       f"wait for it, or stop it first (--force resumes anyway)")
+    try:
+        config = TrainConfig.load(run_dir / "config.json")
+    except (OSError, ValueError) as e:
+        raise RunError(f"cannot read {run_dir / 'config.json'} ({e}): the run cannot be "
+                       f"resumed; train it again with --force") from None
+    return run_dir, config
+
+
+def run(args: argparse.Namespace) -> int:
+    from kvt import backends
+    from kvt.runs import RunDir
+
+    if args.resume:
+        run_dir, config = resume_config(args)
+    else:
+        config = config_from_args(args)  # validates before anything heavy
+    backends.select(config.backend, deterministic=config.deterministic)
+    backends.import_keras()
     from kvt.models import get_model
     from kvt.train import fit, load_data
 
     get_model(config.model, config.api)  # an unknown model fails before anything is written
-    run_dir = RunDir(args.out or default_out(config))
-    fresh = not run_dir.path.exists()
-    run_dir.create(force=args.force)
+    if args.resume:
+        fresh = False
+    else:
+        run_dir = RunDir(args.out or default_out(config))
+        fresh = not run_dir.path.exists()
+        run_dir.create(force=args.force)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         dataset = load_data(config)
         announce(config, dataset)
-        result = fit(config, dataset, run_dir, plot_path=args.plot)
+        result = fit(config, dataset, run_dir, plot_path=args.plot, resume=bool(args.resume))
     except BaseException:
         # A failure before training started (data, batch size, activation) leaves nothing
         # behind; one after it leaves status.json saying "failed" or "interrupted".
         if fresh and run_dir.path.is_dir() and not any(run_dir.path.iterdir()):
             run_dir.path.rmdir()
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     m = result.metrics
     print()
     print(result.report)
-    print(f"test accuracy {100 * m['test_accuracy']:.2f}% (loss {m['test_loss']:.4f}) after "
+    split = "test" if m["eval_split"] == "test" else "validation"
+    print(f"{split} accuracy {100 * m['accuracy']:.2f}% (loss {m['loss']:.4f}) after "
           f"{config.epochs} epochs; {m['seconds_per_epoch']:.1f} s/epoch, "
           f"{m['images_per_second']:.0f} train images/s")
     print(f"run saved to {run_dir.path}" + (f"; plot also at {args.plot}" if args.plot else ""))
     sys.stdout.flush()
     return 0
+
+
+def _terminate(signum, frame):
+    """SIGTERM (kill, a scheduler, kvt compare) stops like Ctrl-C: checkpoint kept,
+    status "interrupted", a resume hint."""
+    raise KeyboardInterrupt

@@ -32,6 +32,7 @@ class Dataset:
     y_test: np.ndarray
     class_names: list[str]
     source: str = ""
+    eval_split: str = "test"  # what x_test holds: "test", or "validation" after holdout()
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -47,6 +48,22 @@ class Dataset:
         x_test, y_test = _stratified(self.x_test, self.y_test, test, seed + 1)
         return dataclasses.replace(self, x_train=x_train, y_train=y_train,
                                    x_test=x_test, y_test=y_test)
+
+    def holdout(self, fraction: float, seed: int = 0) -> Dataset:
+        """Trains on the rest of the training split and evaluates on a stratified
+        `fraction` of it; the test split is dropped, so nothing can peek at it."""
+        n_val = int(round(fraction * len(self.y_train)))
+        if n_val < self.num_classes or len(self.y_train) - n_val < 1:
+            raise DataError(
+                f"--val-split {fraction:g} of {len(self.y_train)} training images leaves "
+                f"{n_val} for validation and {len(self.y_train) - n_val} for training: "
+                f"choose a split that leaves both at least {self.num_classes} images")
+        val_idx = _stratified_index(self.y_train, n_val, seed)
+        rest = np.setdiff1d(np.arange(len(self.y_train)), val_idx)
+        return dataclasses.replace(
+            self, x_train=self.x_train[rest], y_train=self.y_train[rest],
+            x_test=self.x_train[val_idx], y_test=self.y_train[val_idx],
+            eval_split="validation")
 
 
 def load_dataset(name: str, data_dir: str | None = None, image_size: int | None = None,
@@ -94,6 +111,12 @@ def _read_cifar(kind: str, path: Path, image_size: int | None):
 def _stratified(x: np.ndarray, y: np.ndarray, n: int | None, seed: int):
     if n is None or n >= len(y):
         return x, y
+    keep = _stratified_index(y, n, seed)
+    return x[keep], y[keep]
+
+
+def _stratified_index(y: np.ndarray, n: int, seed: int):
+    """Sorted indices of a seeded sample of `n` labels, classes in proportion."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(y))
     # Round-robin over classes so that every class is represented in proportion.
@@ -105,8 +128,7 @@ def _stratified(x: np.ndarray, y: np.ndarray, n: int | None, seed: int):
             if depth < len(idx) and len(picked) < n:
                 picked.append(int(idx[depth]))
         depth += 1
-    keep = np.sort(np.asarray(picked))
-    return x[keep], y[keep]
+    return np.sort(np.asarray(picked, dtype=np.int64))
 
 
 # --- on-disk cache of decoded arrays ----------------------------------------------

@@ -1,0 +1,86 @@
+"""`kvt compare`: configurations x seeds, each a kvt run in its own process, and a
+statistical answer to "is this one better?"."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from kvt.cli.train import CONFIG_FLAGS, add_config_arguments, config_from_args
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="train configurations x seeds and compare them statistically",
+        description="Train every configuration of a grid with several seeds (each run an "
+                    "ordinary run directory, trained in its own process) and compare mean "
+                    "accuracy against a baseline with confidence intervals, Welch's t-test "
+                    "and a bootstrap check. Writes compare.md, compare.json, compare.png "
+                    "and curves.png. The flags of kvt train set what every configuration "
+                    "shares.",
+        epilog="examples: kvt compare --preset tutorial --seeds 5 | kvt compare --vary "
+               "activation=relu,crelu --vary backend=tensorflow,jax --seeds 3 --epochs 10 "
+               "-j 2 | kvt compare --resume runs/compare-20261201-120000")
+    grid = p.add_argument_group("grid")
+    grid.add_argument("--preset", default=None,
+                      help="named configurations: tutorial (keras/relu against tf/crelu)")
+    grid.add_argument("--vary", action="append", default=[], metavar="FIELD=A,B",
+                      help="try each value of a config field (repeatable; the grid is every "
+                           "combination), e.g. activation=relu,crelu")
+    grid.add_argument("--seeds", default="3",
+                      help="how many seeds (5 = seeds 0..4) or which (1,7,9) (default: 3)")
+    grid.add_argument("--baseline", default=None, metavar="LABEL",
+                      help="the configuration the others are compared with (default: the "
+                           "first)")
+    add_config_arguments(p, seed=False)
+    out = p.add_argument_group("execution and output")
+    out.add_argument("-j", "--jobs", type=int, default=1,
+                     help="runs at a time, each in its own process (default: 1)")
+    out.add_argument("--out", default=None,
+                     help="sweep directory (default: runs/compare-<time>)")
+    out.add_argument("--resume", default=None, metavar="SWEEP_DIR",
+                     help="continue an interrupted sweep: finished runs are kept")
+    out.add_argument("--force", action="store_true", help="start over in an existing --out")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kvt.cli.common import positive
+    from kvt.compare import Sweep, build_plan, parse_seeds, run_sweep
+    from kvt.errors import EXIT_TRAINING, UsageError
+
+    positive("jobs", args.jobs)
+    if args.resume:
+        given = [f"--{d.replace('_', '-')}" for d in (*CONFIG_FLAGS, "out", "preset", "baseline")
+                 if getattr(args, d, None) not in (None, False)] + (["--vary"] if args.vary else [])
+        if given:
+            raise UsageError(f"--resume continues a sweep with its saved plan: drop "
+                             f"{', '.join(given)}")
+        sweep = Sweep(args.resume)
+        plan = sweep.load()
+    else:
+        base = config_from_args(args)
+        plan = build_plan(base, args.preset, args.vary, parse_seeds(args.seeds), args.baseline,
+                          command=sys.argv[1:] if sys.argv[1:2] == ["compare"] else None)
+        sweep = Sweep(args.out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
+        sweep.create(plan, force=args.force)
+    n = len(plan.variants) * len(plan.seeds)
+    print(f"kvt compare: {len(plan.variants)} configurations ({', '.join(v.label for v in plan.variants)}) "
+          f"x {len(plan.seeds)} seeds = {n} runs in {sweep.path}, {args.jobs} at a time",
+          flush=True)
+    command = "kvt " + shlex.join(plan.command or ["compare"])
+    if args.resume:
+        command += f" (resumed with kvt compare --resume {shlex.quote(args.resume)})"
+    analysis, text = run_sweep(sweep, plan, args.jobs, sys.stdout, command)
+    print()
+    print(text, end="")
+    print(f"\nresults in {sweep.path}: compare.md, compare.json, compare.png, curves.png")
+    failed = sum(r["status"] != "complete" for r in analysis["runs"])
+    if failed:
+        print(f"kvt compare: {failed} of {n} runs did not finish (see the table); the others "
+              f"were compared", file=sys.stderr)
+        return EXIT_TRAINING
+    return 0

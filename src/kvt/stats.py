@@ -1,0 +1,136 @@
+"""The statistics of `kvt compare`: is one configuration's accuracy really different?
+
+Each configuration is trained with several seeds; its test (or validation) accuracies
+are a small sample. Per configuration: mean, sample standard deviation and the 95%
+confidence interval of the mean (Student's t). Per pair against the baseline: the
+difference of means with Welch's t interval and p-value (no equal-variance
+assumption), and a percentile bootstrap interval as a check that does not lean on
+normality. Values are fractions (0.743); `points` below are percentage points.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import numpy as np
+
+CONFIDENCE = 0.95
+ALPHA = 0.05
+BOOTSTRAP_RESAMPLES = 10_000
+
+
+@dataclasses.dataclass
+class Summary:
+    """One configuration's sample: n, mean, sample std (ddof 1) and the t interval."""
+
+    n: int
+    mean: float
+    std: float
+    ci_low: float
+    ci_high: float
+
+
+@dataclasses.dataclass
+class Difference:
+    """`other` minus `baseline`: mean difference, Welch interval and p, bootstrap interval."""
+
+    other: str
+    baseline: str
+    n_other: int
+    n_baseline: int
+    diff: float
+    se: float
+    df: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    boot_low: float
+    boot_high: float
+    verdict: str
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    x = np.asarray(values, dtype=float)
+    n = len(x)
+    if n == 0:
+        return Summary(0, math.nan, math.nan, math.nan, math.nan)
+    mean = float(x.mean())
+    if n == 1:
+        return Summary(1, mean, math.nan, math.nan, math.nan)
+    from scipy import stats
+
+    std = float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * std / math.sqrt(n)
+    return Summary(n, mean, std, mean - half, mean + half)
+
+
+def welch(baseline: Sequence[float], other: Sequence[float]) -> tuple[float, float, float,
+                                                                        float, float, float]:
+    """(diff, se, df, ci_low, ci_high, p) of mean(other) - mean(baseline), Welch's t."""
+    from scipy import stats
+
+    a, b = np.asarray(baseline, dtype=float), np.asarray(other, dtype=float)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    diff = float(b.mean() - a.mean())
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, 0.0, math.nan, diff, diff, (1.0 if diff == 0 else 0.0)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * se
+    p = float(stats.ttest_ind(b, a, equal_var=False).pvalue)
+    return diff, se, float(df), diff - half, diff + half, p
+
+
+def bootstrap(baseline: Sequence[float], other: Sequence[float],
+              seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(other) - mean(baseline), each sample
+    resampled on its own."""
+    from scipy import stats
+
+    a, b = np.asarray(baseline, dtype=float), np.asarray(other, dtype=float)
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        d = float(b.mean() - a.mean())
+        return d, d
+    result = stats.bootstrap(
+        (b, a), lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+        vectorized=True, paired=False, confidence_level=CONFIDENCE, method="percentile",
+        n_resamples=BOOTSTRAP_RESAMPLES, rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def compare(baseline_name: str, baseline: Sequence[float], other_name: str,
+            other: Sequence[float]) -> Difference:
+    """`other` against `baseline`, with a verdict in words."""
+    na, nb = len(baseline), len(other)
+    if na < 2 or nb < 2:
+        nan = math.nan
+        words = (f"too few finished runs to tell ({nb} vs {na}; at least 2 seeds "
+                 f"each are needed)")
+        diff = float(np.mean(other) - np.mean(baseline)) if na and nb else nan
+        return Difference(other_name, baseline_name, nb, na, diff, nan, nan, nan, nan, nan,
+                          nan, nan, words)
+    diff, se, df, low, high, p = welch(baseline, other)
+    boot_low, boot_high = bootstrap(baseline, other)
+    return Difference(other_name, baseline_name, nb, na, diff, se, df, low, high, p,
+                      boot_low, boot_high, verdict(other_name, baseline_name, diff, low, high,
+                                                   p, se, nb, na))
+
+
+def verdict(other: str, baseline: str, diff: float, low: float, high: float, p: float,
+            se: float, n_other: int, n_baseline: int) -> str:
+    """The comparison in words a user can act on."""
+    points = 100 * diff
+    if se == 0:
+        if diff == 0:
+            return "identical accuracy in every run: no difference"
+        return (f"{other} {'better' if diff > 0 else 'worse'} by {abs(points):.2f} points in "
+                f"every run, with no spread to judge the uncertainty by")
+    if p < ALPHA:
+        half = 100 * (high - low) / 2
+        return (f"{other} {'better' if diff > 0 else 'worse'} than {baseline} by "
+                f"{abs(points):.2f} ± {half:.2f} points (p = {p:.3g})")
+    return (f"no evidence of a difference at n = {n_other} vs {n_baseline} (p = {p:.2f}); "
+            f"the true difference could be anywhere from {100 * low:+.2f} to "
+            f"{100 * high:+.2f} points")
