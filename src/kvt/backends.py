@@ -129,6 +129,36 @@ def make_deterministic(backend: str) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def rng_state(backend: str) -> dict[str, Any]:
+    """Framework-global random state that training draws from, as numpy arrays.
+
+    Keras layers keep their own seeds (SeedGenerator variables), with one exception:
+    on PyTorch an unseeded Dropout draws from torch's global generator. A resumed run
+    must restore it to continue the same sequence.
+    """
+    if backend != "torch":
+        return {}
+    import torch
+
+    state = {"torch_cpu": torch.get_rng_state().numpy()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            state[f"torch_cuda{i}"] = s.numpy()
+    return state
+
+
+def set_rng_state(backend: str, state: dict[str, Any]) -> None:
+    """Restores what `rng_state` returned."""
+    if backend != "torch" or not state:
+        return
+    import torch
+
+    torch.set_rng_state(torch.from_numpy(state["torch_cpu"].copy()))
+    cuda = [torch.from_numpy(state[k].copy()) for k in sorted(state) if k.startswith("torch_cuda")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
 def active() -> str:
     """The backend Keras uses (or will use) in this process."""
     if "keras" in sys.modules:

@@ -11,7 +11,9 @@ import json
 import math
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -127,9 +129,9 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
 
     timer = EpochTimer(n_train)
     callbacks: list[Any] = [timer, NanGuard()]
+    if progress.rng:
+        callbacks.append(RestoreRng(config.backend, progress.rng))
     interactive = stream.isatty()
-    if not interactive:
-        callbacks.append(EpochLine(config.epochs, timer, stream))
     with _recording_failure(run_dir, progress):
         for epoch in range(progress.done, config.epochs):
             order = epoch_order(config.seed, epoch, n_train)
@@ -137,11 +139,16 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
                                batch_size=config.batch_size, initial_epoch=epoch,
                                epochs=epoch + 1, shuffle=False,
                                verbose=1 if interactive else 0, callbacks=callbacks)
-            progress.add_epoch(fitted.history, timer.epoch_seconds[-1], timer.train_seconds[-1])
-            if run_dir is not None:
-                save_checkpoint(model, config, progress, run_dir / CHECKPOINT)
-                run_dir.write_history(progress.history)
-                run_dir.mark("running", progress.summary())
+            with _deferred_interrupts():  # an epoch that finished is saved whole
+                progress.add_epoch(fitted.history, timer.epoch_seconds[-1],
+                                   timer.train_seconds[-1])
+                if run_dir is not None:
+                    save_checkpoint(model, config, progress, run_dir / CHECKPOINT)
+                    run_dir.write_history(progress.history)
+                    run_dir.mark("running", progress.summary())
+            if not interactive:  # printed once the epoch is on disk
+                print(epoch_line(epoch, config.epochs, fitted.history, timer.epoch_seconds[-1],
+                                 timer.train_seconds[-1], n_train), file=stream, flush=True)
         history = progress.history
         probs = np.asarray(model.predict(x_test, batch_size=max(config.batch_size, 256),
                                          verbose=0))
@@ -191,6 +198,7 @@ class Progress:
         self.epochs, self.done = epochs, done
         self.history: dict[str, list[float]] = history or {}
         self.sessions = sessions + 1  # this process is one more
+        self.rng: dict[str, Any] = {}  # framework RNG state to restore when training starts
 
     def add_epoch(self, logs: dict[str, list[Any]], epoch_seconds: float,
                   train_seconds: float) -> None:
@@ -217,9 +225,11 @@ def save_checkpoint(model, config: TrainConfig, progress: Progress, path: Path) 
     """The state after `progress.done` epochs, as one .npz written atomically."""
     arrays = {f"v{i}": np.asarray(keras.ops.convert_to_numpy(v))
               for i, v in enumerate(_state_variables(model))}
+    rng = backends.rng_state(config.backend)
     state = {"format": CHECKPOINT_FORMAT, "epochs_done": progress.done,
              "history": progress.history, "sessions": progress.sessions,
-             "config": config.to_dict(), "variables": len(arrays)}
+             "config": config.to_dict(), "variables": len(arrays), "rng": sorted(rng)}
+    arrays.update({f"rng_{k}": v for k, v in rng.items()})
     arrays["state"] = np.array(json.dumps(state))
 
     def write(p: Path) -> None:
@@ -242,6 +252,7 @@ def restore_checkpoint(model, config: TrainConfig, path: Path) -> Progress:
             if state.get("config") != config.to_dict():
                 raise RunError(f"the checkpoint {path} was written for another config: {fix}")
             values = [z[f"v{i}"] for i in range(len(variables))]
+            rng = {k: z[f"rng_{k}"] for k in state.get("rng", [])}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
         raise RunError(f"cannot read the checkpoint {path} ({e}): {fix}") from None
     for variable, value in zip(variables, values):
@@ -249,8 +260,28 @@ def restore_checkpoint(model, config: TrainConfig, path: Path) -> Progress:
             raise RunError(f"the checkpoint {path} does not fit this model "
                            f"({variable.path}: {value.shape} vs {tuple(variable.shape)}): {fix}")
         variable.assign(value)
-    return Progress(config.epochs, int(state["epochs_done"]), state["history"],
-                    int(state.get("sessions", 1)))
+    progress = Progress(config.epochs, int(state["epochs_done"]), state["history"],
+                        int(state.get("sessions", 1)))
+    progress.rng = rng
+    return progress
+
+
+@contextlib.contextmanager
+def _deferred_interrupts() -> Iterator[None]:
+    """Holds Ctrl-C and SIGTERM until the block is done, then raises KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    handlers = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    if caught:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -335,6 +366,24 @@ class EpochTimer(keras.callbacks.Callback):
         self.epoch_seconds.append(time.perf_counter() - self._start)
 
 
+class RestoreRng(keras.callbacks.Callback):
+    """Restores a checkpoint's framework RNG state as the first resumed epoch begins.
+
+    Not earlier: the first `fit()` of a process builds the model on a batch of data,
+    and on PyTorch that draws from the global generator, which the uninterrupted run
+    did only once, at its own start.
+    """
+
+    def __init__(self, backend: str, state: dict[str, Any]):
+        super().__init__()
+        self.backend, self.state = backend, state
+
+    def on_train_begin(self, logs=None):
+        if self.state:
+            backends.set_rng_state(self.backend, self.state)
+            self.state = {}
+
+
 class NanGuard(keras.callbacks.Callback):
     """Stops at the first non-finite loss: continuing would only waste the epoch."""
 
@@ -351,17 +400,11 @@ class NanGuard(keras.callbacks.Callback):
             )
 
 
-class EpochLine(keras.callbacks.Callback):
+def epoch_line(epoch: int, epochs: int, logs: dict[str, list[Any]], seconds: float,
+               train_seconds: float, n_train: int) -> str:
     """One line per epoch, for logs and pipes where a progress bar would be noise."""
-
-    def __init__(self, epochs: int, timer: EpochTimer, stream: TextIO):
-        super().__init__()
-        self.epochs, self.timer, self.stream = epochs, timer, stream
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        parts = [f"epoch {epoch + 1}/{self.epochs}", f"{self.timer.epoch_seconds[-1]:.1f}s"]
-        parts += [f"{k} {float(np.asarray(v)):.4f}" for k, v in logs.items()
-                  if k in ("loss", "accuracy", "val_loss", "val_accuracy")]
-        parts.append(f"{self.timer.n_train / max(self.timer.train_seconds[-1], 1e-9):.0f} img/s")
-        print(" - ".join(parts), file=self.stream, flush=True)
+    parts = [f"epoch {epoch + 1}/{epochs}", f"{seconds:.1f}s"]
+    parts += [f"{k} {float(np.asarray(v[-1])):.4f}" for k, v in logs.items()
+              if k in ("loss", "accuracy", "val_loss", "val_accuracy")]
+    parts.append(f"{n_train / max(train_seconds, 1e-9):.0f} img/s")
+    return " - ".join(parts)

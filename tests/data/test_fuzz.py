@@ -5,7 +5,11 @@ import os
 import pickle
 import tarfile
 
+import signal
+from datetime import timedelta
+
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -15,9 +19,24 @@ from kvt.data import cifar10, safe_pickle
 from kvt.data.images import load_image
 from kvt.errors import DataError
 
-# Bounded for the suite; KVT_FUZZ_EXAMPLES=5000 for a longer hunt.
-FUZZ = settings(max_examples=int(os.environ.get("KVT_FUZZ_EXAMPLES", "150")), deadline=None,
+# Bounded for the suite; KVT_FUZZ_EXAMPLES=5000 for a longer hunt. An input that takes a
+# parser over 5 s fails the test (inputs are at most a few KB: milliseconds is normal).
+FUZZ = settings(max_examples=int(os.environ.get("KVT_FUZZ_EXAMPLES", "150")),
+                deadline=timedelta(seconds=5),
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
+HANG_SECONDS = 300  # a parser stuck in a loop never returns to Hypothesis' deadline check
+
+
+@pytest.fixture(autouse=True)
+def no_hang():
+    """Fails, rather than hangs, a fuzz test that runs away."""
+    def hung(signum, frame):
+        raise TimeoutError(f"a fuzz test ran past {HANG_SECONDS} s: a parser hangs")
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(HANG_SECONDS)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
 _VALID_PICKLE = cf.python_files(cf.make_arrays(seed=2))["test_batch"]
 
 

@@ -1,0 +1,205 @@
+"""kvt compare: the grid, the results of finished run directories, and whole sweeps on
+digits (in subprocesses, killed and resumed, with failing runs)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import run_cli
+from kvt.compare import Sweep, analyse, build_plan, collect, parse_seeds, parse_vary, write_results
+from kvt.config import TrainConfig
+from kvt.errors import UsageError
+from kvt.runs import RunDir, write_json
+
+TINY = ["--dataset", "digits", "--epochs", "1", "--batch-size", "8", "--train-limit", "400",
+        "--test-limit", "100"]
+
+
+def test_vary_values_take_the_type_of_their_field():
+    assert parse_vary("activation=relu,crelu") == ("activation", ["relu", "crelu"])
+    assert parse_vary("lr=0.01,1e-3") == ("lr", [0.01, 0.001])
+    assert parse_vary("batch-size=16,32") == ("batch_size", [16, 32])
+    assert parse_vary("native_ops=off,on") == ("native_ops", [False, True])
+    assert parse_vary("train_limit=none,500") == ("train_limit", [None, 500])
+    for spec, words in [("lr", "write FIELD=VALUE1,VALUE2"), ("seed=1,2", "set with --seeds"),
+                        ("colour=red,blue", "cannot vary 'colour'"),
+                        ("epochs=3,x", "'x' is not a valid int for epochs"),
+                        ("activation=relu,relu", "repeats a value")]:
+        with pytest.raises(UsageError, match=words):
+            parse_vary(spec)
+
+
+def test_seeds():
+    assert parse_seeds("3") == [0, 1, 2]
+    assert parse_seeds("7,1,9") == [7, 1, 9]
+    for bad in ("0", "-2", "a", "1,1", "1,-1"):
+        with pytest.raises(UsageError, match="--seeds"):
+            parse_seeds(bad)
+
+
+def test_grid_labels_baseline_and_refusals():
+    base = TrainConfig.from_recipe(dataset="digits", epochs=1)
+    plan = build_plan(base, "tutorial", [], [0, 1], None)
+    assert [v.label for v in plan.variants] == ["keras/relu", "tf/crelu"]
+    assert plan.baseline == "keras/relu" and plan.variants[1].slug == "tf_crelu"
+    assert plan.config(plan.variants[1], 1).api == "tf" and plan.config(plan.variants[1], 1).seed == 1
+    grid = build_plan(base, None, ["activation=relu,crelu", "lr=0.01,0.1"], [0], "crelu/lr=0.1")
+    assert [v.label for v in grid.variants] == ["relu/lr=0.01", "relu/lr=0.1", "crelu/lr=0.01",
+                                                "crelu/lr=0.1"]
+    with pytest.raises(UsageError, match="needs --backend tensorflow"):
+        build_plan(base, "tutorial", ["backend=tensorflow,jax"], [0], None)
+    with pytest.raises(UsageError, match="already sets activation"):
+        build_plan(base, "tutorial", ["activation=relu,gelu"], [0], None)
+    with pytest.raises(UsageError, match="at least two configurations"):
+        build_plan(base, None, ["activation=relu"], [0], None)
+    with pytest.raises(UsageError, match="--baseline 'gelu' is not one of"):
+        build_plan(base, None, ["activation=relu,crelu"], [0], "gelu")
+    with pytest.raises(UsageError, match="unknown --preset 'paper'"):
+        build_plan(base, "paper", [], [0], None)
+
+
+def _fake_run(rd: RunDir, accuracy: float, split: str = "test"):
+    rd.create()
+    rd.write_history({"loss": [1.0, 0.5], "accuracy": [0.5, accuracy],
+                      "val_loss": [1.1, 0.6], "val_accuracy": [0.4, accuracy],
+                      "epoch_seconds": [2.0, 2.0], "train_seconds": [1.5, 1.5]})
+    write_json(rd / "metrics.json", {"accuracy": accuracy, "eval_split": split,
+                                     "eval_images": 100, "train_seconds": 4.0})
+    rd.mark("complete")
+
+
+def test_results_of_finished_and_failed_runs(tmp_path):
+    base = TrainConfig.from_recipe(dataset="digits", epochs=2)
+    plan = build_plan(base, None, ["activation=relu,crelu"], [0, 1, 2], None)
+    sweep = Sweep(tmp_path / "sweep")
+    sweep.create(plan, force=False)
+    for seed, (a, b) in enumerate([(0.70, 0.73), (0.72, 0.75), (0.74, None)]):
+        _fake_run(sweep.run_dir(plan.variants[0], seed), a)
+        if b is None:
+            rd = sweep.run_dir(plan.variants[1], seed).create()
+            rd.mark("failed", "the loss became nan at epoch 1, step 3: ...")
+        else:
+            _fake_run(sweep.run_dir(plan.variants[1], seed), b)
+    analysis = write_results(sweep, plan, collect(sweep, plan), "kvt compare ...")
+    relu, crelu = analysis["configurations"]
+    assert (relu["n"], relu["failed"], crelu["n"], crelu["failed"]) == (3, 0, 2, 1)
+    assert relu["mean"] == pytest.approx(0.72) and crelu["mean"] == pytest.approx(0.74)
+    (d,) = analysis["comparisons"]
+    assert d["other"] == "crelu" and d["diff"] == pytest.approx(0.02)
+    assert analysis["eval_split"] == "test"
+    md = (sweep.path / "compare.md").read_text()
+    assert "| relu (baseline) | 3 | 0 | 72.00 | 2.00 |" in md
+    assert "## Runs that did not finish" in md and "crelu seed 2 (failed" in md
+    assert "test split (100 images)" in md
+    saved = json.loads((sweep.path / "compare.json").read_text())
+    assert saved["plan"]["seeds"] == [0, 1, 2] and len(saved["runs"]) == 6
+    for name in ("compare.png", "curves.png"):
+        assert (sweep.path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _compare(argv, tmp_path, **kw):
+    env = dict(os.environ, KVT_CACHE_DIR=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
+    env.pop("KERAS_BACKEND", None)
+    return subprocess.Popen([sys.executable, "-m", "kvt", "compare", *argv], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **kw)
+
+
+def test_sweep_killed_then_resumed_keeps_finished_runs(tmp_path):
+    out = tmp_path / "sweep"
+    argv = ["--vary", "activation=relu,crelu", "--seeds", "2", *TINY, "--out", str(out)]
+    proc = _compare(argv, tmp_path)
+    for line in proc.stdout:
+        if "[1/4]" in line:  # one run finished, the next one starting: kill them all
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.communicate(timeout=60)
+    first = out / "runs" / "relu" / "seed-0"
+    assert RunDir(first).status() == "complete"
+    stamp = (first / "model.keras").stat().st_mtime_ns
+    assert not (out / "compare.md").exists()
+
+    proc = _compare(["--resume", str(out), "-j", "2"], tmp_path)
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stdout + stderr
+    assert "1 runs already finished, 3 to go" in stdout
+    assert (first / "model.keras").stat().st_mtime_ns == stamp  # not trained again
+    saved = json.loads((out / "compare.json").read_text())
+    assert [c["n"] for c in saved["configurations"]] == [2, 2]
+    assert saved["eval_split"] == "test" and saved["eval_images"] == 100
+    assert "relu (baseline)" in stdout and "crelu:" in stdout
+    for name in ("compare.md", "compare.png", "curves.png"):
+        assert (out / name).is_file()
+    assert RunDir(out).status() == "complete"
+
+
+def test_failed_runs_are_reported_and_do_not_sink_the_sweep(tmp_path):
+    out = tmp_path / "sweep"
+    proc = _compare(["--vary", "lr=0.01,1e6", "--seeds", "2", "-j", "2", *TINY, "--val-split",
+                     "0.25", "--out", str(out)], tmp_path)
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 7, stdout + stderr
+    assert stderr.strip() == ("kvt compare: 2 of 4 runs did not finish (see the table); the "
+                              "others were compared")
+    saved = json.loads((out / "compare.json").read_text())
+    ok, bad = saved["configurations"]
+    assert (ok["n"], bad["n"], bad["failed"]) == (2, 0, 2)
+    assert saved["eval_split"] == "validation"
+    failed = [r for r in saved["runs"] if r["status"] != "complete"]
+    assert len(failed) == 2 and all("learning rate is too high" in r["message"] for r in failed)
+    md = (out / "compare.md").read_text()
+    assert "validation split (100 images held out of the training set" in md
+    assert "the test set was not used" in md and "too few finished runs" in md
+
+
+def test_compare_refusals(tmp_path, capsys):
+    sweep = tmp_path / "s"
+    (sweep).mkdir()
+    (sweep / "sweep.json").write_text("{}")
+    cases = [
+        (["--seeds", "0", "--preset", "tutorial"], 2, "--seeds '0'"),
+        (["--vary", "colour=a,b"], 2, "cannot vary 'colour'"),
+        (["--preset", "tutorial", "-j", "0"], 2, "--jobs must be a positive integer"),
+        (["--preset", "tutorial", "--out", str(sweep)], 6, "already holds a sweep"),
+        (["--resume", str(sweep)], 6, "cannot read"),
+        (["--resume", str(tmp_path / "nope")], 6, "is not a kvt compare directory"),
+        (["--resume", str(sweep), "--epochs", "3"], 2, "drop --epochs"),
+        (["--preset", "tutorial", "--val-split", "1.5"], 2, "--val-split must be a finite"),
+    ]
+    for argv, code, words in cases:
+        got, out, err = run_cli(capsys, "compare", *argv)
+        lines = err.strip().splitlines()
+        assert got == code and len(lines) == 1 and words in lines[0], (argv, err)
+        assert "Traceback" not in out + err
+    assert (sweep / "sweep.json").read_text() == "{}"
+
+
+def test_holdout_is_stratified_disjoint_and_seed_independent():
+    from kvt.data import load_dataset
+
+    ds = load_dataset("digits")
+    held = ds.holdout(0.2)
+    assert held.eval_split == "validation"
+    assert len(held.y_test) == round(0.2 * len(ds.y_train))
+    assert len(held.y_train) + len(held.y_test) == len(ds.y_train)
+    counts = [int((held.y_test == c).sum()) for c in range(10)]
+    assert max(counts) - min(counts) <= 2  # every class in proportion
+    assert (held.x_test == ds.holdout(0.2).x_test).all()
+
+
+def test_val_split_run_never_reports_the_test_set(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "train", "--dataset", "digits", "--epochs", "1",
+                             "--batch-size", "8", "--val-split", "0.2", "--out",
+                             str(tmp_path / "run"))
+    assert code == 0, err
+    assert "1078 train, 269 validation (held out of train) images" in out and "validation accuracy" in out
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["eval_split"] == "validation" and metrics["eval_images"] == 269
+    assert "test_accuracy" not in metrics and metrics["validation_accuracy"] == metrics["accuracy"]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["config"]["val_split"] == 0.2
+    assert config["dataset"]["eval_split"] == "validation"

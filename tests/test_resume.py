@@ -1,0 +1,168 @@
+"""Checkpoint and resume: a killed or interrupted run continues from its last finished
+epoch and ends exactly where an uninterrupted run ends (--deterministic)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import FAST_DIGITS, run_cli
+from kvt import backends
+from test_determinism import history, weights
+
+INSTALLED = [b for b, ok in backends.installed().items() if ok]
+ARGS = ["--dataset", "digits", "--epochs", "4", "--batch-size", "16", "--train-limit", "480",
+        "--test-limit", "120", "--seed", "3", "--activation", "crelu", "--deterministic"]
+
+
+def kvt(*argv, env=None):
+    return [sys.executable, "-m", "kvt", *argv]
+
+
+def child_env(tmp_path):
+    env = dict(os.environ, KVT_CACHE_DIR=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
+    env.pop("KERAS_BACKEND", None)
+    return env
+
+
+def start_and_stop(argv, env, after_line, sig):
+    """Starts `kvt argv`, sends `sig` once stdout shows `after_line`; (code, stderr)."""
+    proc = subprocess.Popen(kvt(*argv), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith(after_line):
+            proc.send_signal(sig)
+            break
+    _, err = proc.communicate(timeout=300)
+    assert any(s.startswith(after_line) for s in seen), "".join(seen) + err
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("backend", INSTALLED)
+def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(tmp_path, backend):
+    env = child_env(tmp_path)
+    full, part = tmp_path / "full", tmp_path / "part"
+    done = subprocess.run(kvt("train", *ARGS, "--backend", backend, "--out", str(full)),
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    code, _ = start_and_stop(["train", *ARGS, "--backend", backend, "--out", str(part)], env,
+                             "epoch 2/4", signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    status = json.loads((part / "status.json").read_text())
+    assert status["status"] == "running"  # what a killed process leaves: not "complete"
+    assert (part / "checkpoint.npz").is_file() and not (part / "model.keras").exists()
+
+    resumed = subprocess.run(kvt("train", "--resume", str(part)), env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((part / "status.json").read_text())["status"] == "complete"
+    assert not (part / "checkpoint.npz").exists()
+    assert len(history(part)) == 4 and history(part) == history(full)  # one contiguous history
+    wa, wb = weights(full), weights(part)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        np.testing.assert_array_equal(wa[name], wb[name], err_msg=name)
+    metrics = json.loads((part / "metrics.json").read_text())
+    assert metrics["sessions"] == 2
+    assert metrics["accuracy"] == json.loads((full / "metrics.json").read_text())["accuracy"]
+
+
+def test_ctrl_c_saves_says_how_to_resume_and_exits_130(tmp_path):
+    env = child_env(tmp_path)
+    run = tmp_path / "run"
+    code, err = start_and_stop(["train", *FAST_DIGITS, "--out", str(run)], env, "epoch 1/3",
+                               signal.SIGINT)
+    assert code == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert lines[0].startswith("kvt train: cancelled: stopped during epoch")
+    assert lines[0].endswith(f"continue with kvt train --resume {run}")
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "interrupted" and "--resume" in status["message"]
+    assert (run / "checkpoint.npz").is_file()
+
+    resumed = subprocess.run(kvt("train", "--resume", str(run)), env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    rows = history(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert json.loads((run / "metrics.json").read_text())["sessions"] == 2
+
+
+def test_sigterm_stops_like_ctrl_c(tmp_path):
+    code, err = start_and_stop(["train", *FAST_DIGITS, "--out", str(tmp_path / "run")],
+                               child_env(tmp_path), "epoch 1/3", signal.SIGTERM)
+    assert code == 130 and "continue with kvt train --resume" in err
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "interrupted"
+
+
+def _interrupted_copy(tmp_path, digits_runs, checkpoint: bytes | None):
+    """A run directory that looks interrupted, made from a finished one."""
+    run = tmp_path / "stopped"
+    run.mkdir()
+    (run / "config.json").write_bytes((digits_runs["keras"] / "config.json").read_bytes())
+    (run / "status.json").write_text(json.dumps({"status": "interrupted", "message": ""}))
+    if checkpoint is not None:
+        (run / "checkpoint.npz").write_bytes(checkpoint)
+    return run
+
+
+def test_resume_refusals(tmp_path, capsys, digits_runs):
+    complete = digits_runs["keras"]
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        busy = tmp_path / "busy"
+        busy.mkdir()
+        (busy / "config.json").write_bytes((complete / "config.json").read_bytes())
+        (busy / "status.json").write_text(json.dumps(
+            {"status": "running", "pid": sleeper.pid, "host": os.uname().nodename}))
+        corrupt = _interrupted_copy(tmp_path, digits_runs, b"PK\x03\x04 not a checkpoint")
+        cases = [
+            (["--resume", str(complete)], 6, "is already complete: nothing to resume"),
+            (["--resume", str(tmp_path / "nope")], 6, "is not a kvt run directory"),
+            (["--resume", str(complete), "--lr", "0.1"], 2,
+             "--resume continues a run with its saved config: drop --lr"),
+            (["--resume", str(busy)], 6, f"is being trained by process {sleeper.pid}"),
+            (["--resume", str(corrupt)], 6, "cannot read the checkpoint"),
+        ]
+        for argv, code, words in cases:
+            got, out, err = run_cli(capsys, "train", *argv)
+            lines = err.strip().splitlines()
+            assert got == code and len(lines) == 1 and words in lines[0], (argv, err)
+            assert "Traceback" not in out + err
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert (complete / "model.keras").is_file()  # nothing of the finished run was touched
+    assert json.loads((corrupt / "status.json").read_text())["status"] == "interrupted"
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path, capsys, digits_runs):
+    from kvt.config import TrainConfig
+    from kvt.runs import RunDir
+    from kvt.train import Progress, build_and_compile, save_checkpoint
+
+    other = TrainConfig.from_recipe(dataset="digits", epochs=3, batch_size=8, lr=0.5)
+    model = build_and_compile(other, (8, 8, 1), 10)
+    save_checkpoint(model, other, Progress(3, 1), tmp_path / "ck.npz")
+    run = _interrupted_copy(tmp_path, digits_runs, (tmp_path / "ck.npz").read_bytes())
+    code, _, err = run_cli(capsys, "train", "--resume", str(run))
+    assert code == 6 and "was written for another config" in err
+    assert RunDir(run).status() == "interrupted"
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch():
+    from kvt.train import epoch_order
+
+    a = epoch_order(3, 1, 100)
+    assert sorted(a) == list(range(100))
+    np.testing.assert_array_equal(a, epoch_order(3, 1, 100))
+    assert not np.array_equal(a, epoch_order(3, 2, 100))
+    assert not np.array_equal(a, epoch_order(4, 1, 100))

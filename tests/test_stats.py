@@ -1,0 +1,83 @@
+"""kvt.stats against values computed by hand (and a t distribution integrated here)."""
+
+import math
+
+import pytest
+
+from kvt import stats
+
+BASE = [0.70, 0.72, 0.74]  # mean 0.72, variance 0.0004
+OTHER = [0.73, 0.75, 0.77, 0.79]  # mean 0.76, variance 0.002/3
+
+
+def t_pdf(x, df):
+    c = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
+    return c * (1 + x * x / df) ** (-(df + 1) / 2)
+
+
+def two_sided_p(t, df, steps=20000):
+    """1 - 2 * integral_0^|t| of the t density (Simpson's rule): independent of scipy."""
+    h = abs(t) / steps
+    total = t_pdf(0, df) + t_pdf(abs(t), df)
+    total += sum((4 if i % 2 else 2) * t_pdf(i * h, df) for i in range(1, steps))
+    return 1 - 2 * total * h / 3
+
+
+def test_summary_by_hand():
+    s = stats.summarize(BASE)
+    assert s.n == 3 and s.mean == pytest.approx(0.72) and s.std == pytest.approx(0.02)
+    half = 4.302653 * 0.02 / math.sqrt(3)  # t(0.975, df=2) from any t table
+    assert (s.ci_low, s.ci_high) == pytest.approx((0.72 - half, 0.72 + half), abs=1e-6)
+    one = stats.summarize([0.5])
+    assert one.n == 1 and one.mean == 0.5 and math.isnan(one.std) and math.isnan(one.ci_low)
+    assert stats.summarize([]).n == 0
+
+
+def test_welch_by_hand():
+    diff, se, df, low, high, p = stats.welch(BASE, OTHER)
+    # se^2 = 0.0004/3 + (0.002/3)/4 = 0.0003; df by Welch-Satterthwaite:
+    # 0.0003^2 / ((0.0004/3)^2 / 2 + (0.0005/3)^2 / 3) = 4.95918
+    assert diff == pytest.approx(0.04)
+    assert se == pytest.approx(math.sqrt(0.0003))
+    assert df == pytest.approx(4.95918, abs=1e-5)
+    t = 0.04 / math.sqrt(0.0003)  # 2.3094
+    assert p == pytest.approx(two_sided_p(t, df), abs=1e-6)
+    # The interval is diff +- t* se where t* leaves 5% in the two tails.
+    assert (low + high) / 2 == pytest.approx(diff)
+    t_star = (high - low) / 2 / se
+    assert two_sided_p(t_star, df) == pytest.approx(0.05, abs=1e-6)
+    # Swapping the groups flips the sign only.
+    d2, _, _, l2, h2, p2 = stats.welch(OTHER, BASE)
+    assert (d2, l2, h2, p2) == pytest.approx((-diff, -high, -low, p))
+
+
+def test_bootstrap_is_seeded_and_brackets_the_difference():
+    low, high = stats.bootstrap(BASE, OTHER)
+    assert (low, high) == stats.bootstrap(BASE, OTHER)
+    assert low < 0.04 < high
+    # No resample can give a difference beyond the extremes of the data.
+    assert min(OTHER) - max(BASE) <= low and high <= max(OTHER) - min(BASE)
+    assert stats.bootstrap([0.5, 0.5], [0.6, 0.6]) == pytest.approx((0.1, 0.1))
+
+
+def test_verdicts_in_words():
+    not_sure = stats.compare("keras/relu", BASE, "tf/crelu", OTHER)
+    assert not_sure.p_value > 0.05
+    assert not_sure.verdict.startswith("no evidence of a difference at n = 4 vs 3 (p = 0.07)")
+    assert "anywhere from" in not_sure.verdict
+
+    a = [0.700, 0.705, 0.710, 0.702, 0.708]
+    b = [x + 0.009 for x in a[1:]] + [0.716]
+    sure = stats.compare("relu", a, "crelu", b)
+    assert sure.p_value < 0.05 and sure.ci_low > 0
+    half = 100 * (sure.ci_high - sure.ci_low) / 2
+    assert sure.verdict == (f"crelu better than relu by {100 * sure.diff:.2f} ± {half:.2f} "
+                            f"points (p = {sure.p_value:.3g})")
+    worse = stats.compare("crelu", b, "relu", a)
+    assert worse.verdict.startswith("relu worse than crelu by")
+
+    few = stats.compare("a", [0.7], "b", [0.8, 0.9])
+    assert few.verdict.startswith("too few finished runs to tell (2 vs 1")
+    assert math.isnan(few.p_value)
+    assert stats.compare("a", [0.7, 0.7], "b", [0.7, 0.7]).verdict.startswith("identical")
+    assert "no spread" in stats.compare("a", [0.7, 0.7], "b", [0.8, 0.8]).verdict
