@@ -166,3 +166,31 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
     np.testing.assert_array_equal(a, epoch_order(3, 1, 100))
     assert not np.array_equal(a, epoch_order(3, 2, 100))
     assert not np.array_equal(a, epoch_order(4, 1, 100))
+
+
+def test_disk_full_while_checkpointing_says_how_to_continue(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from kvt import train
+
+    real = train.save_checkpoint
+    calls = []
+
+    def full_disk(model, config, progress, path):
+        calls.append(progress.done)
+        if progress.done == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(model, config, progress, path)
+
+    monkeypatch.setattr(train, "save_checkpoint", full_disk)
+    run = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", *FAST_DIGITS, "--out", str(run))
+    lines = err.strip().splitlines()
+    assert code == 6 and len(lines) == 1 and "Traceback" not in out + err
+    assert "No space left on device); 1 finished epoch is saved" in lines[0]
+    assert lines[0].endswith(f"continue with kvt train --resume {run}")
+    assert json.loads((run / "status.json").read_text())["status"] == "failed"
+    monkeypatch.setattr(train, "save_checkpoint", real)
+    code, out, err = run_cli(capsys, "train", "--resume", str(run))
+    assert code == 0, err
+    assert [int(r["epoch"]) for r in history(run)] == [1, 2, 3]

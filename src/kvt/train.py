@@ -144,6 +144,7 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
                                    timer.train_seconds[-1])
                 if run_dir is not None:
                     save_checkpoint(model, config, progress, run_dir / CHECKPOINT)
+                    progress.saved = progress.done
                     run_dir.write_history(progress.history)
                     run_dir.mark("running", progress.summary())
             if not interactive:  # printed once the epoch is on disk
@@ -196,6 +197,7 @@ class Progress:
     def __init__(self, epochs: int, done: int = 0, history: dict[str, list[float]] | None = None,
                  sessions: int = 0):
         self.epochs, self.done = epochs, done
+        self.saved = done  # epochs in the checkpoint on disk
         self.history: dict[str, list[float]] = history or {}
         self.sessions = sessions + 1  # this process is one more
         self.rng: dict[str, Any] = {}  # framework RNG state to restore when training starts
@@ -284,6 +286,12 @@ def _deferred_interrupts() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+def _saved_words(n: int) -> str:
+    if n == 0:
+        return "no finished epoch is saved"
+    return f"{n} finished epoch is saved" if n == 1 else f"{n} finished epochs are saved"
+
+
 @contextlib.contextmanager
 def _recording_failure(run_dir: RunDir | None, progress: Progress) -> Iterator[None]:
     """Marks the run interrupted (Ctrl-C, SIGTERM) or failed if the block does not finish."""
@@ -292,14 +300,22 @@ def _recording_failure(run_dir: RunDir | None, progress: Progress) -> Iterator[N
     except KeyboardInterrupt:
         if run_dir is None:
             raise
-        saved = (f"{progress.done} finished epoch{'s' if progress.done != 1 else ''} "
-                 f"{'are' if progress.done != 1 else 'is'} saved" if progress.done
-                 else "no epoch had finished")
-        message = (f"stopped during epoch {min(progress.done + 1, progress.epochs)}/"
-                   f"{progress.epochs}; {saved}: continue with kvt train --resume "
-                   f"{shlex.quote(str(run_dir.path))}")
+        resume = f"kvt train --resume {shlex.quote(str(run_dir.path))}"
+        message = (f"stopped during epoch {min(progress.saved + 1, progress.epochs)}/"
+                   f"{progress.epochs}; {_saved_words(progress.saved)}: continue with {resume}")
         run_dir.mark("interrupted", message)
         raise Cancelled(message) from None
+    except OSError as e:
+        if run_dir is None:
+            raise
+        # Disk full, permissions changed under us: the last checkpoint is still whole.
+        resume = f"kvt train --resume {shlex.quote(str(run_dir.path))}"
+        message = (f"cannot write to {run_dir.path} ({e.strerror or e}); "
+                   f"{_saved_words(progress.saved)}: free space or fix permissions, then "
+                   f"continue with {resume}")
+        with contextlib.suppress(OSError):
+            run_dir.mark("failed", message)
+        raise RunError(message) from None
     except Exception as e:
         if run_dir is not None:
             run_dir.mark("failed", str(e))

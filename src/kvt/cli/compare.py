@@ -54,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
 
     positive("jobs", args.jobs)
     if args.resume:
-        given = [f"--{d.replace('_', '-')}" for d in (*CONFIG_FLAGS, "out", "preset", "baseline")
-                 if getattr(args, d, None) not in (None, False)] + (["--vary"] if args.vary else [])
+        flags = (*CONFIG_FLAGS, "out", "preset", "baseline")
+        given = [f"--{d.replace('_', '-')}" for d in flags
+                 if getattr(args, d, None) not in (None, False)]
+        given += ["--vary"] if args.vary else []
         if given:
             raise UsageError(f"--resume continues a sweep with its saved plan: drop "
                              f"{', '.join(given)}")
@@ -68,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
         sweep = Sweep(args.out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
         sweep.create(plan, force=args.force)
     n = len(plan.variants) * len(plan.seeds)
-    print(f"kvt compare: {len(plan.variants)} configurations ({', '.join(v.label for v in plan.variants)}) "
-          f"x {len(plan.seeds)} seeds = {n} runs in {sweep.path}, {args.jobs} at a time",
+    labels = ", ".join(v.label for v in plan.variants)
+    print(f"kvt compare: {len(plan.variants)} configurations ({labels}) x {len(plan.seeds)} seeds = {n} runs in {sweep.path}, {args.jobs} at a time",
           flush=True)
     command = "kvt " + shlex.join(plan.command or ["compare"])
     if args.resume:
