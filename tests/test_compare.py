@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -203,3 +204,22 @@ def test_val_split_run_never_reports_the_test_set(tmp_path, capsys):
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["config"]["val_split"] == 0.2
     assert config["dataset"]["eval_split"] == "validation"
+
+
+def test_sigterm_stops_the_sweep_and_its_children_resumably(tmp_path):
+    out = tmp_path / "sweep"
+    proc = _compare(["--vary", "activation=relu,crelu", "--seeds", "1", *TINY, "--epochs",
+                     "3", "--out", str(out)], tmp_path)
+    run = out / "runs" / "relu" / "seed-0"
+    for line in proc.stdout:
+        if "starting relu seed 0" in line:
+            break
+    deadline = time.monotonic() + 120
+    while RunDir(run).status() != "running" and time.monotonic() < deadline:
+        time.sleep(0.2)  # until the child is training
+    proc.send_signal(signal.SIGTERM)  # the sweep only: it must stop its child itself
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1].endswith(f"kvt compare --resume {out}")
+    assert RunDir(out).status() == "interrupted"
+    assert RunDir(run).status() == "interrupted"

@@ -543,7 +543,8 @@ def render_markdown(plan: Plan, analysis: dict[str, Any], command: str) -> str:
              "interval and p-value come from Welch's t-test (no equal-variance "
              "assumption); the bootstrap interval resamples each configuration's runs "
              f"{stats.BOOTSTRAP_RESAMPLES} times as a check that does not assume "
-             "normality. A difference is called only when p < 0.05."]
+             "normality; with few runs per configuration (under about 10) it is too narrow, "
+             "so the verdict follows Welch. A difference is called only when p < 0.05."]
     if len(analysis["comparisons"]) > 1:
         parts.append("With several comparisons, p-values are not corrected for multiple "
                      "testing: expect about one false call in twenty at p < 0.05.")

@@ -7,9 +7,13 @@ imports no framework at module level, so `kvt --help` and argument errors stay i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
+from typing import Iterator
 
 from kvt import __version__
 from kvt.errors import EXIT_BROKEN_PIPE, EXIT_CANCELLED, EXIT_USAGE, Cancelled, KvtError
@@ -59,11 +63,30 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (kill, a scheduler, kvt compare stopping its children) stops a command the
+    way Ctrl-C does: a training run keeps its checkpoint and says how to resume."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        with _sigterm_as_ctrl_c():
+            return int(args.run(args) or 0)
     except KvtError as e:
         if args.debug:
             raise

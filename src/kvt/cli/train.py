@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from pathlib import Path
@@ -193,7 +192,6 @@ def run(args: argparse.Namespace) -> int:
         run_dir = RunDir(args.out or default_out(config))
         fresh = not run_dir.path.exists()
         run_dir.create(force=args.force)
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         dataset = load_data(config)
         announce(config, dataset)
@@ -204,8 +202,6 @@ def run(args: argparse.Namespace) -> int:
         if fresh and run_dir.path.is_dir() and not any(run_dir.path.iterdir()):
             run_dir.path.rmdir()
         raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     m = result.metrics
     print()
     print(result.report)
@@ -217,8 +213,3 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     return 0
 
-
-def _terminate(signum, frame):
-    """SIGTERM (kill, a scheduler, kvt compare) stops like Ctrl-C: checkpoint kept,
-    status "interrupted", a resume hint."""
-    raise KeyboardInterrupt
