@@ -57,3 +57,25 @@ def test_unknown_recipe_and_unknown_keys():
         TrainConfig.from_recipe("fastest")
     with pytest.raises(UsageError, match=r"unknown config keys \['colour'\]"):
         TrainConfig.from_dict({"colour": "red"})
+
+
+def test_train_config_flag_starts_from_a_saved_config(tmp_path, capsys):
+    import json
+
+    from kvt.cli import build_parser
+    from kvt.cli.train import config_from_args
+    from kvt.errors import KvtError
+
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps({"config": TrainConfig.from_recipe(
+        dataset="digits", epochs=3, lr=0.05, activation="crelu").to_dict()}))
+    args = build_parser().parse_args(["train", "--config", str(saved), "--seed", "7"])
+    c = config_from_args(args)
+    assert (c.dataset, c.epochs, c.lr, c.activation, c.seed) == ("digits", 3, 0.05, "crelu", 7)
+    args = build_parser().parse_args(["train", "--config", str(saved), "--recipe", "seed"])
+    c = config_from_args(args)  # the recipe resets hyperparameters, not the dataset
+    assert (c.dataset, c.epochs, c.lr, c.activation) == ("digits", 30, 0.01, "crelu")
+    for text in ("[1, 2]", "{not json", '{"config": {"colour": "red"}}'):
+        saved.write_text(text)
+        with pytest.raises(KvtError, match="--config|unknown config keys"):
+            config_from_args(build_parser().parse_args(["train", "--config", str(saved)]))

@@ -113,11 +113,11 @@ def config_from_args(args: argparse.Namespace):
     except OSError as e:
         raise RunError(f"cannot read --config {args.config} ({e.strerror or e}): check the "
                        f"path") from None
-    except ValueError as e:
+    except (ValueError, TypeError, AttributeError) as e:
         raise RunError(f"--config {args.config} is not a kvt config ({e}): pass a run's "
                        f"config.json") from None
-    if args.recipe:
-        base.update(TrainConfig.from_recipe(args.recipe).to_dict(), recipe=args.recipe)
+    if args.recipe:  # the recipe's hyperparameters only; the rest stays as saved
+        base.update(RECIPES[args.recipe], recipe=args.recipe)
     base.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig.from_dict(base)
 
@@ -166,7 +166,7 @@ def resume_config(args: argparse.Namespace):
                        f"wait for it, or stop it first (--force resumes anyway)")
     try:
         config = TrainConfig.load(run_dir / "config.json")
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, TypeError, AttributeError) as e:
         raise RunError(f"cannot read {run_dir / 'config.json'} ({e}): the run cannot be "
                        f"resumed; train it again with --force") from None
     return run_dir, config
