@@ -194,3 +194,15 @@ def test_disk_full_while_checkpointing_says_how_to_continue(tmp_path, capsys, mo
     code, out, err = run_cli(capsys, "train", "--resume", str(run))
     assert code == 0, err
     assert [int(r["epoch"]) for r in history(run)] == [1, 2, 3]
+
+
+def test_force_restart_removes_a_stale_checkpoint(tmp_path, capsys):
+    from kvt.runs import RunDir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.npz").write_bytes(b"old")
+    code, _, err = run_cli(capsys, "train", "--dataset", "digits", "--out", str(run))
+    assert code == 6 and "already holds a run (checkpoint.npz)" in err
+    RunDir(run).create(force=True)
+    assert not (run / "checkpoint.npz").exists()

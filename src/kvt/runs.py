@@ -8,6 +8,7 @@
     plot.png                training and validation loss and accuracy per epoch
     confusion_matrix.png    test-set confusion matrix
     model.keras             the trained model; reloads with safe_mode=True
+    checkpoint.npz          while training: the state after the last finished epoch
 
 Each file is written to a temporary name in the same folder and renamed into place, so
 a reader sees the old file or the new one, never half of one. `status.json` says
@@ -27,8 +28,9 @@ from typing import Any, Callable
 
 from kvt.errors import ModelError, RunError
 
+CHECKPOINT = "checkpoint.npz"  # present while training; removed once the run is complete
 ARTIFACTS = ("config.json", "status.json", "history.csv", "metrics.json", "report.txt",
-             "plot.png", "confusion_matrix.png", "model.keras")
+             "plot.png", "confusion_matrix.png", "model.keras", CHECKPOINT)
 MODEL_META = "kvt.json"  # kvt's entry inside model.keras: class names, input scaling
 
 

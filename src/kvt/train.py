@@ -28,13 +28,12 @@ from kvt.data import Dataset, load_dataset
 from kvt.errors import BackendError, Cancelled, RunError, TrainingError, UsageError
 from kvt.models import build_model
 from kvt.report import evaluate_predictions, plot_confusion, plot_history
-from kvt.runs import RunDir, save_model, write_atomic, write_json, write_text
+from kvt.runs import CHECKPOINT, RunDir, save_model, write_atomic, write_json, write_text
 
 SCALE = 1.0 / 255.0  # images are stored as 0..255 and fed to the model in [0, 1]
 # The validation holdout does not move with the training seed: every run of a sweep is
 # judged on the same images.
 VAL_SEED = 0
-CHECKPOINT = "checkpoint.npz"  # in the run directory while training; removed when complete
 CHECKPOINT_FORMAT = 1
 
 
