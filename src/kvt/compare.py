@@ -75,8 +75,12 @@ class Plan:
     preset: str | None = None
     command: list[str] = dataclasses.field(default_factory=list)
 
-    def config(self, variant: Variant, seed: int) -> TrainConfig:
-        return TrainConfig.from_dict({**self.base.to_dict(), **variant.overrides, "seed": seed})
+    def config(self, variant: Variant, seed: int | None = None) -> TrainConfig:
+        """The variant's TrainConfig: the base with its overrides (and `seed`, if given)."""
+        values = {**self.base.to_dict(), **variant.overrides}
+        if seed is not None:
+            values["seed"] = seed
+        return TrainConfig.from_dict(values)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": PLAN_FORMAT, "base": self.base.to_dict(),
@@ -175,15 +179,16 @@ def build_plan(base: TrainConfig, preset: str | None, varies: list[str], seeds: 
     if len(variants) < 2:
         raise UsageError("a comparison needs at least two configurations: use --preset "
                          "tutorial or --vary FIELD=A,B")
-    for variant in variants:  # refuse impossible combinations before anything runs
-        TrainConfig.from_dict({**base.to_dict(), **variant.overrides})
     labels = [v.label for v in variants]
     if baseline is None:
         baseline = labels[0]
     elif baseline not in labels:
         raise UsageError(f"--baseline {baseline!r} is not one of the configurations: "
                          f"{', '.join(labels)}")
-    return Plan(base, variants, seeds, baseline, preset, list(command or []))
+    plan = Plan(base, variants, seeds, baseline, preset, list(command or []))
+    for variant in variants:  # refuse impossible combinations before anything runs
+        plan.config(variant)
+    return plan
 
 
 def _show(field: str, value: Any) -> str:
@@ -235,9 +240,7 @@ class Sweep:
         try:
             (self.path / "configs").mkdir(parents=True, exist_ok=True)
             for variant in plan.variants:
-                write_text(self.config_path(variant),
-                           TrainConfig.from_dict({**plan.base.to_dict(), **variant.overrides})
-                           .to_json() + "\n")
+                write_text(self.config_path(variant), plan.config(variant).to_json() + "\n")
             write_json(self.path / "sweep.json", plan.to_dict())
         except OSError as e:
             raise RunError(f"cannot write the sweep directory {self.path} ({e.strerror or e}): "

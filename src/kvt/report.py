@@ -38,6 +38,16 @@ def evaluate_predictions(probs: np.ndarray, y_true: np.ndarray,
     return metrics, report, confusion_matrix(y_true, y_pred, labels=labels)
 
 
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed, none opened)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _save_figure(fig, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -49,10 +59,7 @@ def _save_figure(fig, path: str | Path) -> Path:
 
 def plot_history(history: dict[str, list[float]], path: str | Path, title: str) -> Path:
     """The tutorial's plot: training and validation loss and accuracy per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
     epochs = np.arange(1, len(history["loss"]) + 1)
@@ -72,10 +79,7 @@ def plot_history(history: dict[str, list[float]], path: str | Path, title: str) 
 
 def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path,
                    title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     n = len(class_names)
     size = max(5.0, 0.6 * n + 2)
@@ -98,10 +102,7 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path,
 def plot_compare(groups: dict[str, list[float]], path: str | Path, title: str,
                  ylabel: str) -> Path:
     """Every seed's accuracy per configuration (jittered dots) with a box behind."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     labels = list(groups)
     rng = np.random.default_rng(0)  # jitter only; fixed so that reruns draw the same plot
@@ -126,10 +127,7 @@ def plot_compare(groups: dict[str, list[float]], path: str | Path, title: str,
 def plot_curves(curves: dict[str, list[dict[str, list[float]]]], path: str | Path,
                 title: str, split: str) -> Path:
     """Mean training and evaluation curves per configuration, each with a ±1 std band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
     panels = (("accuracy", "val_accuracy", "accuracy"), ("loss", "val_loss", "loss"))

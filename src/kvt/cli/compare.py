@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from kvt.cli.train import CONFIG_FLAGS, add_config_arguments, config_from_args
+from kvt.cli.train import CONFIG_FLAGS, add_config_arguments, config_from_args, given_flags
 
 
 def add_parser(sub) -> None:
@@ -54,9 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     positive("jobs", args.jobs)
     if args.resume:
-        flags = (*CONFIG_FLAGS, "out", "preset", "baseline")
-        given = [f"--{d.replace('_', '-')}" for d in flags
-                 if getattr(args, d, None) not in (None, False)]
+        given = given_flags(args, (*CONFIG_FLAGS, "out", "preset", "baseline"))
         given += ["--vary"] if args.vary else []
         if given:
             raise UsageError(f"--resume continues a sweep with its saved plan: drop "

@@ -11,16 +11,21 @@ from kvt.cli.common import add_backend_argument, backend_name
 from kvt.config import APIS, RECIPES
 
 
-# The flags that make up a TrainConfig (argparse dest -> config field); all default to
-# None so that `--config FILE` and `--recipe` can supply what the user did not type.
-CONFIG_FLAGS = {
-    "model": "model", "api": "api", "activation": "activation", "native_ops": "native_ops",
-    "backend": "backend", "dataset": "dataset", "data_dir": "data_dir",
-    "image_size": "image_size", "train_limit": "train_limit", "test_limit": "test_limit",
-    "val_split": "val_split", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr",
-    "decay": "decay", "momentum": "momentum", "seed": "seed",
-    "deterministic": "deterministic", "recipe": "recipe", "config": None,
-}
+# The flags that make up a TrainConfig: argparse dests, each named as its config field
+# (except --config, the file they start from). All default to None so that `--config
+# FILE` and `--recipe` can supply what the user did not type.
+CONFIG_FLAGS = (
+    "model", "api", "activation", "native_ops", "backend", "dataset", "data_dir",
+    "image_size", "train_limit", "test_limit", "val_split", "epochs", "batch_size", "lr",
+    "decay", "momentum", "seed", "deterministic", "recipe", "config",
+)
+
+
+def given_flags(args: argparse.Namespace, dests) -> list[str]:
+    """The flags among `dests` that the user typed (their value is not the default
+    None/False), spelled as on the command line."""
+    return [f"--{dest.replace('_', '-')}" for dest in dests
+            if getattr(args, dest, None) not in (None, False)]
 
 
 def add_parser(sub) -> None:
@@ -102,8 +107,8 @@ def config_from_args(args: argparse.Namespace):
     from kvt.config import TrainConfig
     from kvt.errors import RunError
 
-    overrides = {field: getattr(args, dest, None) for dest, field in CONFIG_FLAGS.items()
-                 if field and field != "recipe"}
+    overrides = {field: getattr(args, field, None) for field in CONFIG_FLAGS
+                 if field not in ("recipe", "config")}
     if overrides["backend"] is None and not args.config:
         overrides["backend"] = backend_name(args)
     if not args.config:
@@ -147,8 +152,7 @@ def resume_config(args: argparse.Namespace):
     from kvt.errors import RunError, UsageError
     from kvt.runs import RunDir
 
-    given = [f"--{dest.replace('_', '-')}" for dest in (*CONFIG_FLAGS, "out")
-             if getattr(args, dest, None) not in (None, False)]
+    given = given_flags(args, (*CONFIG_FLAGS, "out"))
     if given:
         raise UsageError(f"--resume continues a run with its saved config: drop "
                          f"{', '.join(given)}")
