@@ -209,7 +209,7 @@ def test_val_split_run_never_reports_the_test_set(tmp_path, capsys):
 def test_sigterm_stops_the_sweep_and_its_children_resumably(tmp_path):
     out = tmp_path / "sweep"
     proc = _compare(["--vary", "activation=relu,crelu", "--seeds", "1", *TINY, "--epochs",
-                     "3", "--out", str(out)], tmp_path)
+                     "30", "--out", str(out)], tmp_path)  # far from done when stopped
     run = out / "runs" / "relu" / "seed-0"
     for line in proc.stdout:
         if "starting relu seed 0" in line:

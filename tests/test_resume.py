@@ -206,3 +206,59 @@ def test_force_restart_removes_a_stale_checkpoint(tmp_path, capsys):
     assert code == 6 and "already holds a run (checkpoint.npz)" in err
     RunDir(run).create(force=True)
     assert not (run / "checkpoint.npz").exists()
+
+
+@pytest.mark.parametrize("when", ["config.json", "status.json"])
+def test_interrupt_as_a_run_starts_never_leaves_it_running(tmp_path, capsys, monkeypatch, when):
+    """A signal landing just as the run directory is set up (kvt compare stops its children
+    the moment their status says "running") still marks the run interrupted."""
+    from kvt import runs, train
+
+    real_write, real_mark = train.write_json, runs.RunDir.mark
+
+    def write_then_interrupt(path, data):
+        real_write(path, data)
+        if when == "config.json" and path.name == "config.json":
+            raise KeyboardInterrupt
+
+    def mark_then_interrupt(self, status, message=""):
+        real_mark(self, status, message)
+        if when == "status.json" and status == "running":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "write_json", write_then_interrupt)
+    monkeypatch.setattr(runs.RunDir, "mark", mark_then_interrupt)
+    run = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", *FAST_DIGITS, "--out", str(run))
+    assert code == 130 and "Traceback" not in out + err
+    assert err.strip().endswith(f"continue with kvt train --resume {run}")
+    assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
+    monkeypatch.undo()
+    code, out, err = run_cli(capsys, "train", "--resume", str(run))
+    assert code == 0, err
+    assert json.loads((run / "status.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_keras_swallows_still_stops_the_run(tmp_path, capsys, monkeypatch, sig):
+    """Keras converts each batch's logs inside a bare `except:`; a Ctrl-C that landed there
+    used to vanish and the run trained to the end (seen as a flaky Ctrl-C test). Send the
+    signal from inside that conversion, the way an unlucky Ctrl-C arrives."""
+    from keras.src import backend as keras_backend
+
+    real, calls = keras_backend.convert_to_numpy, []
+
+    def convert_then_signal(x):
+        calls.append(1)
+        out = real(x)
+        if len(calls) == 100:  # during the first epoch (169 batches)
+            signal.raise_signal(sig)  # its handler raises here, inside Keras' try
+        return out
+
+    monkeypatch.setattr(keras_backend, "convert_to_numpy", convert_then_signal)
+    run = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", *FAST_DIGITS, "--out", str(run))
+    assert len(calls) >= 100
+    assert code == 130, out + err
+    assert "stopped during epoch 1/3; no finished epoch is saved" in err
+    assert json.loads((run / "status.json").read_text())["status"] == "interrupted"

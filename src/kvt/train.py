@@ -110,34 +110,24 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
     if resume and run_dir is not None and (run_dir / CHECKPOINT).is_file():
         progress = restore_checkpoint(model, config, run_dir / CHECKPOINT)
 
-    if run_dir is not None:
-        if not (resume and (run_dir / "config.json").is_file()):
-            write_json(run_dir / "config.json", {
-                "config": config.to_dict(),
-                "dataset": {"name": dataset.name, "source": dataset.source,
-                            "eval_split": dataset.eval_split,
-                            "train_images": n_train, "test_images": len(dataset.y_test),
-                            "input_shape": list(dataset.input_shape),
-                            "class_names": dataset.class_names},
-                "environment": backends.describe(),
-                "kvt": __version__,
-                "command": sys.argv,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            })
-        run_dir.mark("running", progress.summary())
-
-    timer = EpochTimer(n_train)
-    callbacks: list[Any] = [timer, NanGuard()]
+    timer, watch = EpochTimer(n_train), InterruptWatch()
+    callbacks: list[Any] = [timer, NanGuard(), watch]
     if progress.rng:
         callbacks.append(RestoreRng(config.backend, progress.rng))
     interactive = stream.isatty()
-    with _recording_failure(run_dir, progress):
+    # From the moment status.json says "running", an interrupt or error must change it.
+    with _recording_failure(run_dir, progress), watch:
+        if run_dir is not None:
+            if not (resume and (run_dir / "config.json").is_file()):
+                _write_config(run_dir, config, dataset)
+            run_dir.mark("running", progress.summary())
         for epoch in range(progress.done, config.epochs):
             order = epoch_order(config.seed, epoch, n_train)
             fitted = model.fit(x_train[order], y_train[order], validation_data=(x_test, y_test),
                                batch_size=config.batch_size, initial_epoch=epoch,
                                epochs=epoch + 1, shuffle=False,
                                verbose=1 if interactive else 0, callbacks=callbacks)
+            watch.check()
             with _deferred_interrupts():  # an epoch that finished is saved whole
                 progress.add_epoch(fitted.history, timer.epoch_seconds[-1],
                                    timer.train_seconds[-1])
@@ -152,6 +142,7 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
         history = progress.history
         probs = np.asarray(model.predict(x_test, batch_size=max(config.batch_size, 256),
                                          verbose=0))
+        watch.check()
         metrics, report, matrix = evaluate_predictions(probs, dataset.y_test,
                                                        dataset.class_names)
         metrics = _name_split(metrics, dataset.eval_split)
@@ -173,6 +164,21 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
         elif plot_path is not None:
             _plot(run, dataset, plot_path)
     return run
+
+
+def _write_config(run_dir: RunDir, config: TrainConfig, dataset: Dataset) -> None:
+    write_json(run_dir / "config.json", {
+        "config": config.to_dict(),
+        "dataset": {"name": dataset.name, "source": dataset.source,
+                    "eval_split": dataset.eval_split,
+                    "train_images": len(dataset.y_train), "test_images": len(dataset.y_test),
+                    "input_shape": list(dataset.input_shape),
+                    "class_names": dataset.class_names},
+        "environment": backends.describe(),
+        "kvt": __version__,
+        "command": sys.argv,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
 
 
 def _name_split(metrics: dict[str, Any], split: str) -> dict[str, Any]:
@@ -302,7 +308,8 @@ def _recording_failure(run_dir: RunDir | None, progress: Progress) -> Iterator[N
         resume = f"kvt train --resume {shlex.quote(str(run_dir.path))}"
         message = (f"stopped during epoch {min(progress.saved + 1, progress.epochs)}/"
                    f"{progress.epochs}; {_saved_words(progress.saved)}: continue with {resume}")
-        run_dir.mark("interrupted", message)
+        with _deferred_interrupts():  # a second Ctrl-C must not leave it "running"
+            run_dir.mark("interrupted", message)
         raise Cancelled(message) from None
     except OSError as e:
         if run_dir is None:
@@ -312,12 +319,13 @@ def _recording_failure(run_dir: RunDir | None, progress: Progress) -> Iterator[N
         message = (f"cannot write to {run_dir.path} ({e.strerror or e}); "
                    f"{_saved_words(progress.saved)}: free space or fix permissions, then "
                    f"continue with {resume}")
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError), _deferred_interrupts():
             run_dir.mark("failed", message)
         raise RunError(message) from None
     except Exception as e:
         if run_dir is not None:
-            run_dir.mark("failed", str(e))
+            with _deferred_interrupts():
+                run_dir.mark("failed", str(e))
         raise
 
 
@@ -379,6 +387,52 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.train_seconds.append(self._last_batch - self._start)
         self.epoch_seconds.append(time.perf_counter() - self._start)
+
+
+class InterruptWatch(keras.callbacks.Callback):
+    """Makes sure a Ctrl-C or SIGTERM during training stops it.
+
+    Python raises KeyboardInterrupt wherever the main thread is when the signal lands.
+    Keras converts every batch's logs inside a bare `except:` (`pythonify_logs`), so a
+    signal landing there used to vanish and the run trained on to the end. While the
+    watch is entered it notes each such signal (then lets the usual handler raise), and
+    `check()` raises again: at every batch and epoch end, and wherever `fit()` asks.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        super().__init__()
+        self.caught: list[int] = []
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> InterruptWatch:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                previous = signal.getsignal(sig)
+                if callable(previous):  # default or ignored signals are left as they are
+                    self._previous[sig] = previous
+                    signal.signal(sig, self._note)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+    def _note(self, signum, frame):
+        self.caught.append(signum)
+        self._previous[signum](signum, frame)
+
+    def check(self) -> None:
+        if self.caught:
+            raise KeyboardInterrupt
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.check()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.check()
 
 
 class RestoreRng(keras.callbacks.Callback):
