@@ -49,6 +49,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 PLAN_FORMAT = 1
+RESULTS = ("compare.md", "compare.json", "compare.png", "curves.png")
 # Fields a sweep may not vary: the seed is the replication axis, and the rest only
 # say where things are.
 NOT_VARIED = ("seed", "data_dir", "recipe")
@@ -234,8 +235,7 @@ class Sweep:
                                f"over")
             for name in ("runs", "configs"):
                 shutil.rmtree(self.path / name, ignore_errors=True)
-            for name in ("compare.md", "compare.json", "compare.png", "curves.png",
-                         "status.json"):
+            for name in (*RESULTS, "status.json"):
                 (self.path / name).unlink(missing_ok=True)
         try:
             (self.path / "configs").mkdir(parents=True, exist_ok=True)
@@ -403,10 +403,10 @@ def collect(sweep: Sweep, plan: Plan) -> list[RunResult]:
             if r.status == "complete":
                 try:
                     m = rd.read_json("metrics.json")
-                    r.accuracy = float(m.get("accuracy", m.get("test_accuracy")))
+                    r.accuracy = float(m["accuracy"])
                     r.seconds = float(m["train_seconds"])
-                    r.eval_split = m.get("eval_split", "test")
-                    r.eval_images = int(m.get("eval_images", m.get("test_images", 0)))
+                    r.eval_split = m["eval_split"]
+                    r.eval_images = int(m["eval_images"])
                     r.history = rd.read_history()
                 except (OSError, ValueError, KeyError, TypeError) as e:
                     r.status, r.message = "failed", f"unreadable results ({e})"
@@ -447,6 +447,11 @@ def analyse(plan: Plan, results: list[RunResult]) -> dict[str, Any]:
             "splits": [list(s) for s in splits],
             "runs": [{k: v for k, v in dataclasses.asdict(r).items() if k != "history"}
                      for r in results]}
+
+
+def unfinished(analysis: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs of `analysis` that did not finish (failed, interrupted, never run)."""
+    return [r for r in analysis["runs"] if r["status"] != "complete"]
 
 
 def split_words(analysis: dict[str, Any], plan: Plan) -> str:
@@ -528,7 +533,7 @@ def render_text(plan: Plan, analysis: dict[str, Any]) -> str:
     parts = [headline(plan, analysis), "", fixed_columns(conf), "",
              fixed_columns([r[:-1] for r in comp]), ""]
     parts += [f"{d['other']}: {d['verdict']}" for d in analysis["comparisons"]]
-    failed = [r for r in analysis["runs"] if r["status"] != "complete"]
+    failed = unfinished(analysis)
     if failed:
         parts += ["", f"{len(failed)} runs did not finish:"]
         parts += [f"  {r['label']} seed {r['seed']} ({r['status']}): {r['message']}"
@@ -551,7 +556,7 @@ def render_markdown(plan: Plan, analysis: dict[str, Any], command: str) -> str:
     if len(analysis["comparisons"]) > 1:
         parts.append("With several comparisons, p-values are not corrected for multiple "
                      "testing: expect about one false call in twenty at p < 0.05.")
-    failed = [r for r in analysis["runs"] if r["status"] != "complete"]
+    failed = unfinished(analysis)
     if failed:
         parts += ["", "## Runs that did not finish", ""]
         parts += [f"- {r['label']} seed {r['seed']} ({r['status']}, `{r['path']}`): "
@@ -585,8 +590,8 @@ def run_sweep(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO,
     execute(sweep, plan, jobs, stream, python)
     results = collect(sweep, plan)
     analysis = write_results(sweep, plan, results, command)
-    failed = sum(r.status != "complete" for r in results)
-    sweep.status.mark("complete", f"{len(results) - failed} of {len(results)} runs finished")
+    finished = len(results) - len(unfinished(analysis))
+    sweep.status.mark("complete", f"{finished} of {len(results)} runs finished")
     return analysis, render_text(plan, analysis)
 
 

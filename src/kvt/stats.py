@@ -77,10 +77,9 @@ def welch(baseline: Sequence[float], other: Sequence[float]) -> tuple[float, flo
     se = math.sqrt(va + vb)
     if se == 0:
         return diff, 0.0, math.nan, diff, diff, (1.0 if diff == 0 else 0.0)
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * se
-    p = float(stats.ttest_ind(b, a, equal_var=False).pvalue)
-    return diff, se, float(df), diff - half, diff + half, p
+    test = stats.ttest_ind(b, a, equal_var=False)  # Welch: its df, interval and p
+    ci = test.confidence_interval(CONFIDENCE)
+    return diff, se, float(test.df), float(ci.low), float(ci.high), float(test.pvalue)
 
 
 def bootstrap(baseline: Sequence[float], other: Sequence[float],

@@ -300,12 +300,12 @@ def _saved_words(n: int) -> str:
 @contextlib.contextmanager
 def _recording_failure(run_dir: RunDir | None, progress: Progress) -> Iterator[None]:
     """Marks the run interrupted (Ctrl-C, SIGTERM) or failed if the block does not finish."""
+    resume = "" if run_dir is None else f"kvt train --resume {shlex.quote(str(run_dir.path))}"
     try:
         yield
     except KeyboardInterrupt:
         if run_dir is None:
             raise
-        resume = f"kvt train --resume {shlex.quote(str(run_dir.path))}"
         message = (f"stopped during epoch {min(progress.saved + 1, progress.epochs)}/"
                    f"{progress.epochs}; {_saved_words(progress.saved)}: continue with {resume}")
         with _deferred_interrupts():  # a second Ctrl-C must not leave it "running"
@@ -315,7 +315,6 @@ def _recording_failure(run_dir: RunDir | None, progress: Progress) -> Iterator[N
         if run_dir is None:
             raise
         # Disk full, permissions changed under us: the last checkpoint is still whole.
-        resume = f"kvt train --resume {shlex.quote(str(run_dir.path))}"
         message = (f"cannot write to {run_dir.path} ({e.strerror or e}); "
                    f"{_saved_words(progress.saved)}: free space or fix permissions, then "
                    f"continue with {resume}")

@@ -49,7 +49,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kvt.cli.common import positive
-    from kvt.compare import Sweep, build_plan, parse_seeds, run_sweep
+    from kvt.compare import RESULTS, Sweep, build_plan, parse_seeds, run_sweep, unfinished
     from kvt.errors import EXIT_TRAINING, UsageError
 
     positive("jobs", args.jobs)
@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
     analysis, text = run_sweep(sweep, plan, args.jobs, sys.stdout, command)
     print()
     print(text, end="")
-    print(f"\nresults in {sweep.path}: compare.md, compare.json, compare.png, curves.png")
-    failed = sum(r["status"] != "complete" for r in analysis["runs"])
+    print(f"\nresults in {sweep.path}: {', '.join(RESULTS)}")
+    failed = len(unfinished(analysis))
     if failed:
         print(f"kvt compare: {failed} of {n} runs did not finish (see the table); the others "
               f"were compared", file=sys.stderr)

@@ -216,4 +216,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"run saved to {run_dir.path}" + (f"; plot also at {args.plot}" if args.plot else ""))
     sys.stdout.flush()
     return 0
-
