@@ -1,5 +1,6 @@
 # make demo   fresh machine -> .venv, install kvt, train on the bundled digits set (offline)
 # make test   fresh machine -> .venv, install kvt with every engine, run the whole test suite
+# make test-stress   the learning tests under seeds 0..9 and 1 and 2 threads: their margins
 PYTHON ?= python3
 # make test covers every engine. torch 2.13.0 is pinned because that release's CPU build
 # is what this project's machines have on disk; elsewhere choose your own build, e.g.
@@ -10,7 +11,7 @@ BIN    := $(VENV)/bin
 BASE   := $(VENV)/.kvt-base
 FULL   := $(VENV)/.kvt-full
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-stress bench clean
 
 $(BASE): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +32,9 @@ demo: $(BASE)
 
 test: $(FULL)
 	$(BIN)/python -m pytest
+
+test-stress: $(FULL)
+	$(BIN)/python tests/stress.py --seeds 10 --threads 1,2
 
 bench: $(FULL)
 	$(BIN)/python benchmarks/seed_table.py --epochs 1

@@ -1,7 +1,10 @@
 """Runs one backend's half of the parity tests in its own process (one process, one backend).
 
-    python tests/backend_worker.py BACKEND compute DIR   # logits, one SGD step, CReLU parity, save
-    python tests/backend_worker.py BACKEND load DIR      # load every other backend's saved model
+    python tests/backend_worker.py BACKEND DIR
+
+First it computes (logits, one SGD step, CReLU parity) and saves a model, then prints
+"computed" and waits: once every backend has saved its model, the test writes a line to
+its stdin and it loads every backend's saved model. One process per backend does both.
 
 DIR holds ref.npz (weights, inputs, labels) written by the test; results go to
 DIR/<backend>-*.npz and DIR/<backend>.keras.
@@ -14,7 +17,7 @@ import numpy as np
 
 from kvt import backends
 
-backend, task, workdir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+backend, workdir = sys.argv[1], Path(sys.argv[2])
 backends.select(backend)
 keras = backends.import_keras()
 
@@ -82,7 +85,7 @@ def crelu_value_and_grad(native):
     return out.detach().numpy(), t.grad.numpy()
 
 
-if task == "compute":
+def compute():
     results = {}
     for api, activation, native in VARIANTS:
         key = f"{api}-{activation}-{'native' if native else 'portable'}"
@@ -97,10 +100,18 @@ if task == "compute":
     model = build("keras", "crelu", True)
     save_model(model, workdir / f"{backend}.keras", {"class_names": [str(i) for i in range(10)]})
     np.save(workdir / f"{backend}-saved-probs.npy", model.predict(x, verbose=0))
-elif task == "load":
+
+
+def load():
     results = {}
     for saved in sorted(workdir.glob("*.keras")):
         model, meta = load_model(saved)
         assert meta["class_names"][3] == "3"
         results[saved.stem] = keras.ops.convert_to_numpy(model.predict(x, verbose=0))
     np.savez(workdir / f"{backend}-load.npz", **results)
+
+
+compute()
+print("computed", flush=True)
+if sys.stdin.readline():  # the others have saved their models too
+    load()

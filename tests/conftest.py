@@ -1,3 +1,4 @@
+import json
 import os
 import sys
 from pathlib import Path
@@ -14,9 +15,36 @@ backends.select("tensorflow")
 backends.import_keras()
 
 SHARED_CIFAR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-png"
+# The seed of every training run in the suite. A test's assertions must hold for any seed:
+# `make test-stress` runs the tests with measured margins (marker `margins`) under several seeds and
+# thread counts and prints how far each measure stays from its threshold.
+TEST_SEED = os.environ.get("KVT_TEST_SEED", "42")
 # What a test's training run uses on digits: 3 epochs at batch 8 give BatchNorm's moving
 # averages ~500 steps to settle (batch 32 would leave the test accuracy near chance).
-FAST_DIGITS = ["--dataset", "digits", "--epochs", "3", "--batch-size", "8"]
+FAST_DIGITS = ["--dataset", "digits", "--epochs", "3", "--batch-size", "8", "--seed", TEST_SEED]
+
+
+def _record(measure: str, value: float, bound: float, kind: str) -> None:
+    log = os.environ.get("KVT_STRESS_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(json.dumps({"measure": measure, "value": float(value), "bound": bound,
+                                "kind": kind, "seed": TEST_SEED,
+                                "threads": os.environ.get("KVT_STRESS_THREADS")}) + "\n")
+
+
+def learned(measure: str, value: float, threshold: float) -> None:
+    """Asserts that a learning measure (an accuracy) stays above its threshold; under
+    `make test-stress` also records the value. Each call's comment gives the spread."""
+    _record(measure, value, threshold, "above")
+    assert value > threshold, f"{measure} = {value:.4f}, not above {threshold}"
+
+
+def within(measure: str, value: float, limit: float) -> None:
+    """Asserts that a numerical difference stays within its tolerance; under `make
+    test-stress` also records the value. Each call's comment gives the spread."""
+    _record(measure, value, limit, "below")
+    assert value <= limit, f"{measure} = {value:.3g}, above the tolerance {limit:g}"
 
 
 @pytest.fixture(autouse=True)
@@ -59,3 +87,56 @@ def digits_runs(tmp_path_factory):
     finally:
         mp.undo()
     return runs
+
+
+@pytest.fixture(scope="session")
+def cifar_slice(tmp_path_factory):
+    """A slice of the real CIFAR-10 as an image-folder tree of links: 400 train and 100 test
+    images per class, so a test decodes 5,000 PNGs instead of 60,000."""
+    if not (SHARED_CIFAR / "train").is_dir():
+        pytest.skip(f"real CIFAR-10 not found at {SHARED_CIFAR} (it ships beside the repo "
+                    f"only for developers and CI)")
+    root = tmp_path_factory.mktemp("cifar10-slice")
+    for split, per_class in (("train", 400), ("test", 100)):
+        for source in sorted(d for d in (SHARED_CIFAR / split).iterdir() if d.is_dir()):
+            dest = root / split / source.name
+            dest.mkdir(parents=True)
+            for image in sorted(source.iterdir())[:per_class]:
+                (dest / image.name).symlink_to(image)
+    return root
+
+
+# One deterministic digits run per backend, trained straight through, and one killed
+# (SIGKILL) after epoch 2 and resumed: three processes per backend prove both that two
+# processes train identically (--deterministic) and that resume is exact.
+RESUME_ARGS = ["--dataset", "digits", "--epochs", "4", "--batch-size", "16", "--train-limit",
+               "480", "--test-limit", "120", "--seed", TEST_SEED, "--activation", "crelu",
+               "--deterministic"]
+
+
+@pytest.fixture(scope="session", params=[b for b, ok in backends.installed().items() if ok])
+def killed_and_resumed(request, tmp_path_factory):
+    """{"backend", "full", "part", "killed": what the kill left, "resumed": the process}."""
+    import signal
+    import subprocess
+    from types import SimpleNamespace
+
+    from processes import child_env, history, kvt, start_and_stop
+
+    backend = request.param
+    root = tmp_path_factory.mktemp(f"resume-{backend}")
+    env, argv = child_env(root), [*RESUME_ARGS, "--backend", backend]
+    full, part = root / "full", root / "part"
+    done = subprocess.run(kvt("train", *argv, "--out", str(full)), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    code, _ = start_and_stop(["train", *argv, "--out", str(part)], env, "epoch 2/4",
+                             signal.SIGKILL)
+    killed = SimpleNamespace(
+        code=code, status=json.loads((part / "status.json").read_text())["status"],
+        history=history(part), checkpoint=(part / "checkpoint.npz").is_file(),
+        model=(part / "model.keras").exists())
+    resumed = subprocess.run(kvt("train", "--resume", str(part)), env=env, capture_output=True,
+                             text=True, timeout=300)
+    return SimpleNamespace(backend=backend, full=full, part=part, killed=killed,
+                           resumed=resumed)

@@ -4,28 +4,33 @@ import json
 
 import pytest
 
-from conftest import SHARED_CIFAR, run_cli
+from conftest import TEST_SEED, learned, run_cli
 
-pytestmark = pytest.mark.skipif(
-    not (SHARED_CIFAR / "train").is_dir(),
-    reason=f"real CIFAR-10 not found at {SHARED_CIFAR} (it ships beside the repo only for "
-           f"developers and CI)")
+CLASSES = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+           "truck"}
 
 
-def test_train_and_evaluate_on_a_slice_of_real_cifar10(tmp_path, capsys):
+@pytest.mark.margins
+def test_train_and_evaluate_on_a_slice_of_real_cifar10(tmp_path, capsys, cifar_slice):
     out = tmp_path / "cifar"
     code, stdout, err = run_cli(
-        capsys, "train", "--dataset", "cifar10", "--data-dir", str(SHARED_CIFAR),
-        "--train-limit", "3000", "--test-limit", "1000", "--epochs", "1", "--batch-size", "8",
+        capsys, "train", "--dataset", "cifar10", "--data-dir", str(cifar_slice),
+        "--train-limit", "3000", "--epochs", "2", "--batch-size", "32", "--seed", TEST_SEED,
         "--out", str(out))
     assert code == 0, err
-    assert "50000" not in stdout and "3000 train, 1000 test images, 32x32x3, 10 classes" in stdout
+    assert "3000 train, 1000 test images, 32x32x3, 10 classes" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
-    # chance is 10%; the binomial sd at n=1000 is under 1 point
-    assert metrics["test_accuracy"] > 0.2
-    assert set(metrics["per_class"]) == {"airplane", "automobile", "bird", "cat", "deer", "dog",
-                                         "frog", "horse", "ship", "truck"}
+    # It learns from real images with the right labels: the second epoch's training
+    # accuracy (train mode, so BatchNorm's lagging moving averages play no part) is far
+    # above chance (0.1; its sd over 3,000 images is 0.55 points). The test accuracy after
+    # 188 steps is not a guarantee: it depends on how far BatchNorm's moving averages have
+    # come (seen from 10% to 28% across seeds and machines). MARGIN-CIFAR
+    learned("cifar10 slice train accuracy, epoch 2", metrics["final_train_accuracy"], 0.15)
+    assert set(metrics["per_class"]) == CLASSES and metrics["test_images"] == 1000
+
+    # evaluate reloads the model and reproduces the run's test accuracy on the same images
     code, stdout, err = run_cli(capsys, "evaluate", str(out), "--dataset", "cifar10",
-                                "--data-dir", str(SHARED_CIFAR))
+                                "--data-dir", str(cifar_slice))
     assert code == 0, err
-    assert "on the cifar10 test split (10000 images)" in stdout
+    assert "on the cifar10 test split (1000 images)" in stdout
+    assert f"test accuracy {100 * metrics['test_accuracy']:.2f}%" in stdout

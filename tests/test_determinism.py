@@ -1,55 +1,19 @@
 """--deterministic: two processes, same seed, backend and machine -> identical runs."""
 
-import csv
-import io
-import os
-import subprocess
-import sys
-import zipfile
-
-import h5py
 import numpy as np
-import pytest
 
-from kvt import backends
-
-INSTALLED = [b for b, ok in backends.installed().items() if ok]
+from processes import history, weights
 
 
-def train(out, backend, tmp_path):
-    env = dict(os.environ, KVT_CACHE_DIR=str(tmp_path / "cache"))
-    env.pop("KERAS_BACKEND", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "kvt", "train", "--dataset", "digits", "--epochs", "2",
-         "--batch-size", "16", "--train-limit", "480", "--test-limit", "120", "--seed", "5",
-         "--activation", "crelu", "--backend", backend, "--deterministic", "--out", str(out)],
-        env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
-
-def history(run):
-    with open(run / "history.csv", newline="") as f:
-        return [{k: v for k, v in row.items() if not k.endswith("seconds")}
-                for row in csv.DictReader(f)]
-
-
-def weights(run):
-    with zipfile.ZipFile(run / "model.keras") as z:
-        data = z.read("model.weights.h5")
-    found = {}
-    with h5py.File(io.BytesIO(data), "r") as f:
-        f.visititems(lambda name, obj: found.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
-    return found
-
-
-@pytest.mark.parametrize("backend", INSTALLED)
-def test_two_deterministic_runs_are_identical(tmp_path, backend):
-    a, b = tmp_path / "a", tmp_path / "b"
-    train(a, backend, tmp_path)
-    train(b, backend, tmp_path)
-    assert history(a) == history(b)
-    wa, wb = weights(a), weights(b)
+def test_two_deterministic_processes_train_identically(killed_and_resumed):
+    """The run trained straight through and the one killed after epoch 2 were trained by
+    different processes: their first two epochs, and (after the resume) their final
+    weights, must be identical."""
+    run = killed_and_resumed
+    full = history(run.full)
+    assert len(run.killed.history) >= 2 and run.killed.history == full[:len(run.killed.history)]
+    assert run.resumed.returncode == 0, run.resumed.stderr[-2000:]
+    wa, wb = weights(run.full), weights(run.part)
     assert wa.keys() == wb.keys() and len(wa) > 20
     for name in wa:
         np.testing.assert_array_equal(wa[name], wb[name], err_msg=name)

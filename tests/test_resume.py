@@ -11,57 +11,17 @@ import numpy as np
 import pytest
 
 from conftest import FAST_DIGITS, run_cli
-from kvt import backends
-from test_determinism import history, weights
-
-INSTALLED = [b for b, ok in backends.installed().items() if ok]
-ARGS = ["--dataset", "digits", "--epochs", "4", "--batch-size", "16", "--train-limit", "480",
-        "--test-limit", "120", "--seed", "3", "--activation", "crelu", "--deterministic"]
+from processes import child_env, history, kvt, start_and_stop, weights
 
 
-def kvt(*argv, env=None):
-    return [sys.executable, "-m", "kvt", *argv]
+def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(killed_and_resumed):
+    run = killed_and_resumed
+    full, part, killed = run.full, run.part, run.killed
+    assert killed.code == -signal.SIGKILL
+    assert killed.status == "running"  # what a killed process leaves: not "complete"
+    assert killed.checkpoint and not killed.model
 
-
-def child_env(tmp_path):
-    env = dict(os.environ, KVT_CACHE_DIR=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
-    env.pop("KERAS_BACKEND", None)
-    return env
-
-
-def start_and_stop(argv, env, after_line, sig):
-    """Starts `kvt argv`, sends `sig` once stdout shows `after_line`; (code, stderr)."""
-    proc = subprocess.Popen(kvt(*argv), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if line.startswith(after_line):
-            proc.send_signal(sig)
-            break
-    _, err = proc.communicate(timeout=300)
-    assert any(s.startswith(after_line) for s in seen), "".join(seen) + err
-    return proc.returncode, err
-
-
-@pytest.mark.parametrize("backend", INSTALLED)
-def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(tmp_path, backend):
-    env = child_env(tmp_path)
-    full, part = tmp_path / "full", tmp_path / "part"
-    done = subprocess.run(kvt("train", *ARGS, "--backend", backend, "--out", str(full)),
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-
-    code, _ = start_and_stop(["train", *ARGS, "--backend", backend, "--out", str(part)], env,
-                             "epoch 2/4", signal.SIGKILL)
-    assert code == -signal.SIGKILL
-    status = json.loads((part / "status.json").read_text())
-    assert status["status"] == "running"  # what a killed process leaves: not "complete"
-    assert (part / "checkpoint.npz").is_file() and not (part / "model.keras").exists()
-
-    resumed = subprocess.run(kvt("train", "--resume", str(part)), env=env, capture_output=True,
-                             text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert run.resumed.returncode == 0, run.resumed.stderr[-2000:]
     assert json.loads((part / "status.json").read_text())["status"] == "complete"
     assert not (part / "checkpoint.npz").exists()
     assert len(history(part)) == 4 and history(part) == history(full)  # one contiguous history

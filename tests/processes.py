@@ -1,0 +1,55 @@
+"""Helpers for tests that run `kvt` in child processes and read the run directories."""
+
+import csv
+import io
+import os
+import subprocess
+import sys
+import zipfile
+
+import h5py
+
+
+def kvt(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "kvt", *argv]
+
+
+def child_env(tmp_path) -> dict[str, str]:
+    """The environment of a child `kvt`: its own data cache, unbuffered output, and the
+    backend chosen by its flags alone."""
+    env = dict(os.environ, KVT_CACHE_DIR=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
+    env.pop("KERAS_BACKEND", None)
+    return env
+
+
+def start_and_stop(argv, env, after_line, sig):
+    """Starts `kvt argv`, sends `sig` once stdout shows `after_line`: (code, stderr)."""
+    proc = subprocess.Popen(kvt(*argv), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith(after_line):
+            proc.send_signal(sig)
+            break
+    _, err = proc.communicate(timeout=300)
+    assert any(s.startswith(after_line) for s in seen), "".join(seen) + err
+    return proc.returncode, err
+
+
+def history(run):
+    """history.csv's rows without the timing columns."""
+    with open(run / "history.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if not k.endswith("seconds")}
+                for row in csv.DictReader(f)]
+
+
+def weights(run):
+    """Every array of the run's model.keras, by its path in the weights file."""
+    with zipfile.ZipFile(run / "model.keras") as z:
+        data = z.read("model.weights.h5")
+    found = {}
+    with h5py.File(io.BytesIO(data), "r") as f:
+        f.visititems(lambda name, obj: found.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    return found

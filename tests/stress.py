@@ -1,0 +1,100 @@
+"""Runs the tests with measured margins (pytest marker `margins`: accuracies that show
+training learns, numerical tolerances between engines) under many seeds and thread
+counts, and prints each measure's spread against its bound.
+
+    python tests/stress.py                       # seeds 0..9, threads 1 and 2 (make test-stress)
+    python tests/stress.py --seeds 3 --threads 2
+
+A bound is safe when it sits well outside everything measured. The table flags as TIGHT
+an accuracy threshold less than 3 standard deviations (and 0.05) below the lowest value
+measured, and a tolerance less than 3 standard deviations above, and 1.5 times, the
+largest value measured. The script exits 1 if a test failed or a margin is tight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+
+
+def run_once(seed: int, threads: int, log: Path) -> tuple[int, float]:
+    env = dict(os.environ, KVT_TEST_SEED=str(seed), KVT_STRESS_LOG=str(log),
+               KVT_STRESS_THREADS=str(threads))
+    for var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        env[var] = str(threads)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "margins", "-q",
+                           "-p", "no:cacheprovider", str(TESTS)], env=env, cwd=TESTS.parent,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(proc.stdout[-4000:] + proc.stderr[-2000:], file=sys.stderr)
+    return proc.returncode, time.perf_counter() - start
+
+
+def verdict(kind: str, values: list[float], bound: float) -> tuple[float, float, bool]:
+    """(margin, margin in standard deviations, wide enough) of one measure."""
+    std = statistics.pstdev(values)
+    if kind == "above":
+        margin = min(values) - bound
+        wide = margin >= max(3 * std, 0.05)
+    else:
+        margin = bound - max(values)
+        wide = margin >= 3 * std and bound >= 1.5 * max(values)
+    return margin, margin / std if std else float("inf"), wide
+
+
+def table(records: list[dict]) -> tuple[str, bool]:
+    """The fixed-column table of every measure, and whether every margin is wide."""
+    by_measure: dict[str, list[dict]] = {}
+    for r in records:
+        by_measure.setdefault(r["measure"], []).append(r)
+    header = (f"{'measure':<46} {'bound':>10} {'n':>3} {'min':>10} {'mean':>10} {'max':>10} "
+              f"{'std':>9} {'margin':>10} {'in std':>7}  verdict")
+    lines, ok = [header, "-" * len(header)], True
+    for measure, rows in sorted(by_measure.items()):
+        values, kind, bound = [r["value"] for r in rows], rows[0]["kind"], rows[0]["bound"]
+        margin, in_std, wide = verdict(kind, values, bound)
+        ok &= wide
+        sign = ">" if kind == "above" else "<="
+        lines.append(f"{measure:<46} {sign:>2}{bound:>8.3g} {len(values):>3} {min(values):>10.3g} "
+                     f"{statistics.fmean(values):>10.3g} {max(values):>10.3g} "
+                     f"{statistics.pstdev(values):>9.2g} {margin:>10.3g} {in_std:>7.1f}  "
+                     f"{'ok' if wide else 'TIGHT'}")
+    return "\n".join(lines), ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default: 10)")
+    parser.add_argument("--threads", default="1,2", help="thread counts (default: 1,2)")
+    args = parser.parse_args()
+    threads = [int(t) for t in args.threads.split(",")]
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "stress.jsonl"
+        for t in threads:
+            for seed in range(args.seeds):
+                code, seconds = run_once(seed, t, log)
+                failures += code != 0
+                print(f"seed {seed}, {t} thread(s): {'passed' if code == 0 else 'FAILED'} "
+                      f"in {seconds:.0f} s", flush=True)
+        records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    text, wide = table(records)
+    print()
+    print(text)
+    print(f"\n{len(threads) * args.seeds} pytest runs, {failures} failed; "
+          f"{'every bound sits well outside the measured spread' if wide else 'some margins are tight'}")
+    return 0 if failures == 0 and wide and records else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
