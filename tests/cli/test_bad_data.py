@@ -76,6 +76,10 @@ def _only_stray_files(tmp):
     return ["--dataset", str(root)]
 
 
+def _one_class(tmp):
+    return ["--dataset", str(folder(tmp / "d", classes=("cats",)))]
+
+
 def _missing_data_dir(tmp):
     return ["--data-dir", str(tmp / "nowhere")]
 
@@ -123,6 +127,7 @@ CASES = [
     (_corrupt_jpeg, "cannot decode image"),
     (_mixed_sizes, "images differ in size"),
     (_only_stray_files, "dogs holds no PNG or JPEG images"),
+    (_one_class, "a classifier needs at least two classes"),
     (_missing_data_dir, "does not exist: point --data-dir"),
     (_truncated_tarball, "not a readable tar archive"),
     (_truncated_batch, "not a whole number"),

@@ -102,3 +102,23 @@ def test_limit_is_stratified_and_seeded():
     assert list(np.bincount(a.y_train)) == [10] * 10
     np.testing.assert_array_equal(a.x_train, b.x_train)
     assert not np.array_equal(a.x_train, c.x_train)
+
+
+def test_one_class_folder_is_refused_in_one_line(tmp_path):
+    root = make_folder(tmp_path / "d", classes=("cats",))
+    with pytest.raises(DataError, match=r"has 1 class folder \(cats\): a classifier needs at "
+                                        r"least two classes") as e:
+        load_dataset(str(root))
+    assert "\n" not in str(e.value)
+
+
+def test_train_limit_that_drops_classes_warns_once(tmp_path, capsys):
+    ds = load_dataset(str(make_folder(tmp_path / "d", classes=("a", "b", "c", "d"))))
+    small = ds.limit(2, None, seed=0)
+    err = capsys.readouterr().err
+    assert len(np.unique(small.y_train)) == 2
+    assert err.count("\n") == 1 and err.startswith(
+        "kvt: warning: --train-limit 2 leaves 2 of 4 classes without training images (")
+    assert "use --train-limit 4 or more" in err
+    ds.limit(4, 1, seed=0)  # every class kept: a small test slice is no reason to warn
+    assert capsys.readouterr().err == ""

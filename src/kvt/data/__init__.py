@@ -46,6 +46,16 @@ class Dataset:
         """A stratified, seeded slice: at most `train` and `test` images."""
         x_train, y_train = _stratified(self.x_train, self.y_train, train, seed)
         x_test, y_test = _stratified(self.x_test, self.y_test, test, seed + 1)
+        lost = set(np.unique(self.y_train).tolist()) - set(np.unique(y_train).tolist())
+        missing = [self.class_names[c] for c in sorted(lost)]
+        if missing:
+            # Not an error: a quick smoke run may want it. But such a model can never
+            # predict those classes, which a user should not find out from the report.
+            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            print(f"kvt: warning: --train-limit {train} leaves {len(missing)} of "
+                  f"{self.num_classes} classes without training images ({shown}): the "
+                  f"model cannot learn them; use --train-limit {self.num_classes} or more",
+                  file=sys.stderr, flush=True)
         return dataclasses.replace(self, x_train=x_train, y_train=y_train,
                                    x_test=x_test, y_test=y_test)
 
