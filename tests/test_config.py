@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -9,7 +10,7 @@ from kvt.errors import ModelError, UsageError
 def test_seed_recipe_is_the_tutorials():
     c = TrainConfig.from_recipe("seed")
     assert (c.epochs, c.batch_size, c.lr, c.momentum) == (30, 32, 0.01, 0.0)
-    assert math.isclose(c.decay, 0.01 / 30)
+    assert c.decay is None and math.isclose(c.resolved_decay, 0.01 / 30)
     assert c.recipe == "seed" and RECIPES["seed"]["epochs"] == 30
 
 
@@ -79,3 +80,30 @@ def test_train_config_flag_starts_from_a_saved_config(tmp_path, capsys):
         saved.write_text(text)
         with pytest.raises(KvtError, match="--config|unknown config keys"):
             config_from_args(build_parser().parse_args(["train", "--config", str(saved)]))
+
+
+@pytest.mark.parametrize("epochs", [1, 3, 30, 100])
+def test_seed_recipe_decay_follows_the_tutorials_formula(epochs):
+    c = TrainConfig.from_recipe("seed", epochs=epochs)
+    assert c.resolved_decay == pytest.approx(0.01 / epochs)
+    assert TrainConfig.from_recipe("seed", epochs=epochs, lr=0.1).resolved_decay == \
+        pytest.approx(0.1 / epochs)
+
+
+def test_explicit_decay_wins_and_zero_means_none():
+    assert TrainConfig.from_recipe("seed", epochs=3, decay=0.001).resolved_decay == 0.001
+    assert TrainConfig.from_recipe("seed", epochs=3, decay=0.0).resolved_decay == 0.0
+
+
+def test_saved_config_reloads_to_the_same_decay_and_follows_new_epochs(tmp_path):
+    from kvt.cli import build_parser
+    from kvt.cli.train import config_from_args
+
+    for decay, after_epochs_5 in ((None, 0.01 / 5), (0.002, 0.002)):
+        saved = tmp_path / "config.json"
+        c = TrainConfig.from_recipe(dataset="digits", epochs=3, decay=decay)
+        saved.write_text(json.dumps({"config": c.to_dict()}))
+        again = TrainConfig.load(saved)
+        assert again == c and again.resolved_decay == c.resolved_decay
+        args = build_parser().parse_args(["train", "--config", str(saved), "--epochs", "5"])
+        assert config_from_args(args).resolved_decay == pytest.approx(after_epochs_5)

@@ -24,7 +24,9 @@ RECIPES: dict[str, dict[str, Any]] = {
         "epochs": 30,  # passes over the training set
         "batch_size": 32,  # images per SGD step
         "lr": 0.01,  # initial learning rate
-        "decay": 0.01 / 30,  # Keras-2 per-step decay: lr_t = lr / (1 + decay * t)
+        # Keras-2 per-step decay, lr_t = lr / (1 + decay * t); None follows the tutorial's
+        # `decay = INIT_LR / EPOCHS` (0.01/30 at 30 epochs) whatever lr and epochs are.
+        "decay": None,
         "momentum": 0.0,  # plain SGD
     },
 }
@@ -60,7 +62,10 @@ class TrainConfig:
         val_split: hold out this fraction of the training images (stratified, the same
             images for every seed) and judge the run on them instead of the test set,
             so that choices can be made without touching the test set.
-        epochs, batch_size, lr, decay, momentum: the optimiser recipe.
+        epochs, batch_size, lr, decay, momentum: the optimiser recipe. `decay=None`
+            means the tutorial's `lr / epochs`, worked out when used (`resolved_decay`),
+            so that a saved config given other epochs (`--config`, `compare --vary`)
+            still follows the formula.
         seed: seeds Python, NumPy and the backend.
         deterministic: ask the backend for deterministic kernels, so that two runs
             with the same seed, backend and machine give identical results.
@@ -81,7 +86,7 @@ class TrainConfig:
     epochs: int = RECIPES["seed"]["epochs"]
     batch_size: int = RECIPES["seed"]["batch_size"]
     lr: float = RECIPES["seed"]["lr"]
-    decay: float = RECIPES["seed"]["decay"]
+    decay: float | None = RECIPES["seed"]["decay"]
     momentum: float = RECIPES["seed"]["momentum"]
     seed: int = 42
     deterministic: bool = False
@@ -114,10 +119,16 @@ class TrainConfig:
         if self.val_split is not None:
             _finite("val-split", self.val_split, low=0.0, high=1.0, low_inclusive=False)
         _finite("lr", self.lr, low=0.0, low_inclusive=False)
-        _finite("decay", self.decay, low=0.0)
+        if self.decay is not None:
+            _finite("decay", self.decay, low=0.0)
         _finite("momentum", self.momentum, low=0.0, high=1.0)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise UsageError(f"--seed must be a non-negative integer, got {self.seed!r}")
+
+    @property
+    def resolved_decay(self) -> float:
+        """The per-step decay training uses: `decay`, or `lr / epochs` when it is None."""
+        return self.lr / self.epochs if self.decay is None else self.decay
 
     @classmethod
     def from_recipe(cls, recipe: str = "seed", **overrides: Any) -> TrainConfig:

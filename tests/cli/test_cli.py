@@ -188,3 +188,11 @@ def test_closed_stdout_is_not_a_traceback(monkeypatch):
                                          for name in info.PROBES})
     monkeypatch.setattr(sys, "stdout", Closed())
     assert main(["info"]) == 141
+
+
+def test_config_json_records_the_resolved_decay(digits_runs):
+    saved = json.loads((digits_runs["keras"] / "config.json").read_text())
+    epochs = saved["config"]["epochs"]
+    assert saved["config"]["decay"] is None  # follows lr / epochs if reused with other epochs
+    assert saved["optimizer"]["decay"] == pytest.approx(0.01 / epochs)
+    assert saved["optimizer"]["decay_from"] == "lr / epochs"

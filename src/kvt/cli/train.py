@@ -143,7 +143,8 @@ def announce(config, dataset) -> None:
     native = ", native ops" if config.native_ops else ""
     print(f"kvt: training {config.model} (--api {config.api}, {config.activation}{native}) on "
           f"{config.backend} for {config.epochs} epochs, batch {config.batch_size}, "
-          f"lr {config.lr:g}, seed {config.seed}", flush=True)
+          f"lr {config.lr:g} (decay {config.resolved_decay:.3g} per step), seed {config.seed}",
+          flush=True)
 
 
 def resume_config(args: argparse.Namespace):
