@@ -37,7 +37,8 @@ def test_vary_values_take_the_type_of_their_field():
 def test_seeds():
     assert parse_seeds("3") == [0, 1, 2]
     assert parse_seeds("7,1,9") == [7, 1, 9]
-    for bad in ("0", "-2", "a", "1,1", "1,-1"):
+    assert parse_seeds("0,4294967295") == [0, 2**32 - 1]
+    for bad in ("0", "-2", "a", "1,1", "1,-1", "1,4294967296"):
         with pytest.raises(UsageError, match="--seeds"):
             parse_seeds(bad)
 

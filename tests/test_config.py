@@ -33,7 +33,10 @@ def test_json_round_trip():
     ("lr", float("inf"), "--lr must be a finite number"),
     ("decay", -1.0, "--decay must be a finite number >= 0"),
     ("momentum", 1.0, "--momentum must be a finite number >= 0.0 and < 1.0"),
-    ("seed", -1, "--seed must be a non-negative integer"),
+    ("seed", -1, "--seed must be an integer from 0 to 4294967295"),
+    ("seed", 2**32, "--seed must be an integer from 0 to 4294967295 "),
+    ("image_size", 1, "--image-size must be at least 4 (minivggnet halves the image twice"),
+    ("image_size", 3, "--image-size must be at least 4"),
     ("api", "theano", "unknown --api 'theano'"),
     ("backend", "cntk", "unknown --backend 'cntk'"),
     ("train_limit", 0, "--train-limit must be a positive integer"),
@@ -41,6 +44,12 @@ def test_json_round_trip():
 def test_nonsense_values_are_refused_by_name(field, value, words):
     with pytest.raises(UsageError, match=words.replace("(", r"\(").replace(".", r"\.")):
         TrainConfig.from_recipe("seed", **{field: value})
+
+
+def test_limits_are_inclusive():
+    c = TrainConfig.from_recipe("seed", seed=2**32 - 1, image_size=4)
+    assert (c.seed, c.image_size) == (2**32 - 1, 4)
+    assert TrainConfig.from_recipe("seed", seed=0).seed == 0
 
 
 def test_unknown_activation_lists_known_ones():

@@ -36,6 +36,10 @@ BACKENDS = ("tensorflow", "jax", "torch")
 # Hidden activations by name; "crelu" doubles the channels it sees. Any other
 # activation is a user function named "module.path:function".
 ACTIVATIONS = ("relu", "crelu", "elu", "gelu", "swish")
+# MiniVGGNet halves the image twice (2x2 max pooling): a side below 4 pools to nothing.
+MIN_IMAGE_SIDE = 4
+# NumPy (np.random.seed, which Keras' set_random_seed calls) takes seeds 0..2**32-1.
+MAX_SEED = 2**32 - 1
 FUNCTION_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -116,14 +120,17 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None:
                 _positive_int(name.replace("_", "-"), value)
+        if self.image_size is not None and self.image_size < MIN_IMAGE_SIDE:
+            raise UsageError(
+                f"--image-size must be at least {MIN_IMAGE_SIDE} ({self.model} halves the "
+                f"image twice with 2x2 pooling), got {self.image_size}")
         if self.val_split is not None:
             _finite("val-split", self.val_split, low=0.0, high=1.0, low_inclusive=False)
         _finite("lr", self.lr, low=0.0, low_inclusive=False)
         if self.decay is not None:
             _finite("decay", self.decay, low=0.0)
         _finite("momentum", self.momentum, low=0.0, high=1.0)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise UsageError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        check_seed(self.seed)
 
     @property
     def resolved_decay(self) -> float:
@@ -164,6 +171,13 @@ class TrainConfig:
         """Reads the `config` section of a run's config.json (or a bare config)."""
         data = json.loads(Path(path).read_text())
         return cls.from_dict(data.get("config", data))
+
+
+def check_seed(seed: Any, flag: str = "--seed") -> None:
+    """Raises `UsageError` unless `seed` is an integer every engine accepts."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"{flag} must be an integer from 0 to {MAX_SEED} (2**32-1, NumPy's "
+                         f"seed range), got {seed!r}")
 
 
 def check_activation(activation: str) -> None:

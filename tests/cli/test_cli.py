@@ -59,6 +59,8 @@ def _bad_inputs(tmp_path: Path, digits_runs):
         (["train", "--lr", "nan"], 2, "--lr must be a finite number > 0.0, got nan"),
         (["train", "--momentum", "1.5"], 2, "--momentum must be a finite number"),
         (["train", "--batch-size", "-4"], 2, "--batch-size must be a positive integer"),
+        (["train", "--image-size", "3"], 2, "--image-size must be at least 4"),
+        (["train", "--seed", "4294967296"], 2, "--seed must be an integer from 0 to 4294967295"),
         (["train", "--epochs", "three"], 2, "invalid int value: 'three'"),
         (["train", "--api", "tf", "--backend", "jax"], 2, "needs --backend tensorflow"),
         (["train", "--recipe", "fast"], 2, "invalid choice: 'fast'"),
