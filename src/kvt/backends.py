@@ -16,7 +16,7 @@ import sys
 import tempfile
 from typing import Any, Iterator
 
-from kvt.errors import BackendError
+from kvt.errors import BackendError, UsageError
 
 # Keras backend name -> (module that must be importable, pip extra that installs it).
 FRAMEWORKS = {
@@ -24,6 +24,25 @@ FRAMEWORKS = {
     "jax": ("jax", "kvt[jax]"),
     "torch": ("torch", "kvt[torch]"),
 }
+
+
+# Backends Keras itself knows but kvt does not train on.
+OTHER_KERAS_BACKENDS = ("numpy", "openvino")
+
+
+def env_backend() -> str | None:
+    """The backend `$KERAS_BACKEND` names (None when unset or empty, as Keras reads it).
+
+    Raises `UsageError` naming the variable when it is not one of kvt's backends, so
+    that the error does not blame a `--backend` flag the user never typed.
+    """
+    value = os.environ.get("KERAS_BACKEND")
+    if not value or value in FRAMEWORKS:
+        return value or None
+    what = ("a Keras backend kvt does not train on" if value in OTHER_KERAS_BACKENDS
+            else "not a Keras backend")
+    raise UsageError(f"KERAS_BACKEND={value} is {what}: set it to one of "
+                     f"{', '.join(FRAMEWORKS)}, unset it, or pass --backend")
 
 
 def select(backend: str, deterministic: bool = False) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from kvt.config import BACKENDS
 
@@ -15,7 +14,10 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def backend_name(args: argparse.Namespace) -> str:
-    return args.backend or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    """--backend, else $KERAS_BACKEND (checked), else tensorflow."""
+    from kvt.backends import env_backend
+
+    return args.backend or env_backend() or "tensorflow"
 
 
 def select_backend(args: argparse.Namespace) -> str:
