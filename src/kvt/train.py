@@ -366,7 +366,11 @@ def write_run(run: Run, dataset: Dataset, matrix: np.ndarray,
     write_json(rd / "metrics.json", run.metrics)
     if plot_path is not None:
         data = (rd / "plot.png").read_bytes()
-        write_atomic(plot_path, lambda p: p.write_bytes(data))
+        try:
+            write_atomic(plot_path, lambda p: p.write_bytes(data))
+        except OSError as e:  # checked before training, so the folder changed since
+            raise RunError(f"cannot write --plot {plot_path} ({e.strerror or e}); the plot "
+                           f"is in {rd / 'plot.png'}") from None
     rd.mark("complete")
 
 

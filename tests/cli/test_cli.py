@@ -77,6 +77,13 @@ def _bad_inputs(tmp_path: Path, digits_runs):
          "already holds a run (metrics.json): choose another --out or pass --force"),
         (["train", "--dataset", "digits", "--out", "/proc/kvt-run"], 6,
          "cannot write the run directory /proc/kvt-run"),
+        (["train", "--dataset", "digits", "--plot", str(tmp_path / "nope" / "p.png")], 6,
+         f"cannot write --plot {tmp_path / 'nope' / 'p.png'}: the folder {tmp_path / 'nope'} "
+         f"does not exist"),
+        (["train", "--dataset", "digits", "--plot", "/proc/p.png"], 6,
+         "cannot write --plot /proc/p.png: the folder /proc is not writable"),
+        (["train", "--dataset", "digits", "--plot", str(tmp_path)], 6,
+         f"--plot {tmp_path} is a folder: name a file in it"),
         (["evaluate", str(tmp_path / "nope")], 6, "does not exist: pass a run directory"),
         (["evaluate", str(incomplete)], 6, "is not a complete run (status: running)"),
         (["evaluate", str(broken_model)], 4, "is not a readable .keras model file"),

@@ -179,12 +179,14 @@ def resume_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from kvt import backends
-    from kvt.runs import RunDir
+    from kvt.runs import RunDir, check_writable_file
 
     if args.resume:
         run_dir, config = resume_config(args)
     else:
         config = config_from_args(args)  # validates before anything heavy
+    if args.plot:  # found after an hour of training, it would cost the hour
+        check_writable_file(args.plot, "--plot")
     backends.select(config.backend, deterministic=config.deterministic)
     backends.import_keras()
     from kvt.models import get_model
