@@ -84,19 +84,32 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path,
     n = len(class_names)
     size = max(5.0, 0.6 * n + 2)
     fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(matrix, cmap="Blues")
+    image = ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(n), class_names, rotation=45, ha="right")
     ax.set_yticks(range(n), class_names)
     ax.set_xlabel("Predicted")
     ax.set_ylabel("True")
     ax.set_title(title)
-    threshold = matrix.max() / 2 if matrix.size else 0
     if n <= 30:
+        # The colour scale runs from the smallest count to the largest, not from 0: pick
+        # each label's colour from the cell colour actually drawn under it.
+        cells = image.cmap(image.norm(matrix))
         for i in range(n):
             for j in range(n):
                 ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if matrix[i, j] > threshold else "black")
+                        color=text_colour(cells[i, j]))
     return _save_figure(fig, path)
+
+
+def text_colour(rgba) -> str:
+    """Black or white, whichever contrasts more with a cell of colour `rgba` (0..1).
+
+    By WCAG's relative luminance L, black's contrast is (L + 0.05) / 0.05 and white's
+    1.05 / (L + 0.05): they are equal at L = 0.179.
+    """
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return "white" if luminance < 0.179 else "black"
 
 
 def plot_compare(groups: dict[str, list[float]], path: str | Path, title: str,
