@@ -82,6 +82,25 @@ def select(backend: str, deterministic: bool = False) -> None:
             os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
 
 
+# Read once, when each framework starts: OpenMP (PyTorch's intra-op pool, oneDNN) and
+# TensorFlow's two pools. XLA:CPU (JAX) has no such setting.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def set_threads(n: int) -> None:
+    """Limits the frameworks this process (and its children) start to `n` threads.
+
+    Call before the framework is imported: TensorFlow fixes its pools when it starts.
+    Independent ops run one at a time (inter-op 1), as `kvt compare` does for its
+    children, so that `n` bounds the cores used. PyTorch, if already running, is told
+    directly.
+    """
+    for name in THREAD_VARIABLES:
+        os.environ[name] = "1" if name == "TF_NUM_INTEROP_THREADS" else str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
 # TensorFlow's C++ runtime logs at start-up (oneDNN notices, "no CUDA drivers",
 # cuInit failing on a machine without a GPU) before its log level applies.
 _STARTUP_NOISE = re.compile(
@@ -207,6 +226,9 @@ def describe() -> dict[str, Any]:
         "machine": platform.machine(),
         "processor": cpu_model(),
         "cpu_count": os.cpu_count(),
+        # What --threads (or the user's environment) set; TensorFlow reports 0 threads
+        # ("default") for pools sized by these variables.
+        "thread_settings": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ},
     }
     if backend == "tensorflow":
         import tensorflow as tf
