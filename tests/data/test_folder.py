@@ -122,3 +122,20 @@ def test_train_limit_that_drops_classes_warns_once(tmp_path, capsys):
     assert "use --train-limit 4 or more" in err
     ds.limit(4, 1, seed=0)  # every class kept: a small test slice is no reason to warn
     assert capsys.readouterr().err == ""
+
+
+def test_arrays_cached_by_an_older_decoder_are_not_read_back(tmp_path, monkeypatch):
+    import kvt.data as data
+
+    root = make_folder(tmp_path / "d")
+    monkeypatch.setenv("KVT_NO_CACHE", "1")
+    fresh = load_dataset(str(root))
+    monkeypatch.delenv("KVT_NO_CACHE")
+    monkeypatch.setattr(data, "DECODER_VERSION", 1)
+    stale = data.cache_dir() / "datasets" / data._signature("folder", root, None)
+    white = [np.full_like(a, 255) if a.dtype == np.uint8 else a
+             for a in (fresh.x_train, fresh.y_train, fresh.x_test, fresh.y_test)]
+    data._write_cache(stale, (*white, fresh.class_names))  # what v1 made of 16-bit images
+    assert (load_dataset(str(root)).x_train == 255).all()
+    monkeypatch.setattr(data, "DECODER_VERSION", 2)
+    assert np.array_equal(load_dataset(str(root)).x_train, fresh.x_train)

@@ -21,6 +21,7 @@ import numpy as np
 from kvt.errors import DataError
 
 NAMED = ("cifar10", "digits")
+DECODER_VERSION = 2  # part of the cache key: a new decoder never reads old arrays
 
 
 @dataclasses.dataclass
@@ -150,7 +151,9 @@ def cache_dir() -> Path:
 def _signature(kind: str, path: Path, image_size: int | None) -> str:
     from kvt.data import folder
 
-    h = hashlib.sha256(f"v1\0{kind}\0{path.resolve()}\0{image_size}\n".encode())
+    # The version names the decoder: v2 scales 16-bit images and flattens transparency,
+    # so arrays that v1 decoded (16-bit clipped to white) are never read back.
+    h = hashlib.sha256(f"v{DECODER_VERSION}\0{kind}\0{path.resolve()}\0{image_size}\n".encode())
     if kind.endswith("folder"):
         h.update(folder.list_files(path)[2].encode())
     else:
