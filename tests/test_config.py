@@ -37,6 +37,7 @@ def test_json_round_trip():
     ("seed", 2**32, "--seed must be an integer from 0 to 4294967295 "),
     ("image_size", 1, "--image-size must be at least 4 (minivggnet halves the image twice"),
     ("image_size", 3, "--image-size must be at least 4"),
+    ("image_size", 1025, "--image-size must be at most 1024"),
     ("api", "theano", "unknown --api 'theano'"),
     ("backend", "cntk", "unknown --backend 'cntk'"),
     ("train_limit", 0, "--train-limit must be a positive integer"),
@@ -49,6 +50,7 @@ def test_nonsense_values_are_refused_by_name(field, value, words):
 def test_limits_are_inclusive():
     c = TrainConfig.from_recipe("seed", seed=2**32 - 1, image_size=4)
     assert (c.seed, c.image_size) == (2**32 - 1, 4)
+    assert TrainConfig.from_recipe("seed", image_size=1024).image_size == 1024
     assert TrainConfig.from_recipe("seed", seed=0).seed == 0
 
 

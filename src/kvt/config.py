@@ -38,6 +38,9 @@ BACKENDS = ("tensorflow", "jax", "torch")
 ACTIVATIONS = ("relu", "crelu", "elu", "gelu", "swish")
 # MiniVGGNet halves the image twice (2x2 max pooling): a side below 4 pools to nothing.
 MIN_IMAGE_SIDE = 4
+# Its first dense layer has 64 * (side / 4)**2 * 512 weights: 2.1 billion (8.6 GB of
+# float32) at 1024. A larger side would end in an out-of-memory traceback.
+MAX_IMAGE_SIDE = 1024
 # NumPy (np.random.seed, which Keras' set_random_seed calls) takes seeds 0..2**32-1.
 MAX_SEED = 2**32 - 1
 FUNCTION_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -124,6 +127,11 @@ class TrainConfig:
             raise UsageError(
                 f"--image-size must be at least {MIN_IMAGE_SIDE} ({self.model} halves the "
                 f"image twice with 2x2 pooling), got {self.image_size}")
+        if self.image_size is not None and self.image_size > MAX_IMAGE_SIDE:
+            raise UsageError(
+                f"--image-size must be at most {MAX_IMAGE_SIDE} ({self.model}'s first dense "
+                f"layer grows with its square: 8.6 GB of weights at {MAX_IMAGE_SIDE}), got "
+                f"{self.image_size}")
         if self.val_split is not None:
             _finite("val-split", self.val_split, low=0.0, high=1.0, low_inclusive=False)
         _finite("lr", self.lr, low=0.0, low_inclusive=False)

@@ -86,7 +86,7 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
                       help="where CIFAR-10 lies (default: $KVT_DATA_DIR, then the Keras "
                            "cache, then a verified download)")
     data.add_argument("--image-size", type=int, default=None, metavar="N",
-                      help="resize folder images to NxN (N >= 4)")
+                      help="resize folder images to NxN, 4 <= N <= 1024")
     data.add_argument("--train-limit", type=int, default=None, metavar="N",
                       help="train on a stratified sample of N images")
     data.add_argument("--test-limit", type=int, default=None, metavar="N",

@@ -83,6 +83,9 @@ def load_dataset(name: str, data_dir: str | None = None, image_size: int | None 
     if name == "digits":
         from kvt.data import digits
 
+        if image_size not in (None, digits.SIDE):  # ignoring it would train on 8x8 unasked
+            raise DataError(f"--image-size {image_size} applies to image folders only; "
+                            f"digits is {digits.SIDE}x{digits.SIDE}")
         arrays, source = digits.load(), "scikit-learn load_digits()"
     elif name == "cifar10":
         from kvt.data import cifar10
