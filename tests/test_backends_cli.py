@@ -1,4 +1,5 @@
 import importlib.util
+import os
 
 import pytest
 
@@ -33,3 +34,43 @@ def test_info_lists_every_backend(capsys):
     assert rows["tensorflow"][1] == "yes" and rows["tensorflow"][3] in ("yes", "no")
     for name, ok in backends.installed().items():
         assert (rows[name][1] == "yes") == ok or rows[name][1] == "broken"
+
+
+@pytest.mark.parametrize("value, words", [
+    ("nonsense", "KERAS_BACKEND=nonsense is not a Keras backend: set it to one of tensorflow, "
+                 "jax, torch, unset it, or pass --backend"),
+    ("numpy", "KERAS_BACKEND=numpy is a Keras backend kvt does not train on"),
+])
+def test_bad_keras_backend_variable_is_named_with_exit_2_everywhere(
+        tmp_path, capsys, monkeypatch, digits_runs, value, words):
+    from PIL import Image
+
+    image = tmp_path / "x.png"
+    Image.new("L", (8, 8)).save(image)
+    run = str(digits_runs["keras"])
+    monkeypatch.setenv("KERAS_BACKEND", value)
+    for argv in (["train", "--dataset", "digits", "--out", str(tmp_path / "r")],
+                 ["compare", "--preset", "tutorial", "--out", str(tmp_path / "c")],
+                 ["evaluate", run], ["predict", run, str(image)]):
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 2, (argv, err)
+        assert err.startswith(f"kvt {argv[0]}: error: {words}") and err.count("\n") == 1, \
+            (argv, err)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "c").exists()
+
+
+def test_info_names_a_bad_keras_backend_and_probes_without_it(capsys, monkeypatch):
+    from kvt.cli import info
+
+    def probe():  # as TensorFlow does: it imports Keras, which refuses a bad variable
+        assert os.environ.get("KERAS_BACKEND") != "nonsense"
+        return {"version": "1", "gpu": False, "threads": 1, "devices": ["cpu"]}
+
+    monkeypatch.setattr(info, "PROBES", {name: probe for name in info.PROBES})
+    monkeypatch.setattr(backends, "installed", lambda: dict.fromkeys(backends.FRAMEWORKS, True))
+    monkeypatch.setenv("KERAS_BACKEND", "nonsense")
+    code, out, err = run_cli(capsys, "info")
+    assert code == 0, err
+    assert "KERAS_BACKEND=nonsense is not a Keras backend" in out.splitlines()[1]
+    assert "broken" not in out and out.count(" yes ") == 3
+    assert os.environ["KERAS_BACKEND"] == "nonsense"  # restored after probing

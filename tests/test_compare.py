@@ -37,7 +37,8 @@ def test_vary_values_take_the_type_of_their_field():
 def test_seeds():
     assert parse_seeds("3") == [0, 1, 2]
     assert parse_seeds("7,1,9") == [7, 1, 9]
-    for bad in ("0", "-2", "a", "1,1", "1,-1"):
+    assert parse_seeds("0,4294967295") == [0, 2**32 - 1]
+    for bad in ("0", "-2", "a", "1,1", "1,-1", "1,4294967296"):
         with pytest.raises(UsageError, match="--seeds"):
             parse_seeds(bad)
 
@@ -140,8 +141,9 @@ def test_sweep_killed_then_resumed_keeps_finished_runs(tmp_path):
 
 def test_failed_runs_are_reported_and_do_not_sink_the_sweep(tmp_path):
     out = tmp_path / "sweep"
-    proc = _compare(["--vary", "lr=0.01,1e6", "--seeds", "2", "-j", "2", *TINY, "--val-split",
-                     "0.25", "--out", str(out)], tmp_path)
+    # --decay 0: the recipe's decay, lr / epochs, would tame lr 1e6 after its first step
+    proc = _compare(["--vary", "lr=0.01,1e6", "--decay", "0", "--seeds", "2", "-j", "2", *TINY,
+                     "--val-split", "0.25", "--out", str(out)], tmp_path)
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 7, stdout + stderr
     assert stderr.strip() == ("kvt compare: 2 of 4 runs did not finish (see the table); the "

@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -9,7 +10,7 @@ from kvt.errors import ModelError, UsageError
 def test_seed_recipe_is_the_tutorials():
     c = TrainConfig.from_recipe("seed")
     assert (c.epochs, c.batch_size, c.lr, c.momentum) == (30, 32, 0.01, 0.0)
-    assert math.isclose(c.decay, 0.01 / 30)
+    assert c.decay is None and math.isclose(c.resolved_decay, 0.01 / 30)
     assert c.recipe == "seed" and RECIPES["seed"]["epochs"] == 30
 
 
@@ -32,7 +33,11 @@ def test_json_round_trip():
     ("lr", float("inf"), "--lr must be a finite number"),
     ("decay", -1.0, "--decay must be a finite number >= 0"),
     ("momentum", 1.0, "--momentum must be a finite number >= 0.0 and < 1.0"),
-    ("seed", -1, "--seed must be a non-negative integer"),
+    ("seed", -1, "--seed must be an integer from 0 to 4294967295"),
+    ("seed", 2**32, "--seed must be an integer from 0 to 4294967295 "),
+    ("image_size", 1, "--image-size must be at least 4 (minivggnet halves the image twice"),
+    ("image_size", 3, "--image-size must be at least 4"),
+    ("image_size", 1025, "--image-size must be at most 1024"),
     ("api", "theano", "unknown --api 'theano'"),
     ("backend", "cntk", "unknown --backend 'cntk'"),
     ("train_limit", 0, "--train-limit must be a positive integer"),
@@ -40,6 +45,13 @@ def test_json_round_trip():
 def test_nonsense_values_are_refused_by_name(field, value, words):
     with pytest.raises(UsageError, match=words.replace("(", r"\(").replace(".", r"\.")):
         TrainConfig.from_recipe("seed", **{field: value})
+
+
+def test_limits_are_inclusive():
+    c = TrainConfig.from_recipe("seed", seed=2**32 - 1, image_size=4)
+    assert (c.seed, c.image_size) == (2**32 - 1, 4)
+    assert TrainConfig.from_recipe("seed", image_size=1024).image_size == 1024
+    assert TrainConfig.from_recipe("seed", seed=0).seed == 0
 
 
 def test_unknown_activation_lists_known_ones():
@@ -79,3 +91,30 @@ def test_train_config_flag_starts_from_a_saved_config(tmp_path, capsys):
         saved.write_text(text)
         with pytest.raises(KvtError, match="--config|unknown config keys"):
             config_from_args(build_parser().parse_args(["train", "--config", str(saved)]))
+
+
+@pytest.mark.parametrize("epochs", [1, 3, 30, 100])
+def test_seed_recipe_decay_follows_the_tutorials_formula(epochs):
+    c = TrainConfig.from_recipe("seed", epochs=epochs)
+    assert c.resolved_decay == pytest.approx(0.01 / epochs)
+    assert TrainConfig.from_recipe("seed", epochs=epochs, lr=0.1).resolved_decay == \
+        pytest.approx(0.1 / epochs)
+
+
+def test_explicit_decay_wins_and_zero_means_none():
+    assert TrainConfig.from_recipe("seed", epochs=3, decay=0.001).resolved_decay == 0.001
+    assert TrainConfig.from_recipe("seed", epochs=3, decay=0.0).resolved_decay == 0.0
+
+
+def test_saved_config_reloads_to_the_same_decay_and_follows_new_epochs(tmp_path):
+    from kvt.cli import build_parser
+    from kvt.cli.train import config_from_args
+
+    for decay, after_epochs_5 in ((None, 0.01 / 5), (0.002, 0.002)):
+        saved = tmp_path / "config.json"
+        c = TrainConfig.from_recipe(dataset="digits", epochs=3, decay=decay)
+        saved.write_text(json.dumps({"config": c.to_dict()}))
+        again = TrainConfig.load(saved)
+        assert again == c and again.resolved_decay == c.resolved_decay
+        args = build_parser().parse_args(["train", "--config", str(saved), "--epochs", "5"])
+        assert config_from_args(args).resolved_decay == pytest.approx(after_epochs_5)

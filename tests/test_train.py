@@ -92,6 +92,15 @@ def test_learning_rate_decay_is_per_step_inverse_time():
         assert float(schedule(step)) == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.parametrize("epochs", [3, 30])
+def test_recipe_decay_is_the_tutorials_lr_over_epochs(epochs):
+    from kvt.train import build_and_compile
+
+    model = build_and_compile(TrainConfig(epochs=epochs), (8, 8, 1), 10)
+    schedule = model.optimizer.get_config()["learning_rate"]
+    assert schedule["config"]["decay_rate"] == pytest.approx(0.01 / epochs)
+
+
 def test_diverging_loss_stops_and_marks_the_run_failed(tmp_path):
     dataset = load_dataset("digits").limit(200, 50, seed=0)
     config = TrainConfig(dataset="digits", epochs=3, batch_size=10, lr=1e12, decay=0.0)

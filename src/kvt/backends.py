@@ -16,7 +16,7 @@ import sys
 import tempfile
 from typing import Any, Iterator
 
-from kvt.errors import BackendError
+from kvt.errors import BackendError, UsageError
 
 # Keras backend name -> (module that must be importable, pip extra that installs it).
 FRAMEWORKS = {
@@ -24,6 +24,25 @@ FRAMEWORKS = {
     "jax": ("jax", "kvt[jax]"),
     "torch": ("torch", "kvt[torch]"),
 }
+
+
+# Backends Keras itself knows but kvt does not train on.
+OTHER_KERAS_BACKENDS = ("numpy", "openvino")
+
+
+def env_backend() -> str | None:
+    """The backend `$KERAS_BACKEND` names (None when unset or empty, as Keras reads it).
+
+    Raises `UsageError` naming the variable when it is not one of kvt's backends, so
+    that the error does not blame a `--backend` flag the user never typed.
+    """
+    value = os.environ.get("KERAS_BACKEND")
+    if not value or value in FRAMEWORKS:
+        return value or None
+    what = ("a Keras backend kvt does not train on" if value in OTHER_KERAS_BACKENDS
+            else "not a Keras backend")
+    raise UsageError(f"KERAS_BACKEND={value} is {what}: set it to one of "
+                     f"{', '.join(FRAMEWORKS)}, unset it, or pass --backend")
 
 
 def select(backend: str, deterministic: bool = False) -> None:
@@ -61,6 +80,25 @@ def select(backend: str, deterministic: bool = False) -> None:
         flag = "--xla_gpu_deterministic_ops=true"
         if flag not in os.environ.get("XLA_FLAGS", ""):
             os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+
+
+# Read once, when each framework starts: OpenMP (PyTorch's intra-op pool, oneDNN) and
+# TensorFlow's two pools. XLA:CPU (JAX) has no such setting.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def set_threads(n: int) -> None:
+    """Limits the frameworks this process (and its children) start to `n` threads.
+
+    Call before the framework is imported: TensorFlow fixes its pools when it starts.
+    Independent ops run one at a time (inter-op 1), as `kvt compare` does for its
+    children, so that `n` bounds the cores used. PyTorch, if already running, is told
+    directly.
+    """
+    for name in THREAD_VARIABLES:
+        os.environ[name] = "1" if name == "TF_NUM_INTEROP_THREADS" else str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
 
 
 # TensorFlow's C++ runtime logs at start-up (oneDNN notices, "no CUDA drivers",
@@ -188,6 +226,9 @@ def describe() -> dict[str, Any]:
         "machine": platform.machine(),
         "processor": cpu_model(),
         "cpu_count": os.cpu_count(),
+        # What --threads (or the user's environment) set; TensorFlow reports 0 threads
+        # ("default") for pools sized by these variables.
+        "thread_settings": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ},
     }
     if backend == "tensorflow":
         import tensorflow as tf

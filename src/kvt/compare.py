@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from kvt import stats
-from kvt.config import TrainConfig
+from kvt.config import MAX_SEED, TrainConfig
 from kvt.errors import Cancelled, RunError, UsageError
 from kvt.runs import RunDir, write_json, write_text
 
@@ -110,9 +110,9 @@ def parse_seeds(text: str) -> list[int]:
             seeds = list(range(int(text)))
     except ValueError:
         seeds = []
-    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+    if not seeds or any(not 0 <= s <= MAX_SEED for s in seeds) or len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds {text!r}: give a count (5 = seeds 0..4) or a list of "
-                         f"distinct non-negative integers (1,7,9)")
+                         f"distinct integers from 0 to {MAX_SEED} (1,7,9)")
     return seeds
 
 

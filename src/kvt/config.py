@@ -24,7 +24,9 @@ RECIPES: dict[str, dict[str, Any]] = {
         "epochs": 30,  # passes over the training set
         "batch_size": 32,  # images per SGD step
         "lr": 0.01,  # initial learning rate
-        "decay": 0.01 / 30,  # Keras-2 per-step decay: lr_t = lr / (1 + decay * t)
+        # Keras-2 per-step decay, lr_t = lr / (1 + decay * t); None follows the tutorial's
+        # `decay = INIT_LR / EPOCHS` (0.01/30 at 30 epochs) whatever lr and epochs are.
+        "decay": None,
         "momentum": 0.0,  # plain SGD
     },
 }
@@ -34,6 +36,13 @@ BACKENDS = ("tensorflow", "jax", "torch")
 # Hidden activations by name; "crelu" doubles the channels it sees. Any other
 # activation is a user function named "module.path:function".
 ACTIVATIONS = ("relu", "crelu", "elu", "gelu", "swish")
+# MiniVGGNet halves the image twice (2x2 max pooling): a side below 4 pools to nothing.
+MIN_IMAGE_SIDE = 4
+# Its first dense layer has 64 * (side / 4)**2 * 512 weights: 2.1 billion (8.6 GB of
+# float32) at 1024. A larger side would end in an out-of-memory traceback.
+MAX_IMAGE_SIDE = 1024
+# NumPy (np.random.seed, which Keras' set_random_seed calls) takes seeds 0..2**32-1.
+MAX_SEED = 2**32 - 1
 FUNCTION_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -60,7 +69,10 @@ class TrainConfig:
         val_split: hold out this fraction of the training images (stratified, the same
             images for every seed) and judge the run on them instead of the test set,
             so that choices can be made without touching the test set.
-        epochs, batch_size, lr, decay, momentum: the optimiser recipe.
+        epochs, batch_size, lr, decay, momentum: the optimiser recipe. `decay=None`
+            means the tutorial's `lr / epochs`, worked out when used (`resolved_decay`),
+            so that a saved config given other epochs (`--config`, `compare --vary`)
+            still follows the formula.
         seed: seeds Python, NumPy and the backend.
         deterministic: ask the backend for deterministic kernels, so that two runs
             with the same seed, backend and machine give identical results.
@@ -81,7 +93,7 @@ class TrainConfig:
     epochs: int = RECIPES["seed"]["epochs"]
     batch_size: int = RECIPES["seed"]["batch_size"]
     lr: float = RECIPES["seed"]["lr"]
-    decay: float = RECIPES["seed"]["decay"]
+    decay: float | None = RECIPES["seed"]["decay"]
     momentum: float = RECIPES["seed"]["momentum"]
     seed: int = 42
     deterministic: bool = False
@@ -111,13 +123,27 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None:
                 _positive_int(name.replace("_", "-"), value)
+        if self.image_size is not None and self.image_size < MIN_IMAGE_SIDE:
+            raise UsageError(
+                f"--image-size must be at least {MIN_IMAGE_SIDE} ({self.model} halves the "
+                f"image twice with 2x2 pooling), got {self.image_size}")
+        if self.image_size is not None and self.image_size > MAX_IMAGE_SIDE:
+            raise UsageError(
+                f"--image-size must be at most {MAX_IMAGE_SIDE} ({self.model}'s first dense "
+                f"layer grows with its square: 8.6 GB of weights at {MAX_IMAGE_SIDE}), got "
+                f"{self.image_size}")
         if self.val_split is not None:
             _finite("val-split", self.val_split, low=0.0, high=1.0, low_inclusive=False)
         _finite("lr", self.lr, low=0.0, low_inclusive=False)
-        _finite("decay", self.decay, low=0.0)
+        if self.decay is not None:
+            _finite("decay", self.decay, low=0.0)
         _finite("momentum", self.momentum, low=0.0, high=1.0)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise UsageError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        check_seed(self.seed)
+
+    @property
+    def resolved_decay(self) -> float:
+        """The per-step decay training uses: `decay`, or `lr / epochs` when it is None."""
+        return self.lr / self.epochs if self.decay is None else self.decay
 
     @classmethod
     def from_recipe(cls, recipe: str = "seed", **overrides: Any) -> TrainConfig:
@@ -153,6 +179,13 @@ class TrainConfig:
         """Reads the `config` section of a run's config.json (or a bare config)."""
         data = json.loads(Path(path).read_text())
         return cls.from_dict(data.get("config", data))
+
+
+def check_seed(seed: Any, flag: str = "--seed") -> None:
+    """Raises `UsageError` unless `seed` is an integer every engine accepts."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"{flag} must be an integer from 0 to {MAX_SEED} (2**32-1, NumPy's "
+                         f"seed range), got {seed!r}")
 
 
 def check_activation(activation: str) -> None:

@@ -18,6 +18,26 @@ EXIT_TRAINING = 7  # training itself failed (for example a NaN loss)
 EXIT_CANCELLED = 130  # Ctrl-C
 EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE, as shells report)
 
+# What each code means, for --help and the README's table.
+EXIT_MEANINGS = {
+    EXIT_OK: "success",
+    EXIT_BUG: "an unexpected error (a bug: please report it with --debug output)",
+    EXIT_USAGE: "bad arguments or nonsense numbers",
+    EXIT_DATA: "missing, corrupt or unsafe data",
+    EXIT_MODEL: "unknown model or activation; an unloadable or unsafe model file",
+    EXIT_BACKEND: "a backend that is not installed or cannot do what was asked",
+    EXIT_RUN: "run directory or output path problems: exists, incomplete, not writable",
+    EXIT_TRAINING: "training failed (NaN or infinite loss); compare: some runs failed",
+    EXIT_CANCELLED: "cancelled with Ctrl-C or SIGTERM",
+    EXIT_BROKEN_PIPE: "the program reading kvt's output stopped early",
+}
+
+
+def exit_codes_help() -> str:
+    """The exit codes as a table for the end of --help."""
+    return "exit codes:\n" + "\n".join(f"  {code:<4} {meaning}"
+                                        for code, meaning in EXIT_MEANINGS.items())
+
 
 class KvtError(Exception):
     """An error the user can fix; its message says what went wrong and what to do."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -48,6 +51,56 @@ def _pyplot():
     return plt
 
 
+# Installed fonts known to cover CJK (and much else), tried first; any other installed
+# font that has the glyphs will do.
+FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK TC",
+                  "Noto Sans CJK KR", "Source Han Sans", "WenQuanYi Zen Hei",
+                  "WenQuanYi Micro Hei", "Droid Sans Fallback", "Noto Sans SC",
+                  "Noto Sans JP", "AR PL UMing CN", "IPAGothic", "Arial Unicode MS")
+
+
+@functools.lru_cache(maxsize=None)
+def _charmap(path: str) -> frozenset[int]:
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        return frozenset(FT2Font(path).get_charmap())
+    except (OSError, RuntimeError, ValueError):  # a damaged font file is no candidate
+        return frozenset()
+
+
+def font_families(texts: Iterable[str]) -> list[str] | None:
+    """Font families that draw every character of `texts`: matplotlib's default first,
+    then the first installed font with the glyphs the default lacks (matplotlib falls
+    back glyph by glyph). None when the default has them all, or no font does."""
+    from matplotlib import font_manager, rcParams
+
+    default = font_manager.findfont(font_manager.FontProperties(family=rcParams["font.family"]))
+    missing = {ord(c) for text in texts for c in text if not c.isspace()} - _charmap(default)
+    if not missing:
+        return None
+    rank = {name: i for i, name in enumerate(FALLBACK_FONTS)}
+    for font in sorted(font_manager.fontManager.ttflist,
+                       key=lambda f: (rank.get(f.name, len(rank)), f.name)):
+        # Last Resort maps every code point to a box naming its Unicode block: a
+        # placeholder, not the glyph, so a real font further down must win over it.
+        if not font.name.startswith("Last Resort") and missing <= _charmap(font.fname):
+            return [font_manager.FontProperties(fname=default).get_name(), font.name]
+    return None
+
+
+@contextlib.contextmanager
+def _fonts_for(*texts: str) -> Iterator[None]:
+    """Draws the block's text with fonts that have its glyphs. Where no installed font
+    has them they show as boxes, without a warning per character on stderr."""
+    plt = _pyplot()
+    families = font_families(texts)
+    with plt.rc_context({"font.family": families} if families else {}), \
+            warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from (current )?font")
+        yield
+
+
 def _save_figure(fig, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -63,7 +116,7 @@ def plot_history(history: dict[str, list[float]], path: str | Path, title: str) 
     from matplotlib.ticker import MaxNLocator
 
     epochs = np.arange(1, len(history["loss"]) + 1)
-    with plt.style.context("ggplot"):
+    with plt.style.context("ggplot"), _fonts_for(title):
         fig, ax = plt.subplots(figsize=(8, 6))
         for key, label in (("loss", "train_loss"), ("val_loss", "val_loss"),
                            ("accuracy", "train_acc"), ("val_accuracy", "val_acc")):
@@ -81,22 +134,41 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path,
                    title: str) -> Path:
     plt = _pyplot()
 
+    with _fonts_for(title, *class_names):
+        return _draw_confusion(plt, matrix, class_names, path, title)
+
+
+def _draw_confusion(plt, matrix: np.ndarray, class_names: list[str], path: str | Path,
+                    title: str) -> Path:
     n = len(class_names)
     size = max(5.0, 0.6 * n + 2)
     fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(matrix, cmap="Blues")
+    image = ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(n), class_names, rotation=45, ha="right")
     ax.set_yticks(range(n), class_names)
     ax.set_xlabel("Predicted")
     ax.set_ylabel("True")
     ax.set_title(title)
-    threshold = matrix.max() / 2 if matrix.size else 0
     if n <= 30:
+        # The colour scale runs from the smallest count to the largest, not from 0: pick
+        # each label's colour from the cell colour actually drawn under it.
+        cells = image.cmap(image.norm(matrix))
         for i in range(n):
             for j in range(n):
                 ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if matrix[i, j] > threshold else "black")
+                        color=text_colour(cells[i, j]))
     return _save_figure(fig, path)
+
+
+def text_colour(rgba) -> str:
+    """Black or white, whichever contrasts more with a cell of colour `rgba` (0..1).
+
+    By WCAG's relative luminance L, black's contrast is (L + 0.05) / 0.05 and white's
+    1.05 / (L + 0.05): they are equal at L = 0.179.
+    """
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return "white" if luminance < 0.179 else "black"
 
 
 def plot_compare(groups: dict[str, list[float]], path: str | Path, title: str,
@@ -106,7 +178,7 @@ def plot_compare(groups: dict[str, list[float]], path: str | Path, title: str,
 
     labels = list(groups)
     rng = np.random.default_rng(0)  # jitter only; fixed so that reruns draw the same plot
-    with plt.style.context("ggplot"):
+    with plt.style.context("ggplot"), _fonts_for(title, *labels):
         fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(labels) + 2), 5))
         data = [100 * np.asarray(groups[k], dtype=float) for k in labels]
         filled = [i for i, d in enumerate(data) if len(d)]
@@ -131,7 +203,7 @@ def plot_curves(curves: dict[str, list[dict[str, list[float]]]], path: str | Pat
     from matplotlib.ticker import MaxNLocator
 
     panels = (("accuracy", "val_accuracy", "accuracy"), ("loss", "val_loss", "loss"))
-    with plt.style.context("ggplot"):
+    with plt.style.context("ggplot"), _fonts_for(title, *curves):
         fig, axes = plt.subplots(1, 2, figsize=(13, 5))
         for ax, (train_key, eval_key, name) in zip(axes, panels):
             for i, (label, histories) in enumerate(curves.items()):

@@ -57,6 +57,30 @@ def write_json(path: str | Path, data: Any) -> Path:
     return write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def check_writable_file(path: str | Path, flag: str) -> None:
+    """Refuses an output file that could not be written, before any work is done.
+
+    Files are written as a temporary sibling renamed into place, so what must exist and
+    be writable is the folder; a probe file proves it where permission bits do not
+    (read-only mounts, root).
+    """
+    path = Path(path)
+    folder = path.parent
+    fix = "choose another path"
+    if path.is_dir():
+        raise RunError(f"{flag} {path} is a folder: name a file in it, e.g. {path / 'plot.png'}")
+    if not folder.is_dir():
+        raise RunError(f"cannot write {flag} {path}: the folder {folder} does not exist; "
+                       f"create it or {fix}")
+    probe = folder / f".kvt-write-test-{os.getpid()}"
+    try:
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise RunError(f"cannot write {flag} {path}: the folder {folder} is not writable "
+                       f"({e.strerror or e}); {fix}") from None
+
+
 # --- the run directory ----------------------------------------------------------------
 
 class RunDir:

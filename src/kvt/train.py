@@ -68,10 +68,10 @@ def build_and_compile(config: TrainConfig, input_shape, num_classes: int):
     model = build_model(config.model, config.api, input_shape, num_classes, config.activation,
                         config.native_ops)
     lr: Any = config.lr
-    if config.decay > 0:
+    if config.resolved_decay > 0:
         # Keras 2's per-step `decay`: lr_t = lr / (1 + decay * t), t counting SGD steps.
         lr = keras.optimizers.schedules.InverseTimeDecay(
-            config.lr, decay_steps=1, decay_rate=config.decay)
+            config.lr, decay_steps=1, decay_rate=config.resolved_decay)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum),
                   loss="categorical_crossentropy", metrics=["accuracy"])
     return model
@@ -174,6 +174,10 @@ def _write_config(run_dir: RunDir, config: TrainConfig, dataset: Dataset) -> Non
                     "train_images": len(dataset.y_train), "test_images": len(dataset.y_test),
                     "input_shape": list(dataset.input_shape),
                     "class_names": dataset.class_names},
+        # What `decay: null` (the tutorial's lr / epochs) came to for this run.
+        "optimizer": {"lr": config.lr, "decay": config.resolved_decay,
+                      "decay_from": "lr / epochs" if config.decay is None else "--decay",
+                      "momentum": config.momentum},
         "environment": backends.describe(),
         "kvt": __version__,
         "command": sys.argv,
@@ -362,7 +366,11 @@ def write_run(run: Run, dataset: Dataset, matrix: np.ndarray,
     write_json(rd / "metrics.json", run.metrics)
     if plot_path is not None:
         data = (rd / "plot.png").read_bytes()
-        write_atomic(plot_path, lambda p: p.write_bytes(data))
+        try:
+            write_atomic(plot_path, lambda p: p.write_bytes(data))
+        except OSError as e:  # checked before training, so the folder changed since
+            raise RunError(f"cannot write --plot {plot_path} ({e.strerror or e}); the plot "
+                           f"is in {rd / 'plot.png'}") from None
     rd.mark("complete")
 
 

@@ -76,6 +76,18 @@ def _only_stray_files(tmp):
     return ["--dataset", str(root)]
 
 
+def _one_class(tmp):
+    return ["--dataset", str(folder(tmp / "d", classes=("cats",)))]
+
+
+def _too_small_to_pool(tmp):
+    return ["--dataset", str(folder(tmp / "d", size=(3, 3))), "--batch-size", "2"]
+
+
+def _resized_digits(tmp):
+    return ["--dataset", "digits", "--image-size", "16"]
+
+
 def _missing_data_dir(tmp):
     return ["--data-dir", str(tmp / "nowhere")]
 
@@ -123,6 +135,9 @@ CASES = [
     (_corrupt_jpeg, "cannot decode image"),
     (_mixed_sizes, "images differ in size"),
     (_only_stray_files, "dogs holds no PNG or JPEG images"),
+    (_one_class, "a classifier needs at least two classes"),
+    (_too_small_to_pool, "images are 3x3 but minivggnet needs at least 4x4"),
+    (_resized_digits, "--image-size 16 applies to image folders only; digits is 8x8"),
     (_missing_data_dir, "does not exist: point --data-dir"),
     (_truncated_tarball, "not a readable tar archive"),
     (_truncated_batch, "not a whole number"),

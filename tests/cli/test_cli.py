@@ -18,6 +18,7 @@ def test_help_and_argument_errors_import_no_framework():
         "from kvt.cli import main\n"
         "codes = []\n"
         "for argv in (['--help'], ['train', '--help'], ['train', '--epochs', '0'],\n"
+        "             ['predict', '--help'], ['compare', '--help'], ['evaluate', '--help'],\n"
         "             ['train', '--epochs', 'x'], ['predict', 'm.keras', 'a.png', '--top', '0']):\n"
         "    try:\n"
         "        codes.append(main(argv))\n"
@@ -27,7 +28,7 @@ def test_help_and_argument_errors_import_no_framework():
         "print('CODES', codes, 'HEAVY', heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert "CODES [0, 0, 2, 2, 2] HEAVY []" in out.stdout, out.stdout + out.stderr
+    assert "CODES [0, 0, 2, 0, 0, 0, 2, 2] HEAVY []" in out.stdout, out.stdout + out.stderr
 
 
 def test_console_script_runs_with_exit_codes():
@@ -59,6 +60,8 @@ def _bad_inputs(tmp_path: Path, digits_runs):
         (["train", "--lr", "nan"], 2, "--lr must be a finite number > 0.0, got nan"),
         (["train", "--momentum", "1.5"], 2, "--momentum must be a finite number"),
         (["train", "--batch-size", "-4"], 2, "--batch-size must be a positive integer"),
+        (["train", "--image-size", "3"], 2, "--image-size must be at least 4"),
+        (["train", "--seed", "4294967296"], 2, "--seed must be an integer from 0 to 4294967295"),
         (["train", "--epochs", "three"], 2, "invalid int value: 'three'"),
         (["train", "--api", "tf", "--backend", "jax"], 2, "needs --backend tensorflow"),
         (["train", "--recipe", "fast"], 2, "invalid choice: 'fast'"),
@@ -75,6 +78,13 @@ def _bad_inputs(tmp_path: Path, digits_runs):
          "already holds a run (metrics.json): choose another --out or pass --force"),
         (["train", "--dataset", "digits", "--out", "/proc/kvt-run"], 6,
          "cannot write the run directory /proc/kvt-run"),
+        (["train", "--dataset", "digits", "--plot", str(tmp_path / "nope" / "p.png")], 6,
+         f"cannot write --plot {tmp_path / 'nope' / 'p.png'}: the folder {tmp_path / 'nope'} "
+         f"does not exist"),
+        (["train", "--dataset", "digits", "--plot", "/proc/p.png"], 6,
+         "cannot write --plot /proc/p.png: the folder /proc is not writable"),
+        (["train", "--dataset", "digits", "--plot", str(tmp_path)], 6,
+         f"--plot {tmp_path} is a folder: name a file in it"),
         (["evaluate", str(tmp_path / "nope")], 6, "does not exist: pass a run directory"),
         (["evaluate", str(incomplete)], 6, "is not a complete run (status: running)"),
         (["evaluate", str(broken_model)], 4, "is not a readable .keras model file"),
@@ -188,3 +198,78 @@ def test_closed_stdout_is_not_a_traceback(monkeypatch):
                                          for name in info.PROBES})
     monkeypatch.setattr(sys, "stdout", Closed())
     assert main(["info"]) == 141
+
+
+def test_config_json_records_the_resolved_decay(digits_runs):
+    saved = json.loads((digits_runs["keras"] / "config.json").read_text())
+    epochs = saved["config"]["epochs"]
+    assert saved["config"]["decay"] is None  # follows lr / epochs if reused with other epochs
+    assert saved["optimizer"]["decay"] == pytest.approx(0.01 / epochs)
+    assert saved["optimizer"]["decay_from"] == "lr / epochs"
+
+
+@pytest.mark.parametrize("argv", [[], ["train"], ["evaluate"], ["predict"], ["compare"],
+                                  ["info"]])
+def test_every_help_lists_the_exit_codes(capsys, argv):
+    from kvt.errors import EXIT_MEANINGS
+
+    code, out, _ = run_cli(capsys, *argv, "--help")
+    assert code == 0
+    table = out.split("exit codes:\n", 1)[1].splitlines()
+    assert [int(row.split()[0]) for row in table[:len(EXIT_MEANINGS)]] == list(EXIT_MEANINGS)
+
+
+def test_train_help_documents_every_flag_and_the_recipe_defaults(capsys):
+    from kvt.config import RECIPES
+
+    code, out, _ = run_cli(capsys, "train", "--help")
+    flat = " ".join(out.split())
+    for flag, words in [("--epochs N", f"(seed recipe: {RECIPES['seed']['epochs']})"),
+                        ("--batch-size N", f"(seed recipe: {RECIPES['seed']['batch_size']})"),
+                        ("--lr LR", "(seed recipe: 0.01)"),
+                        ("--momentum MOMENTUM", "(seed recipe: 0, plain SGD)"),
+                        ("--decay DECAY", "seed recipe: lr / epochs"),
+                        ("--model MODEL", "model family: minivggnet"),
+                        ("--threads N", "use at most N CPU threads"),
+                        ("--quiet", "print only the final result line")]:
+        assert f"{flag} " in flat and words in flat.split(f"{flag} ", 1)[1][:200], flag
+
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from kvt.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        missing = [a.option_strings or a.dest for a in parser._actions if not a.help]
+        assert not missing, (name, missing)
+
+
+def test_quiet_train_prints_one_line_and_threads_are_set(tmp_path, capsys, monkeypatch):
+    from kvt.backends import THREAD_VARIABLES
+
+    for name in THREAD_VARIABLES:  # restored after the test, whatever --threads sets
+        monkeypatch.delenv(name, raising=False)
+    out_dir = tmp_path / "q"
+    code, out, err = run_cli(capsys, "train", "--dataset", "digits", "--train-limit", "40",
+                             "--test-limit", "20", "--epochs", "1", "--batch-size", "8",
+                             "--quiet", "--threads", "1", "--out", str(out_dir))
+    assert code == 0, err
+    assert out.count("\n") == 1 and out.startswith("test accuracy ")
+    assert out.rstrip().endswith(f"run saved to {out_dir}")
+    env = json.loads((out_dir / "config.json").read_text())["environment"]
+    assert env["thread_settings"] == {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
+                                      "TF_NUM_INTEROP_THREADS": "1"}
+    code, _, err = run_cli(capsys, "train", "--dataset", "digits", "--threads", "0")
+    assert code == 2 and "--threads must be a positive integer, got 0" in err
+
+
+def test_evaluate_test_limit_takes_a_stratified_sample(capsys, digits_runs):
+    code, out, err = run_cli(capsys, "evaluate", str(digits_runs["keras"]), "--test-limit", "50")
+    assert code == 0, err
+    assert "test split (50 images)" in out
+    assert out.split("weighted avg")[1].split()[3] == "50"  # support column
+    code, _, err = run_cli(capsys, "evaluate", str(digits_runs["keras"]), "--test-limit", "0")
+    assert code == 2 and "--test-limit must be a positive integer, got 0" in err

@@ -102,3 +102,40 @@ def test_limit_is_stratified_and_seeded():
     assert list(np.bincount(a.y_train)) == [10] * 10
     np.testing.assert_array_equal(a.x_train, b.x_train)
     assert not np.array_equal(a.x_train, c.x_train)
+
+
+def test_one_class_folder_is_refused_in_one_line(tmp_path):
+    root = make_folder(tmp_path / "d", classes=("cats",))
+    with pytest.raises(DataError, match=r"has 1 class folder \(cats\): a classifier needs at "
+                                        r"least two classes") as e:
+        load_dataset(str(root))
+    assert "\n" not in str(e.value)
+
+
+def test_train_limit_that_drops_classes_warns_once(tmp_path, capsys):
+    ds = load_dataset(str(make_folder(tmp_path / "d", classes=("a", "b", "c", "d"))))
+    small = ds.limit(2, None, seed=0)
+    err = capsys.readouterr().err
+    assert len(np.unique(small.y_train)) == 2
+    assert err.count("\n") == 1 and err.startswith(
+        "kvt: warning: --train-limit 2 leaves 2 of 4 classes without training images (")
+    assert "use --train-limit 4 or more" in err
+    ds.limit(4, 1, seed=0)  # every class kept: a small test slice is no reason to warn
+    assert capsys.readouterr().err == ""
+
+
+def test_arrays_cached_by_an_older_decoder_are_not_read_back(tmp_path, monkeypatch):
+    import kvt.data as data
+
+    root = make_folder(tmp_path / "d")
+    monkeypatch.setenv("KVT_NO_CACHE", "1")
+    fresh = load_dataset(str(root))
+    monkeypatch.delenv("KVT_NO_CACHE")
+    monkeypatch.setattr(data, "DECODER_VERSION", 1)
+    stale = data.cache_dir() / "datasets" / data._signature("folder", root, None)
+    white = [np.full_like(a, 255) if a.dtype == np.uint8 else a
+             for a in (fresh.x_train, fresh.y_train, fresh.x_test, fresh.y_test)]
+    data._write_cache(stale, (*white, fresh.class_names))  # what v1 made of 16-bit images
+    assert (load_dataset(str(root)).x_train == 255).all()
+    monkeypatch.setattr(data, "DECODER_VERSION", 2)
+    assert np.array_equal(load_dataset(str(root)).x_train, fresh.x_train)

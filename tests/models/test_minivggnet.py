@@ -71,3 +71,11 @@ def test_registry():
 def test_small_and_grayscale_inputs():
     model = build_model("minivggnet", "keras", (8, 8, 1), 4, "crelu")
     assert model.input_shape == (None, 8, 8, 1) and model.output_shape == (None, 4)
+
+
+def test_help_lists_every_registered_model():
+    from kvt.models import list_models
+    from kvt.models.registry import BUILTIN_MODELS
+
+    for api in ("keras", "tf"):
+        assert list_models(api) == sorted(BUILTIN_MODELS)

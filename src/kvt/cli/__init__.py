@@ -16,7 +16,8 @@ import threading
 from typing import Iterator
 
 from kvt import __version__
-from kvt.errors import EXIT_BROKEN_PIPE, EXIT_CANCELLED, EXIT_USAGE, Cancelled, KvtError
+from kvt.errors import (EXIT_BROKEN_PIPE, EXIT_CANCELLED, EXIT_USAGE, Cancelled, KvtError,
+                        exit_codes_help)
 
 COMMANDS = {
     "train": "kvt.cli.train",
@@ -27,8 +28,25 @@ COMMANDS = {
 }
 
 
+class ParagraphFormatter(argparse.HelpFormatter):
+    """Wraps each paragraph (separated by a blank line) of a description or epilog on
+    its own, where argparse would run them all together, and keeps a paragraph of
+    several lines (a table) as written."""
+
+    def _fill_text(self, text, width, indent):
+        fill = super()._fill_text
+        return "\n\n".join(p if "\n" in p else fill(p, width, indent)
+                             for p in text.split("\n\n"))
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: the problem and where to look for the fix."""
+    """argparse with one-line errors (the problem and where to look for the fix) and
+    the exit codes at the end of every --help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", ParagraphFormatter)
+        kwargs["epilog"] = "\n\n".join(filter(None, (kwargs.get("epilog"), exit_codes_help())))
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from kvt.config import BACKENDS
 
@@ -15,13 +14,34 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def backend_name(args: argparse.Namespace) -> str:
-    return args.backend or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    """--backend, else $KERAS_BACKEND (checked), else tensorflow."""
+    from kvt.backends import env_backend
+
+    return args.backend or env_backend() or "tensorflow"
+
+
+def add_threads_argument(parser) -> None:
+    parser.add_argument(
+        "--threads", type=int, default=None, metavar="N",
+        help="use at most N CPU threads: sets OMP_NUM_THREADS and TF_NUM_INTRAOP_THREADS "
+             "to N, TF_NUM_INTEROP_THREADS to 1 (default: the environment's, else every "
+             "core; JAX's XLA:CPU has no such setting)")
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """--threads, checked and set before any framework starts."""
+    if getattr(args, "threads", None) is not None:
+        from kvt import backends
+
+        positive("threads", args.threads)
+        backends.set_threads(args.threads)
 
 
 def select_backend(args: argparse.Namespace) -> str:
     """Selects the backend of `args` (before Keras is imported) and returns its name."""
     from kvt import backends
 
+    apply_threads(args)
     name = backend_name(args)
     backends.select(name, deterministic=getattr(args, "deterministic", False))
     backends.import_keras()
@@ -29,6 +49,7 @@ def select_backend(args: argparse.Namespace) -> str:
 
 
 def add_loading_arguments(parser: argparse.ArgumentParser) -> None:
+    add_threads_argument(parser)
     parser.add_argument(
         "--import", dest="imports", action="append", default=[], metavar="MODULE",
         help="import MODULE before loading, so that a model trained with --activation "

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from kvt.cli.common import add_threads_argument, apply_threads
 from kvt.cli.train import CONFIG_FLAGS, add_config_arguments, config_from_args, given_flags
 
 
@@ -38,12 +39,14 @@ def add_parser(sub) -> None:
     add_config_arguments(p, seed=False)
     out = p.add_argument_group("execution and output")
     out.add_argument("-j", "--jobs", type=int, default=1,
-                     help="runs at a time, each in its own process (default: 1)")
+                     help="runs at a time, each in its own process (default: 1); each "
+                          "gets its share of the cores unless --threads says otherwise")
     out.add_argument("--out", default=None,
                      help="sweep directory (default: runs/compare-<time>)")
     out.add_argument("--resume", default=None, metavar="SWEEP_DIR",
                      help="continue an interrupted sweep: finished runs are kept")
     out.add_argument("--force", action="store_true", help="start over in an existing --out")
+    add_threads_argument(out)
     p.set_defaults(run=run)
 
 
@@ -53,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from kvt.errors import EXIT_TRAINING, UsageError
 
     positive("jobs", args.jobs)
+    apply_threads(args)  # through the environment, every child run gets --threads threads
     if args.resume:
         given = given_flags(args, (*CONFIG_FLAGS, "out", "preset", "baseline"))
         given += ["--vary"] if args.vary else []

@@ -9,6 +9,11 @@ from kvt.cli.common import (add_backend_argument, add_loading_arguments, load_mo
                             positive)
 
 
+# The --test-limit sample does not depend on any run's seed, so that two models are
+# always evaluated on the same images.
+LIMIT_SEED = 0
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="evaluate a saved model on a test set",
@@ -19,7 +24,12 @@ def add_parser(sub) -> None:
     p.add_argument("--dataset", default=None,
                    help="dataset to test on (default: the one the model was trained on)")
     p.add_argument("--data-dir", default=None, help="where CIFAR-10 lies (see kvt train)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--test-limit", type=int, default=None, metavar="N",
+                   help="evaluate on a stratified sample of N test images (the same sample "
+                        "every time)")
+    p.add_argument("--batch-size", type=int, default=256, metavar="N",
+                   help="images per prediction step; changes speed and memory, not the "
+                        "result (default: 256)")
     add_backend_argument(p)
     add_loading_arguments(p)
     p.set_defaults(run=run)
@@ -31,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from kvt.errors import DataError, UsageError
 
     positive("batch-size", args.batch_size)
+    if args.test_limit is not None:
+        positive("test-limit", args.test_limit)
     path, model, meta = load_model_from_args(args, args.target)
 
     from kvt.data import load_dataset
@@ -42,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{path} does not say which dataset it was trained on: pass --dataset")
     data_dir = args.data_dir if args.dataset else (args.data_dir or meta.get("data_dir"))
     dataset = load_dataset(dataset_name, data_dir, meta.get("image_size"))
+    if args.test_limit:
+        dataset = dataset.limit(None, args.test_limit, seed=LIMIT_SEED)
     expected = tuple(model.input_shape[1:])
     if dataset.input_shape != expected:
         raise DataError(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import os
 import platform
-from typing import Any
+from typing import Any, Iterator
 
 INTERESTING_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
                      "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
@@ -26,9 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"kvt {__version__}, Python {platform.python_version()}, "
           f"{platform.system()} {platform.machine()}")
-    print(f"keras {_version('keras') or 'not installed'}; default backend "
-          f"{os.environ.get('KERAS_BACKEND', 'tensorflow')} "
-          f"({'from $KERAS_BACKEND' if 'KERAS_BACKEND' in os.environ else 'KERAS_BACKEND unset'})")
+    print(f"keras {_version('keras') or 'not installed'}; {_default_backend()}")
     flags = set((backends.cpuinfo("flags") or "").split())
     usable = [f for f in INTERESTING_FLAGS if f in flags]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -42,21 +41,59 @@ def run(args: argparse.Namespace) -> int:
     print(header)
     print("-" * len(header))
     installed = backends.installed()
-    for name in backends.FRAMEWORKS:
-        if not installed[name]:
-            extra = backends.FRAMEWORKS[name][1]
-            print(f"{name:<11} {'no':<9} {'-':<10} {'-':<4} {'-':<8} pip install '{extra}'")
-            continue
-        try:
-            probe = PROBES[name]()
-        except Exception as e:  # a broken install is what this command is for finding
-            print(f"{name:<11} {'broken':<9} {_version(name) or '?':<10} {'-':<4} {'-':<8} "
-                  f"{type(e).__name__}: {e}")
-            continue
-        print(f"{name:<11} {'yes':<9} {probe['version']:<10} "
-              f"{'yes' if probe['gpu'] else 'no':<4} {probe['threads']!s:<8} "
-              f"{', '.join(probe['devices'])}")
+    with _checked_keras_backend():
+        for name in backends.FRAMEWORKS:
+            _print_row(name, installed[name])
     return 0
+
+
+def _default_backend() -> str:
+    from kvt.backends import env_backend
+    from kvt.errors import UsageError
+
+    try:
+        name = env_backend()
+    except UsageError as e:
+        return f"{e} (commands without --backend refuse it)"
+    return f"default backend {name or 'tensorflow'} " + \
+        ("(from $KERAS_BACKEND)" if name else "(KERAS_BACKEND unset)")
+
+
+@contextlib.contextmanager
+def _checked_keras_backend() -> Iterator[None]:
+    """TensorFlow imports Keras, which refuses an unknown $KERAS_BACKEND: probe each
+    framework without it, so that a bad variable is not reported as a broken install."""
+    from kvt.backends import env_backend
+    from kvt.errors import UsageError
+
+    try:
+        env_backend()
+        saved = None
+    except UsageError:
+        saved = os.environ.pop("KERAS_BACKEND")
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["KERAS_BACKEND"] = saved
+
+
+def _print_row(name: str, installed: bool) -> None:
+    from kvt import backends
+
+    if not installed:
+        extra = backends.FRAMEWORKS[name][1]
+        print(f"{name:<11} {'no':<9} {'-':<10} {'-':<4} {'-':<8} pip install '{extra}'")
+        return
+    try:
+        probe = PROBES[name]()
+    except Exception as e:  # a broken install is what this command is for finding
+        print(f"{name:<11} {'broken':<9} {_version(name) or '?':<10} {'-':<4} {'-':<8} "
+              f"{type(e).__name__}: {e}")
+        return
+    print(f"{name:<11} {'yes':<9} {probe['version']:<10} "
+          f"{'yes' if probe['gpu'] else 'no':<4} {probe['threads']!s:<8} "
+          f"{', '.join(probe['devices'])}")
 
 
 def _version(dist: str) -> str | None:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
 from pathlib import Path
 
-from kvt.cli.common import add_backend_argument, backend_name
+from kvt.cli.common import (add_backend_argument, add_threads_argument, apply_threads,
+                            backend_name)
 from kvt.config import APIS, RECIPES
+from kvt.models.registry import BUILTIN_MODELS
+
+SEED = RECIPES["seed"]  # the defaults --help shows
 
 
 # The flags that make up a TrainConfig: argparse dests, each named as its config field
@@ -33,7 +39,8 @@ def add_parser(sub) -> None:
         "train", help="train a model and save a run directory",
         description="Train a model and write config, history, metrics, report, plots and "
                     "model.keras to a run directory. Defaults: the tutorial's recipe "
-                    "(MiniVGGNet, CIFAR-10, SGD lr 0.01 with decay, batch 32, 30 epochs). "
+                    "(MiniVGGNet, CIFAR-10, SGD lr 0.01 with decay lr/epochs, batch 32, 30 "
+                    "epochs). "
                     "Every finished epoch is checkpointed: an interrupted run continues "
                     "with --resume RUN_DIR.")
     add_config_arguments(p)
@@ -47,6 +54,10 @@ def add_parser(sub) -> None:
     out.add_argument("--plot", default=None, metavar="PATH",
                      help="also write the loss/accuracy plot here (as the tutorial did)")
     out.add_argument("--force", action="store_true", help="overwrite an existing run directory")
+    out.add_argument("--quiet", action="store_true",
+                     help="print only the final result line (and errors, warnings): no "
+                          "dataset and epoch lines, progress bar or report")
+    add_threads_argument(out)
     p.set_defaults(run=run)
 
 
@@ -58,7 +69,8 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
                       help="keras: portable Keras 3 model; tf: tf.keras model calling "
                            "TensorFlow ops (default: keras)")
     add_backend_argument(what)
-    what.add_argument("--model", default=None, help="model family (default: minivggnet)")
+    what.add_argument("--model", default=None,
+                      help=f"model family: {', '.join(BUILTIN_MODELS)} (default: minivggnet)")
     what.add_argument("--activation", default=None,
                       help="hidden activation: relu, crelu (tutorial placement), elu, gelu, "
                            "swish, or your own function as module.path:function "
@@ -74,7 +86,7 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
                       help="where CIFAR-10 lies (default: $KVT_DATA_DIR, then the Keras "
                            "cache, then a verified download)")
     data.add_argument("--image-size", type=int, default=None, metavar="N",
-                      help="resize folder images to NxN")
+                      help="resize folder images to NxN, 4 <= N <= 1024")
     data.add_argument("--train-limit", type=int, default=None, metavar="N",
                       help="train on a stratified sample of N images")
     data.add_argument("--test-limit", type=int, default=None, metavar="N",
@@ -88,15 +100,22 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
                              "override its values")
     recipe.add_argument("--recipe", default=None, choices=sorted(RECIPES),
                         help="named hyperparameters (default: seed, the tutorial's)")
-    recipe.add_argument("--epochs", type=int, default=None)
-    recipe.add_argument("--batch-size", type=int, default=None)
-    recipe.add_argument("--lr", type=float, default=None, help="initial learning rate")
+    recipe.add_argument("--epochs", type=int, default=None, metavar="N",
+                        help=f"passes over the training set (seed recipe: {SEED['epochs']})")
+    recipe.add_argument("--batch-size", type=int, default=None, metavar="N",
+                        help=f"images per SGD step (seed recipe: {SEED['batch_size']})")
+    recipe.add_argument("--lr", type=float, default=None,
+                        help=f"initial learning rate (seed recipe: {SEED['lr']:g})")
     recipe.add_argument("--decay", type=float, default=None,
-                        help="per-step inverse-time decay: lr / (1 + decay * step)")
-    recipe.add_argument("--momentum", type=float, default=None)
+                        help="per-step inverse-time decay, lr_t = lr / (1 + decay * step); "
+                             "0 for none (seed recipe: lr / epochs, the tutorial's: 0.01/30 "
+                             "at 30 epochs)")
+    recipe.add_argument("--momentum", type=float, default=None,
+                        help=f"SGD momentum, 0 to <1 (seed recipe: {SEED['momentum']:g}, "
+                             f"plain SGD)")
     if seed:
         recipe.add_argument("--seed", type=int, default=None,
-                            help="random seed (default: 42)")
+                            help="random seed, 0 to 2**32-1 (default: 42)")
     recipe.add_argument("--deterministic", action="store_true", default=None,
                         help="deterministic kernels: same seed, backend and machine give "
                              "identical results (may be slower)")
@@ -143,7 +162,8 @@ def announce(config, dataset) -> None:
     native = ", native ops" if config.native_ops else ""
     print(f"kvt: training {config.model} (--api {config.api}, {config.activation}{native}) on "
           f"{config.backend} for {config.epochs} epochs, batch {config.batch_size}, "
-          f"lr {config.lr:g}, seed {config.seed}", flush=True)
+          f"lr {config.lr:g} (decay {config.resolved_decay:.3g} per step), seed {config.seed}",
+          flush=True)
 
 
 def resume_config(args: argparse.Namespace):
@@ -178,12 +198,15 @@ def resume_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from kvt import backends
-    from kvt.runs import RunDir
+    from kvt.runs import RunDir, check_writable_file
 
     if args.resume:
         run_dir, config = resume_config(args)
     else:
         config = config_from_args(args)  # validates before anything heavy
+    if args.plot:  # found after an hour of training, it would cost the hour
+        check_writable_file(args.plot, "--plot")
+    apply_threads(args)
     backends.select(config.backend, deterministic=config.deterministic)
     backends.import_keras()
     from kvt.models import get_model
@@ -198,21 +221,33 @@ def run(args: argparse.Namespace) -> int:
         run_dir.create(force=args.force)
     try:
         dataset = load_data(config)
-        announce(config, dataset)
-        result = fit(config, dataset, run_dir, plot_path=args.plot, resume=bool(args.resume))
+        if not args.quiet:
+            announce(config, dataset)
+        # --quiet: fit's epoch lines go nowhere, and a null stream is no terminal, so
+        # Keras draws no progress bar either.
+        with (open(os.devnull, "w") if args.quiet else contextlib.nullcontext(sys.stdout)) as out:
+            result = fit(config, dataset, run_dir, plot_path=args.plot,
+                         resume=bool(args.resume), stream=out)
     except BaseException:
         # A failure before training started (data, batch size, activation) leaves nothing
         # behind; one after it leaves status.json saying "failed" or "interrupted".
         if fresh and run_dir.path.is_dir() and not any(run_dir.path.iterdir()):
             run_dir.path.rmdir()
         raise
-    m = result.metrics
-    print()
-    print(result.report)
-    split = "test" if m["eval_split"] == "test" else "validation"
-    print(f"{split} accuracy {100 * m['accuracy']:.2f}% (loss {m['loss']:.4f}) after "
-          f"{config.epochs} epochs; {m['seconds_per_epoch']:.1f} s/epoch, "
-          f"{m['images_per_second']:.0f} train images/s")
-    print(f"run saved to {run_dir.path}" + (f"; plot also at {args.plot}" if args.plot else ""))
-    sys.stdout.flush()
+    print_result(result, run_dir, args.plot, args.quiet)
     return 0
+
+
+def print_result(result, run_dir, plot: str | None, quiet: bool) -> None:
+    """The report, the result line and where the run lies (all on one line if quiet)."""
+    m = result.metrics
+    split = "test" if m["eval_split"] == "test" else "validation"
+    line = (f"{split} accuracy {100 * m['accuracy']:.2f}% (loss {m['loss']:.4f}) after "
+            f"{result.config.epochs} epochs; {m['seconds_per_epoch']:.1f} s/epoch, "
+            f"{m['images_per_second']:.0f} train images/s")
+    saved = f"run saved to {run_dir.path}" + (f"; plot also at {plot}" if plot else "")
+    if quiet:
+        print(f"{line}; {saved}")
+    else:
+        print(f"\n{result.report}\n{line}\n{saved}")
+    sys.stdout.flush()

@@ -21,6 +21,7 @@ import numpy as np
 from kvt.errors import DataError
 
 NAMED = ("cifar10", "digits")
+DECODER_VERSION = 2  # part of the cache key: a new decoder never reads old arrays
 
 
 @dataclasses.dataclass
@@ -46,6 +47,16 @@ class Dataset:
         """A stratified, seeded slice: at most `train` and `test` images."""
         x_train, y_train = _stratified(self.x_train, self.y_train, train, seed)
         x_test, y_test = _stratified(self.x_test, self.y_test, test, seed + 1)
+        lost = set(np.unique(self.y_train).tolist()) - set(np.unique(y_train).tolist())
+        missing = [self.class_names[c] for c in sorted(lost)]
+        if missing:
+            # Not an error: a quick smoke run may want it. But such a model can never
+            # predict those classes, which a user should not find out from the report.
+            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            print(f"kvt: warning: --train-limit {train} leaves {len(missing)} of "
+                  f"{self.num_classes} classes without training images ({shown}): the "
+                  f"model cannot learn them; use --train-limit {self.num_classes} or more",
+                  file=sys.stderr, flush=True)
         return dataclasses.replace(self, x_train=x_train, y_train=y_train,
                                    x_test=x_test, y_test=y_test)
 
@@ -72,6 +83,9 @@ def load_dataset(name: str, data_dir: str | None = None, image_size: int | None 
     if name == "digits":
         from kvt.data import digits
 
+        if image_size not in (None, digits.SIDE):  # ignoring it would train on 8x8 unasked
+            raise DataError(f"--image-size {image_size} applies to image folders only; "
+                            f"digits is {digits.SIDE}x{digits.SIDE}")
         arrays, source = digits.load(), "scikit-learn load_digits()"
     elif name == "cifar10":
         from kvt.data import cifar10
@@ -140,7 +154,9 @@ def cache_dir() -> Path:
 def _signature(kind: str, path: Path, image_size: int | None) -> str:
     from kvt.data import folder
 
-    h = hashlib.sha256(f"v1\0{kind}\0{path.resolve()}\0{image_size}\n".encode())
+    # The version names the decoder: v2 scales 16-bit images and flattens transparency,
+    # so arrays that v1 decoded (16-bit clipped to white) are never read back.
+    h = hashlib.sha256(f"v{DECODER_VERSION}\0{kind}\0{path.resolve()}\0{image_size}\n".encode())
     if kind.endswith("folder"):
         h.update(folder.list_files(path)[2].encode())
     else:

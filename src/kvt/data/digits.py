@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+SIDE = 8  # pixels
 TEST_FRACTION = 0.25  # held out for testing, stratified, with a fixed split seed
 
 

@@ -57,6 +57,12 @@ def list_files(root: Path) -> tuple[list[str], dict[str, list[tuple[str, int]]],
             f"the same classes"
         )
     names = classes["train"]
+    if len(names) < 2:
+        # One class trains to a perfect, meaningless score: softmax of one output is 1.
+        raise DataError(
+            f"{root / 'train'} has {len(names)} class folder ({names[0]}): a classifier "
+            f"needs at least two classes; add a folder of images for each other class"
+        )
     files: dict[str, list[tuple[str, int]]] = {}
     stamp: list[str] = []
     # os.scandir and DirEntry.stat keep this at about 0.3 s for CIFAR-10's 60,000 files.

@@ -19,10 +19,16 @@ __all__ = ["MiniVGGNetKeras", "MiniVGGNetTF", "get_model", "list_models", "regis
 def build_model(name: str, api: str, input_shape, num_classes: int, activation: str,
                 native_ops: bool = False):
     """Builds the registered family `name` for `api` (uncompiled)."""
-    from kvt.config import check_activation
+    from kvt.config import MIN_IMAGE_SIDE, check_activation
+    from kvt.errors import DataError
 
     check_activation(activation)
     height, width, depth = input_shape
+    if min(height, width) < MIN_IMAGE_SIDE:
+        raise DataError(
+            f"the images are {width}x{height} but {name} needs at least "
+            f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} (it halves them twice with 2x2 pooling): "
+            f"pass --image-size {MIN_IMAGE_SIDE} or more")
     return get_model(name, api).build(width=width, height=height, depth=depth,
                                       classes=num_classes, activation=activation,
                                       native_ops=native_ops)

@@ -18,6 +18,10 @@ API_MODULES = {
     "tf": "kvt.models.minivggnet_tf",
 }
 
+# The families the modules above register, named here so that --help can list them
+# without importing a framework (a test keeps the two in step).
+BUILTIN_MODELS = ("minivggnet",)
+
 _REGISTRY: dict[tuple[str, str], type] = {}
 
 T = TypeVar("T", bound=type)
