@@ -132,8 +132,9 @@ def test_one_sgd_step_gives_the_same_weights(parity, variant):
         assert max(u for _, u in gaps) > 1e-3  # the step did something
         for i, (gap, update) in enumerate(gaps):
             if variant.startswith("swish") or i >= len(gaps) - 8:
-                # No ties (swish), or past the last pooling (the classifier): all agree.
-                exact = max(exact, max(gap - 1e-6, 0.0) / update)
+                # No ties (swish), or past the last pooling (the classifier): all agree,
+                # gap <= 1e-3 * update + 1e-6 (the 1e-6 for tensors that barely move).
+                exact = max(exact, gap / (update + 1e-3))
             else:
                 # ReLU/CReLU then BatchNorm then max-pooling: ties; see the docstring.
                 ties = max(ties, gap / update)
