@@ -1,9 +1,9 @@
-"""Runs the tests with measured margins (pytest marker `margins`: accuracies that show
-training learns, numerical tolerances between engines) under many seeds and thread
-counts, and prints each measure's spread against its bound.
+"""Runs the tests with measured margins (pytest markers `learning`: accuracies that show
+training learns; `margins`: numerical tolerances between engines) under many seeds and
+thread counts, and prints each measure's spread against its bound.
 
-    python tests/stress.py                       # seeds 0..9, threads 1 and 2 (make test-stress)
-    python tests/stress.py --seeds 3 --threads 2
+    python tests/stress.py                    # learning: seeds 0..9; margins: 0..2; threads 1, 2
+    python tests/stress.py --seeds 3 --threads 2 --marker learning
 
 A bound is safe when it sits well outside everything measured. The table flags as TIGHT
 an accuracy threshold less than 3 standard deviations (and 0.05) below the lowest value
@@ -21,18 +21,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 
 
-def run_once(seed: int, threads: int, log: Path) -> tuple[int, float]:
+def run_once(seed: int, threads: int, marker: str, log: Path) -> tuple[int, float]:
     env = dict(os.environ, KVT_TEST_SEED=str(seed), KVT_STRESS_LOG=str(log),
                KVT_STRESS_THREADS=str(threads))
     for var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         env[var] = str(threads)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "margins", "-q",
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-m", marker, "-q",
                            "-p", "no:cacheprovider", str(TESTS)], env=env, cwd=TESTS.parent,
                           capture_output=True, text=True)
     if proc.returncode != 0:
@@ -74,24 +75,33 @@ def table(records: list[dict]) -> tuple[str, bool]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default: 10)")
+    parser.add_argument("--seeds", type=int, default=10,
+                        help="seeds 0..N-1 for the learning tests (default: 10)")
+    parser.add_argument("--margin-seeds", type=int, default=3,
+                        help="seeds 0..N-1 for the tolerance tests (default: 3)")
     parser.add_argument("--threads", default="1,2", help="thread counts (default: 1,2)")
+    parser.add_argument("--marker", choices=("learning", "margins", "both"), default="both")
     args = parser.parse_args()
-    threads = [int(t) for t in args.threads.split(",")]
-    failures = 0
+    cores = os.cpu_count() or 1
+    failures, runs = 0, 0
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "stress.jsonl"
-        for t in threads:
-            for seed in range(args.seeds):
-                code, seconds = run_once(seed, t, log)
-                failures += code != 0
-                print(f"seed {seed}, {t} thread(s): {'passed' if code == 0 else 'FAILED'} "
-                      f"in {seconds:.0f} s", flush=True)
+        for t in (int(t) for t in args.threads.split(",")):
+            plan = [(m, seed) for m, n in (("learning", args.seeds), ("margins", args.margin_seeds))
+                    if args.marker in (m, "both") for seed in range(n)]
+            # As many pytest runs at once as the cores hold at t threads each.
+            with ThreadPoolExecutor(max(1, cores // t)) as pool:
+                futures = [(m, seed, pool.submit(run_once, seed, t, m, log)) for m, seed in plan]
+                for m, seed, future in futures:
+                    code, seconds = future.result()
+                    failures, runs = failures + (code != 0), runs + 1
+                    print(f"{m} tests, seed {seed}, {t} thread(s): "
+                          f"{'passed' if code == 0 else 'FAILED'} in {seconds:.0f} s", flush=True)
         records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     text, wide = table(records)
     print()
     print(text)
-    print(f"\n{len(threads) * args.seeds} pytest runs, {failures} failed; "
+    print(f"\n{runs} pytest runs, {failures} failed; "
           f"{'every bound sits well outside the measured spread' if wide else 'some margins are tight'}")
     return 0 if failures == 0 and wide and records else 1
 

@@ -169,7 +169,7 @@ def test_saved_on_each_backend_loads_and_predicts_the_same_on_the_others(parity)
     within("parity: saved and loaded across engines", worst, 1e-5)
 
 
-@pytest.mark.margins
+@pytest.mark.learning
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_training_through_each_backend_on_digits(tmp_path, backend):
     out = tmp_path / backend

@@ -10,7 +10,7 @@ CLASSES = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
            "truck"}
 
 
-@pytest.mark.margins
+@pytest.mark.learning
 def test_train_and_evaluate_on_a_slice_of_real_cifar10(tmp_path, capsys, cifar_slice):
     out = tmp_path / "cifar"
     code, stdout, err = run_cli(

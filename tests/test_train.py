@@ -16,7 +16,7 @@ ARTIFACTS = ["config.json", "status.json", "history.csv", "metrics.json", "repor
              "plot.png", "confusion_matrix.png", "model.keras"]
 
 
-@pytest.mark.margins
+@pytest.mark.learning
 @pytest.mark.parametrize("api", ["keras", "tf"])
 def test_training_on_digits_writes_a_complete_readable_run(digits_runs, api):
     run = RunDir(digits_runs[api])
