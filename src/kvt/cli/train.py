@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -146,13 +147,12 @@ def announce(config, dataset) -> None:
           f"lr {config.lr:g}, seed {config.seed}", flush=True)
 
 
-def resume_config(args: argparse.Namespace):
-    """The saved config of the run `--resume` names, after checking it can go on."""
-    from kvt.config import TrainConfig
+def resume_target(args: argparse.Namespace):
+    """The run directory `--resume` names, if it is one (checked before it is claimed)."""
     from kvt.errors import RunError, UsageError
     from kvt.runs import RunDir
 
-    given = given_flags(args, (*CONFIG_FLAGS, "out"))
+    given = given_flags(args, (*CONFIG_FLAGS, "out", "force"))
     if given:
         raise UsageError(f"--resume continues a run with its saved config: drop "
                          f"{', '.join(given)}")
@@ -160,52 +160,38 @@ def resume_config(args: argparse.Namespace):
     if not (run_dir / "config.json").is_file():
         raise RunError(f"{run_dir.path} is not a kvt run directory (no config.json): pass the "
                        f"directory of the run to continue")
-    status = run_dir.status()
-    if status == "complete":
+    return run_dir
+
+
+def resume_config(run_dir):
+    """The saved config of a claimed run directory, after checking it can go on."""
+    from kvt.config import TrainConfig
+    from kvt.errors import RunError
+
+    if run_dir.status() == "complete":
         raise RunError(f"{run_dir.path} is already complete: nothing to resume (train again "
                        f"with --out {run_dir.path} --force to start over)")
-    pid = run_dir.running_elsewhere()
-    if pid is not None and not args.force:
-        raise RunError(f"{run_dir.path} is being trained by process {pid} on this machine: "
-                       f"wait for it, or stop it first (--force resumes anyway)")
     try:
-        config = TrainConfig.load(run_dir / "config.json")
+        return TrainConfig.load(run_dir / "config.json")
     except (OSError, ValueError, TypeError, AttributeError) as e:
         raise RunError(f"cannot read {run_dir / 'config.json'} ({e}): the run cannot be "
                        f"resumed; train it again with --force") from None
-    return run_dir, config
 
 
 def run(args: argparse.Namespace) -> int:
-    from kvt import backends
     from kvt.runs import RunDir
 
     if args.resume:
-        run_dir, config = resume_config(args)
+        run_dir = resume_target(args)
     else:
         config = config_from_args(args)  # validates before anything heavy
-    backends.select(config.backend, deterministic=config.deterministic)
-    backends.import_keras()
-    from kvt.models import get_model
-    from kvt.train import fit, load_data
-
-    get_model(config.model, config.api)  # an unknown model fails before anything is written
-    if args.resume:
-        fresh = False
-    else:
         run_dir = RunDir(args.out or default_out(config))
-        fresh = not run_dir.path.exists()
-        run_dir.create(force=args.force)
-    try:
-        dataset = load_data(config)
-        announce(config, dataset)
-        result = fit(config, dataset, run_dir, plot_path=args.plot, resume=bool(args.resume))
-    except BaseException:
-        # A failure before training started (data, batch size, activation) leaves nothing
-        # behind; one after it leaves status.json saying "failed" or "interrupted".
-        if fresh and run_dir.path.is_dir() and not any(run_dir.path.iterdir()):
-            run_dir.path.rmdir()
-        raise
+    # Claimed before the framework loads: a directory in use is refused at once, and
+    # nothing in it is touched (not even by --force) while another process holds it.
+    with run_dir.claim(create=not args.resume):
+        if args.resume:
+            config = resume_config(run_dir)
+        result = _train(args, config, run_dir)
     m = result.metrics
     print()
     print(result.report)
@@ -216,3 +202,31 @@ def run(args: argparse.Namespace) -> int:
     print(f"run saved to {run_dir.path}" + (f"; plot also at {args.plot}" if args.plot else ""))
     sys.stdout.flush()
     return 0
+
+
+def _train(args: argparse.Namespace, config, run_dir):
+    from kvt import backends, signals
+    from kvt.errors import Cancelled
+
+    try:
+        backends.select(config.backend, deterministic=config.deterministic)
+        backends.import_keras()
+        signals.check()  # a Ctrl-C that the framework's start-up swallowed
+        from kvt.models import get_model
+        from kvt.train import fit, load_data
+
+        get_model(config.model, config.api)  # an unknown model fails before anything is written
+        if not args.resume:
+            run_dir.create(force=args.force)
+        dataset = load_data(config)
+        signals.check()
+        announce(config, dataset)
+        return fit(config, dataset, run_dir, plot_path=args.plot, resume=bool(args.resume))
+    except Cancelled:
+        raise
+    except BaseException as e:
+        if args.resume and (isinstance(e, KeyboardInterrupt) or signals.received()):
+            # Stopped before fit() took the run over: it is as the last session left it.
+            raise Cancelled(f"stopped before training resumed; nothing was changed: continue "
+                            f"with kvt train --resume {shlex.quote(str(run_dir.path))}") from None
+        raise
