@@ -245,3 +245,69 @@ def test_real_signals_at_moments_and_delays(tmp_path, capsys):
     code, out, err = run_cli(capsys, "train", "--resume", str(run))
     assert code == 0 and RunDir(run).status() == "complete", err
     assert _epochs(run) == ["1", "2", "3"]
+
+
+# --- kvt compare --------------------------------------------------------------------------
+
+def _compare(tmp_path, *argv):
+    return subprocess.Popen([sys.executable, "-m", "kvt", "compare", *argv], env=_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _wait_for_line(path, words, proc, seconds=300):
+    """Until the log at `path` has a line containing `words`: a child's progress shows
+    only in its train.log."""
+    deadline = time.monotonic() + seconds
+    while not (path.exists() and words in path.read_text(errors="replace")):
+        assert proc.poll() is None and time.monotonic() < deadline, f"no {words!r} in {path}"
+        time.sleep(0.05)
+
+
+def _assert_sweep_stopped(sweep, proc, out, err):
+    assert proc.returncode == 130, out + err
+    assert err.strip().splitlines()[-1].endswith(f"kvt compare --resume {sweep}"), err
+    assert RunDir(sweep).status() == "interrupted"
+    statuses = []
+    for run in sorted((sweep / "runs").glob("*/seed-*")):
+        log = (run / "train.log").read_text(errors="replace")
+        assert "Traceback" not in log and "Exception ignored" not in log, log
+        status = RunDir(run).status() if (run / "status.json").exists() else "not started"
+        assert status in ("interrupted", "complete", "not started"), (run, status, log)
+        if status == "interrupted":
+            assert log.strip().splitlines()[-1].endswith(f"kvt train --resume {run}"), log
+        statuses.append(status)
+    return statuses
+
+
+def test_ctrl_c_to_a_sweep_at_several_moments_never_fails_a_run(tmp_path):
+    """Ctrl-C reaches the whole process group: the sweep and every child at once (then
+    the sweep's SIGTERM reaches the children again). Stopped while its children start
+    up, then while they train, then resumed with the saved -j to the end."""
+    sweep = tmp_path / "sweep"
+    proc = _compare(tmp_path, "--vary", "activation=relu,crelu", "--seeds", "1", *TINY,
+                    "--epochs", "3", "-j", "2", "--out", str(sweep))
+    started = 0
+    for line in proc.stdout:
+        started += line.startswith("kvt compare: starting")
+        if started == 2:  # both children are loading the framework
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=300)
+    _assert_sweep_stopped(sweep, proc, out, err)
+
+    proc = _compare(tmp_path, "--resume", str(sweep))
+    assert "2 at a time" in proc.stdout.readline()  # -j as the sweep was started
+    _wait_for_line(sweep / "runs" / "relu" / "seed-0" / "train.log", "epoch 1/3", proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert "interrupted" in _assert_sweep_stopped(sweep, proc, out, err)
+
+    done = _compare(tmp_path, "--resume", str(sweep), "-j", "1")
+    out, err = done.communicate(timeout=600)
+    assert done.returncode == 0, out + err
+    assert "1 at a time" in out.splitlines()[0]
+    assert json.loads((sweep / "sweep.json").read_text())["jobs"] == 1  # the next resume's
+    for run in (sweep / "runs").glob("*/seed-*"):
+        assert RunDir(run).status() == "complete"
+        assert _epochs(run) == ["1", "2", "3"]
