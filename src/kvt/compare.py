@@ -447,6 +447,7 @@ def analyse(plan: Plan, results: list[RunResult]) -> dict[str, Any]:
             "n": s.n, "failed": sum(r.status != "complete" for r in rs),
             "accuracies": {str(r.seed): r.accuracy for r in rs if r.status == "complete"},
             "mean": s.mean, "std": s.std, "ci_low": s.ci_low, "ci_high": s.ci_high,
+            "ci_clipped": s.clipped,
             "mean_train_seconds": sum(secs) / len(secs) if secs else None,
         })
     comparisons = [dataclasses.asdict(stats.compare(plan.baseline, accs[plan.baseline],
@@ -493,17 +494,35 @@ def tables(plan: Plan, analysis: dict[str, Any]) -> tuple[list[list[str]], list[
         secs = c["mean_train_seconds"]
         conf.append([c["label"] + (" (baseline)" if c["baseline"] else ""), str(c["n"]),
                      str(c["failed"]), _pct(c["mean"]), _pct(c["std"]),
-                     f"{_pct(c['ci_low'])} to {_pct(c['ci_high'])}" if c["n"] > 1 else "n/a",
+                     _interval(c["ci_low"], c["ci_high"], c["ci_clipped"]) if c["n"] > 1
+                     else "n/a",
                      f"{secs:.0f}" if secs is not None else "n/a"])
     comp = [["vs " + plan.baseline, "diff (points)", "95% CI (Welch)", "95% CI (bootstrap)",
              "p", "verdict"]]
     for d in analysis["comparisons"]:
         comp.append([d["other"], _pct(d["diff"], sign=True),
-                     f"{_pct(d['ci_low'], True)} to {_pct(d['ci_high'], True)}",
+                     _interval(d["ci_low"], d["ci_high"], d["clipped"], sign=True),
                      f"{_pct(d['boot_low'], True)} to {_pct(d['boot_high'], True)}",
                      "n/a" if d["p_value"] != d["p_value"] else f"{d['p_value']:.3g}",
                      d["verdict"]])
     return conf, comp
+
+
+def _interval(low: float | None, high: float | None, clipped: bool, sign: bool = False) -> str:
+    return f"{_pct(low, sign)} to {_pct(high, sign)}" + (" *" if clipped else "")
+
+
+def clipping_note(analysis: dict[str, Any]) -> str | None:
+    """Why an interval marked * is cut at the end of the scale, or None if none is."""
+    ns = sorted({c["n"] for c in analysis["configurations"] if c.get("ci_clipped")} |
+                {n for d in analysis["comparisons"] if d.get("clipped")
+                 for n in (d["n_other"], d["n_baseline"])})
+    if not ns:
+        return None
+    return (f"Intervals marked * are cut to the possible range (0 to 100%, or -100 to +100 "
+            f"points): with {' or '.join(map(str, ns))} runs the 95% interval is wider than "
+            f"the scale and says nothing about where the mean lies; run more seeds for an "
+            f"informative one.")
 
 
 TEXT_COLUMNS = ("configuration", "verdict")
@@ -545,6 +564,8 @@ def render_text(plan: Plan, analysis: dict[str, Any]) -> str:
     conf, comp = tables(plan, analysis)
     parts = [headline(plan, analysis), "", fixed_columns(conf), "",
              fixed_columns([r[:-1] for r in comp]), ""]
+    note = clipping_note(analysis)
+    parts += [note, ""] if note else []
     parts += [f"{d['other']}: {d['verdict']}" for d in analysis["comparisons"]]
     failed = unfinished(analysis)
     if failed:
@@ -566,6 +587,9 @@ def render_markdown(plan: Plan, analysis: dict[str, Any], command: str) -> str:
              f"{stats.BOOTSTRAP_RESAMPLES} times as a check that does not assume "
              "normality; with few runs per configuration (under about 10) it is too narrow, "
              "so the verdict follows Welch. A difference is called only when p < 0.05."]
+    note = clipping_note(analysis)
+    if note:
+        parts += ["", note]
     if len(analysis["comparisons"]) > 1:
         parts.append("With several comparisons, p-values are not corrected for multiple "
                      "testing: expect about one false call in twenty at p < 0.05.")
