@@ -279,7 +279,7 @@ def load_model(path: str | Path, unsafe: bool = False, imports: list[str] = ()):
 
     import keras
 
-    import kvt.layers  # noqa: F401  (registers kvt's layers for deserialization)
+    import kvt.layers  # noqa: F401  (registers kvt's layers, TFCReLU on TensorFlow)
 
     for module in imports:
         try:
@@ -295,7 +295,6 @@ def load_model(path: str | Path, unsafe: bool = False, imports: list[str] = ()):
                 f"{path} is a tf.keras model that calls TensorFlow ops: load it with "
                 f"--backend tensorflow"
             )
-        import kvt.models.minivggnet_tf  # noqa: F401  (registers TFCReLU)
     try:
         model = keras.saving.load_model(path, safe_mode=not unsafe)
     except Exception as e:

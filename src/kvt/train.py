@@ -20,7 +20,7 @@ from typing import Any, Iterator, TextIO
 import keras
 import numpy as np
 
-from kvt import __version__, backends, signals
+from kvt import __version__, backends, keras2_decay, signals
 from kvt.config import TrainConfig
 from kvt.data import Dataset, load_dataset
 from kvt.errors import BackendError, Cancelled, RunError, TrainingError, UsageError
@@ -67,9 +67,7 @@ def build_and_compile(config: TrainConfig, input_shape, num_classes: int):
                         config.native_ops)
     lr: Any = config.lr
     if config.decay > 0:
-        # Keras 2's per-step `decay`: lr_t = lr / (1 + decay * t), t counting SGD steps.
-        lr = keras.optimizers.schedules.InverseTimeDecay(
-            config.lr, decay_steps=1, decay_rate=config.decay)
+        lr = keras2_decay(config.lr, config.decay)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum),
                   loss="categorical_crossentropy", metrics=["accuracy"])
     return model
