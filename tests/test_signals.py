@@ -171,6 +171,45 @@ def test_ctrl_c_while_a_resume_starts_keeps_the_run_resumable(tmp_path, capsys, 
     assert RunDir(run).status() == "interrupted" and (run / "checkpoint.npz").is_file()
 
 
+def test_a_swallowed_signal_still_cancels_any_command(capsys, monkeypatch):
+    """evaluate, predict, info: no checkpoints, but a Ctrl-C lost in a gc callback still
+    ends the command as cancelled once it is done, not as a success."""
+    from kvt.cli import info
+
+    def run(args):
+        _swallowed_by_gc()
+        print("done")
+        return 0
+
+    monkeypatch.setattr(info, "run", run)
+    code, out, err = run_cli(capsys, "info")
+    assert (code, out, err) == (130, "done\n", "kvt info: cancelled\n")
+
+
+def test_ctrl_c_while_a_sweep_writes_its_results(tmp_path, capsys, monkeypatch):
+    from kvt import compare
+    from kvt.compare import Sweep, build_plan
+    from kvt.config import TrainConfig
+    from test_compare import _fake_run
+
+    plan = build_plan(TrainConfig.from_recipe(dataset="digits", epochs=2), None,
+                      ["activation=relu,crelu"], [0, 1], None)
+    sweep = Sweep(tmp_path / "sweep")
+    sweep.create(plan, force=False)
+    for variant in plan.variants:
+        for seed in plan.seeds:
+            _fake_run(sweep.run_dir(variant, seed), 0.7 + 0.01 * seed)
+    _signal_after(monkeypatch, compare, "render_markdown")
+    code, out, err = run_cli(capsys, "compare", "--resume", str(sweep.path))
+    assert code == 130 and "Traceback" not in err, err
+    assert err.strip() == (f"kvt compare: cancelled: stopped while writing the results; every "
+                           f"run is kept: write them with: kvt compare --resume {sweep.path}")
+    assert RunDir(sweep.path).status() == "interrupted"
+    monkeypatch.undo()
+    code, out, err = run_cli(capsys, "compare", "--resume", str(sweep.path))
+    assert code == 0 and RunDir(sweep.path).status() == "complete", err
+
+
 # --- real signals, real processes -------------------------------------------------------
 
 def _env(tmp_path):

@@ -347,10 +347,16 @@ def execute(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO,
                                              f"{done_before + total} runs finished")
     except KeyboardInterrupt:
         _stop(running)
-        hint = f"kvt compare --resume {shlex.quote(str(sweep.path))}"
+        raise _cancelled(sweep, "stopped; finished runs are kept, unfinished ones continue "
+                                "from their last finished epoch with") from None
+
+
+def _cancelled(sweep: Sweep, words: str) -> Cancelled:
+    """Marks the sweep interrupted; the error that says how to continue it."""
+    hint = f"kvt compare --resume {shlex.quote(str(sweep.path))}"
+    with signals.deferred():
         sweep.status.mark("interrupted", f"continue with {hint}")
-        raise Cancelled(f"stopped; finished runs are kept, unfinished ones continue from "
-                        f"their last finished epoch with: {hint}") from None
+    return Cancelled(f"{words}: {hint}")
 
 
 def _stop(running: dict[subprocess.Popen, tuple[Job, Any, float]]) -> None:
@@ -625,10 +631,17 @@ def run_sweep(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO,
     """Executes what is left of the sweep, then writes the results. Returns the
     analysis and its text table."""
     execute(sweep, plan, jobs, stream, python)
-    results = collect(sweep, plan)
-    analysis = write_results(sweep, plan, results, command)
-    finished = len(results) - len(unfinished(analysis))
-    sweep.status.mark("complete", f"{finished} of {len(results)} runs finished")
+    try:
+        results = collect(sweep, plan)
+        analysis = write_results(sweep, plan, results, command)
+        finished = len(results) - len(unfinished(analysis))
+        with signals.deferred():
+            signals.check()
+            sweep.status.mark("complete", f"{finished} of {len(results)} runs finished")
+            signals.settled()  # the results are whole: a late signal changes nothing
+    except KeyboardInterrupt:
+        raise _cancelled(sweep, "stopped while writing the results; every run is kept: "
+                                "write them with") from None
     return analysis, render_text(plan, analysis)
 
 

@@ -65,7 +65,9 @@ def _main(argv: list[str] | None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         try:
-            return int(args.run(args) or 0)
+            code = int(args.run(args) or 0)
+            signals.check()  # a signal that a library swallowed still cancels the command
+            return code
         except KvtError as e:
             signals.settled()  # a second Ctrl-C must not cut the message short
             if args.debug:
