@@ -154,7 +154,10 @@ class RunDir:
         try:
             yield self
         finally:
-            unused = made and [p.name for p in self.path.iterdir()] == [LOCK]
+            try:
+                unused = made and [p.name for p in self.path.iterdir()] == [LOCK]
+            except OSError:
+                unused = False
             lock.release(remove=unused)
             if unused:
                 with contextlib.suppress(OSError):

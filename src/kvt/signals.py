@@ -62,7 +62,7 @@ def _unraisable(previous):
     def hook(unraisable) -> None:
         # The handler's KeyboardInterrupt, raised inside a gc callback or __del__, was
         # dropped by Python; the next check() raises it where it counts.
-        if issubclass(unraisable.exc_type, KeyboardInterrupt) and _state.received:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _state.received:
             return
         previous(unraisable)
     return hook
@@ -84,7 +84,10 @@ def policy() -> Iterator[None]:
         return
     _state.__init__()
     _state.active = 1
-    previous = {sig: signal.signal(sig, _handler) for sig in SIGNALS}
+    # An ignored signal stays ignored (`nohup`, a shell's background job): whoever
+    # started us chose that.
+    previous = {sig: signal.signal(sig, _handler) for sig in SIGNALS
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     previous_hook = sys.unraisablehook
     sys.unraisablehook = _unraisable(previous_hook)
     try:
@@ -112,6 +115,9 @@ def check() -> None:
 def deferred() -> Iterator[None]:
     """Holds SIGINT and SIGTERM until the block is done, then raises KeyboardInterrupt
     for one that came during it (unless an interrupt is already being handled)."""
+    if not _main_thread():
+        yield
+        return
     with policy():
         before = len(_state.received)
         _state.deferred += 1
