@@ -69,9 +69,10 @@ def _unraisable(previous):
 
 
 @contextlib.contextmanager
-def policy() -> Iterator[None]:
+def policy(final: bool = False) -> Iterator[None]:
     """Handles SIGINT and SIGTERM as described in the module docstring; re-entrant
-    (an inner block shares the outer one's state)."""
+    (an inner block shares the outer one's state). With `final`, the process's work ends
+    with the block: the signals are ignored from then on instead of handled as before."""
     if not _main_thread():
         yield
         return
@@ -94,7 +95,7 @@ def policy() -> Iterator[None]:
         yield
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if final else handler)
         sys.unraisablehook = previous_hook
         _state.active = 0
 

@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     # From the first moment: a signal at any point of a command ends it as "cancelled".
-    with signals.policy():
+    # Run as the program (no argv), the command's end is the process's: a signal while
+    # the interpreter shuts down (TensorFlow's teardown takes a while) is then ignored
+    # rather than turning a complete run's exit 0 into a death by signal.
+    with signals.policy(final=argv is None):
         parser = build_parser()
         args = parser.parse_args(argv)
         try:
