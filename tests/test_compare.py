@@ -3,6 +3,7 @@ digits (in subprocesses, killed and resumed, with failing runs)."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -225,3 +226,23 @@ def test_sigterm_stops_the_sweep_and_its_children_resumably(tmp_path):
     assert stderr.strip().splitlines()[-1].endswith(f"kvt compare --resume {out}")
     assert RunDir(out).status() == "interrupted"
     assert RunDir(run).status() == "interrupted"
+
+
+def test_intervals_at_two_seeds_stay_within_0_and_100_with_a_note(tmp_path):
+    base = TrainConfig.from_recipe(dataset="digits", epochs=2)
+    plan = build_plan(base, None, ["activation=relu,crelu"], [0, 1], None)
+    sweep = Sweep(tmp_path / "sweep")
+    sweep.create(plan, force=False)
+    for seed, (a, b) in enumerate([(0.50, 0.55), (0.90, 0.60)]):
+        _fake_run(sweep.run_dir(plan.variants[0], seed), a)
+        _fake_run(sweep.run_dir(plan.variants[1], seed), b)
+    analysis = write_results(sweep, plan, collect(sweep, plan), "kvt compare ...")
+    relu, crelu = analysis["configurations"]
+    assert (relu["ci_low"], relu["ci_high"], relu["ci_clipped"]) == (0.0, 1.0, True)
+    assert 0 <= crelu["ci_low"] <= crelu["ci_high"] <= 1
+    md = (sweep.path / "compare.md").read_text()
+    assert "| relu (baseline) | 2 | 0 | 70.00 | 28.28 | 0.00 to 100.00 * |" in md
+    assert "with 2 runs the 95% interval is wider than the scale" in md
+    for line in md.splitlines():  # no interval outside the scale anywhere
+        for number in re.findall(r"-?\d+\.\d+", line):
+            assert abs(float(number)) <= 100, line

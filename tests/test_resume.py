@@ -75,33 +75,33 @@ def _interrupted_copy(tmp_path, digits_runs, checkpoint: bytes | None):
 
 
 def test_resume_refusals(tmp_path, capsys, digits_runs):
+    from kvt.runs import RunDir
+
     complete = digits_runs["keras"]
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        busy = tmp_path / "busy"
-        busy.mkdir()
-        (busy / "config.json").write_bytes((complete / "config.json").read_bytes())
-        (busy / "status.json").write_text(json.dumps(
-            {"status": "running", "pid": sleeper.pid, "host": os.uname().nodename}))
-        corrupt = _interrupted_copy(tmp_path, digits_runs, b"PK\x03\x04 not a checkpoint")
-        cases = [
-            (["--resume", str(complete)], 6, "is already complete: nothing to resume"),
-            (["--resume", str(tmp_path / "nope")], 6, "is not a kvt run directory"),
-            (["--resume", str(complete), "--lr", "0.1"], 2,
-             "--resume continues a run with its saved config: drop --lr"),
-            (["--resume", str(busy)], 6, f"is being trained by process {sleeper.pid}"),
-            (["--resume", str(corrupt)], 6, "cannot read the checkpoint"),
-        ]
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "config.json").write_bytes((complete / "config.json").read_bytes())
+    (busy / "status.json").write_text(json.dumps({"status": "running"}))
+    corrupt = _interrupted_copy(tmp_path, digits_runs, b"PK\x03\x04 not a checkpoint")
+    cases = [
+        (["--resume", str(complete)], 6, "is already complete: nothing to resume"),
+        (["--resume", str(tmp_path / "nope")], 6, "is not a kvt run directory"),
+        (["--resume", str(complete), "--lr", "0.1"], 2,
+         "--resume continues a run with its saved config: drop --lr"),
+        (["--resume", str(busy), "--force"], 2, "drop --force"),
+        (["--resume", str(busy)], 6, f"{busy} is in use by another kvt process (pid "
+                                     f"{os.getpid()}): wait for it to finish or stop it"),
+        (["--resume", str(corrupt)], 6, "cannot read the checkpoint"),
+    ]
+    with RunDir(busy).claim():  # as a live trainer holds it
         for argv, code, words in cases:
             got, out, err = run_cli(capsys, "train", *argv)
             lines = err.strip().splitlines()
             assert got == code and len(lines) == 1 and words in lines[0], (argv, err)
             assert "Traceback" not in out + err
-    finally:
-        sleeper.kill()
-        sleeper.wait()
     assert (complete / "model.keras").is_file()  # nothing of the finished run was touched
     assert json.loads((corrupt / "status.json").read_text())["status"] == "interrupted"
+    assert RunDir(busy).status() == "running"
 
 
 def test_checkpoint_of_another_config_is_refused(tmp_path, capsys, digits_runs):

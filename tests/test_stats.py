@@ -81,3 +81,13 @@ def test_verdicts_in_words():
     assert math.isnan(few.p_value)
     assert stats.compare("a", [0.7, 0.7], "b", [0.7, 0.7]).verdict.startswith("identical")
     assert "no spread" in stats.compare("a", [0.7, 0.7], "b", [0.8, 0.8]).verdict
+
+
+def test_intervals_are_cut_to_the_possible_range_and_say_so():
+    wide = stats.summarize([0.50, 0.90])  # n = 2: t = 12.7, the interval spans -2 to +3.2
+    assert (wide.ci_low, wide.ci_high, wide.clipped) == (0.0, 1.0, True)
+    assert not stats.summarize(BASE).clipped
+    d = stats.compare("a", [0.10, 0.90], "b", [0.15, 0.95])
+    assert (d.ci_low, d.ci_high, d.clipped) == (-1.0, 1.0, True)
+    assert "anywhere from -100.00 to +100.00 points (the interval reaches the limits" in d.verdict
+    assert not stats.compare("keras/relu", BASE, "tf/crelu", OTHER).clipped

@@ -3,7 +3,8 @@ own subprocess, then a statistical comparison against a baseline.
 
 The sweep directory:
 
-    sweep.json          the plan: base config, configurations (label, overrides), seeds
+    sweep.json          the plan: base config, configurations (label, overrides), seeds,
+                        runs at a time (-j)
     status.json         running | complete | interrupted (of the sweep as a whole)
     configs/<slug>.json each configuration's TrainConfig, as `kvt train --config` reads it
     runs/<slug>/seed-<n>/   one kvt run directory per (configuration, seed), plus train.log
@@ -14,7 +15,8 @@ The sweep directory:
 
 A sweep that stops (Ctrl-C, a crash, a reboot) resumes with `--resume`: finished runs
 are kept, interrupted ones continue from their last finished epoch, failed ones start
-over. The sweep imports no framework itself; only its children do.
+over. One process at a time runs a sweep (it holds the sweep directory's lock, as each
+child holds its run's). The sweep imports no framework itself; only its children do.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import typing
 from pathlib import Path
 from typing import Any, TextIO
 
-from kvt import stats
+from kvt import signals, stats
 from kvt.config import MAX_SEED, TrainConfig
 from kvt.errors import Cancelled, RunError, UsageError
 from kvt.runs import RunDir, write_json, write_text
@@ -75,6 +77,7 @@ class Plan:
     baseline: str
     preset: str | None = None
     command: list[str] = dataclasses.field(default_factory=list)
+    jobs: int = 1  # runs at a time; --resume keeps it unless -j is given again
 
     def config(self, variant: Variant, seed: int | None = None) -> TrainConfig:
         """The variant's TrainConfig: the base with its overrides (and `seed`, if given)."""
@@ -87,7 +90,7 @@ class Plan:
         return {"format": PLAN_FORMAT, "base": self.base.to_dict(),
                 "variants": [dataclasses.asdict(v) for v in self.variants],
                 "seeds": self.seeds, "baseline": self.baseline, "preset": self.preset,
-                "command": self.command}
+                "command": self.command, "jobs": self.jobs}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -96,7 +99,7 @@ class Plan:
         return cls(TrainConfig.from_dict(data["base"]),
                    [Variant(v["label"], v["overrides"]) for v in data["variants"]],
                    [int(s) for s in data["seeds"]], data["baseline"], data.get("preset"),
-                   data.get("command", []))
+                   data.get("command", []), int(data.get("jobs", 1)))
 
 
 # --- the grid -----------------------------------------------------------------------
@@ -159,7 +162,7 @@ def _coerce(field: str, kind: Any, text: str, spec: str) -> Any:
 
 
 def build_plan(base: TrainConfig, preset: str | None, varies: list[str], seeds: list[int],
-               baseline: str | None, command: list[str] | None = None) -> Plan:
+               baseline: str | None, command: list[str] | None = None, jobs: int = 1) -> Plan:
     """The grid: the preset's configurations (or one) times every --vary, validated."""
     if preset is not None and preset not in PRESETS:
         raise UsageError(f"unknown --preset {preset!r}: choose one of {', '.join(PRESETS)}")
@@ -186,7 +189,7 @@ def build_plan(base: TrainConfig, preset: str | None, varies: list[str], seeds: 
     elif baseline not in labels:
         raise UsageError(f"--baseline {baseline!r} is not one of the configurations: "
                          f"{', '.join(labels)}")
-    plan = Plan(base, variants, seeds, baseline, preset, list(command or []))
+    plan = Plan(base, variants, seeds, baseline, preset, list(command or []), jobs)
     for variant in variants:  # refuse impossible combinations before anything runs
         plan.config(variant)
     return plan
@@ -227,7 +230,13 @@ class Sweep:
     def config_path(self, variant: Variant) -> Path:
         return self.path / "configs" / f"{variant.slug}.json"
 
+    def claim(self, create: bool = True):
+        """Holds the sweep directory for this process (see `RunDir.claim`)."""
+        return self.status.claim(create)
+
     def create(self, plan: Plan, force: bool) -> None:
+        """Writes the plan; refuses an existing sweep unless `force`, which deletes it.
+        Call it inside `claim()`."""
         if (self.path / "sweep.json").exists():
             if not force:
                 raise RunError(f"{self.path} already holds a sweep: continue it with --resume "
@@ -241,10 +250,13 @@ class Sweep:
             (self.path / "configs").mkdir(parents=True, exist_ok=True)
             for variant in plan.variants:
                 write_text(self.config_path(variant), plan.config(variant).to_json() + "\n")
-            write_json(self.path / "sweep.json", plan.to_dict())
+            self.save(plan)
         except OSError as e:
             raise RunError(f"cannot write the sweep directory {self.path} ({e.strerror or e}): "
                            f"choose a writable --out") from None
+
+    def save(self, plan: Plan) -> None:
+        write_json(self.path / "sweep.json", plan.to_dict())
 
     def load(self) -> Plan:
         try:
@@ -265,10 +277,9 @@ class Sweep:
                 rd = self.run_dir(variant, seed)
                 job = Job(variant, seed, rd)
                 status = rd.status()
-                pid = rd.running_elsewhere()
-                if pid is not None:
-                    raise RunError(f"{rd.path} is still being trained by process {pid}: wait "
-                                   f"for it or stop it, then resume the sweep")
+                if rd.path.is_dir():
+                    with rd.claim(create=False):  # refuses a run another process is training
+                        pass
                 if status == "complete":
                     job.action = "done"
                 elif status in ("interrupted", "running") and (rd / "config.json").is_file():
@@ -311,14 +322,16 @@ def execute(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO,
         while todo or running:
             while todo and len(running) < jobs:
                 job = todo.pop(0)
-                job.run_dir.path.mkdir(parents=True, exist_ok=True)
-                log = open(job.run_dir / "train.log", "a")
-                log.write(f"$ kvt {shlex.join(job.argv)}\n")
-                log.flush()
-                proc = subprocess.Popen([python, "-m", "kvt", *job.argv], stdout=log,
-                                        stderr=subprocess.STDOUT, env=env,
-                                        stdin=subprocess.DEVNULL)
-                running[proc] = (job, log, time.perf_counter())
+                # A child that was started is always known, so that a stop reaches it.
+                with signals.deferred():
+                    job.run_dir.path.mkdir(parents=True, exist_ok=True)
+                    log = open(job.run_dir / "train.log", "a")
+                    log.write(f"$ kvt {shlex.join(job.argv)}\n")
+                    log.flush()
+                    proc = subprocess.Popen([python, "-m", "kvt", *job.argv], stdout=log,
+                                            stderr=subprocess.STDOUT, env=env,
+                                            stdin=subprocess.DEVNULL)
+                    running[proc] = (job, log, time.perf_counter())
                 verb = "continuing" if job.action == "resume" else "starting"
                 print(f"kvt compare: {verb} {job.variant.label} seed {job.seed}", file=stream,
                       flush=True)
@@ -334,10 +347,16 @@ def execute(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO,
                                              f"{done_before + total} runs finished")
     except KeyboardInterrupt:
         _stop(running)
-        hint = f"kvt compare --resume {shlex.quote(str(sweep.path))}"
+        raise _cancelled(sweep, "stopped; finished runs are kept, unfinished ones continue "
+                                "from their last finished epoch with") from None
+
+
+def _cancelled(sweep: Sweep, words: str) -> Cancelled:
+    """Marks the sweep interrupted; the error that says how to continue it."""
+    hint = f"kvt compare --resume {shlex.quote(str(sweep.path))}"
+    with signals.deferred():
         sweep.status.mark("interrupted", f"continue with {hint}")
-        raise Cancelled(f"stopped; finished runs are kept, unfinished ones continue from "
-                        f"their last finished epoch with: {hint}") from None
+    return Cancelled(f"{words}: {hint}")
 
 
 def _stop(running: dict[subprocess.Popen, tuple[Job, Any, float]]) -> None:
@@ -434,6 +453,7 @@ def analyse(plan: Plan, results: list[RunResult]) -> dict[str, Any]:
             "n": s.n, "failed": sum(r.status != "complete" for r in rs),
             "accuracies": {str(r.seed): r.accuracy for r in rs if r.status == "complete"},
             "mean": s.mean, "std": s.std, "ci_low": s.ci_low, "ci_high": s.ci_high,
+            "ci_clipped": s.clipped,
             "mean_train_seconds": sum(secs) / len(secs) if secs else None,
         })
     comparisons = [dataclasses.asdict(stats.compare(plan.baseline, accs[plan.baseline],
@@ -480,17 +500,35 @@ def tables(plan: Plan, analysis: dict[str, Any]) -> tuple[list[list[str]], list[
         secs = c["mean_train_seconds"]
         conf.append([c["label"] + (" (baseline)" if c["baseline"] else ""), str(c["n"]),
                      str(c["failed"]), _pct(c["mean"]), _pct(c["std"]),
-                     f"{_pct(c['ci_low'])} to {_pct(c['ci_high'])}" if c["n"] > 1 else "n/a",
+                     _interval(c["ci_low"], c["ci_high"], c["ci_clipped"]) if c["n"] > 1
+                     else "n/a",
                      f"{secs:.0f}" if secs is not None else "n/a"])
     comp = [["vs " + plan.baseline, "diff (points)", "95% CI (Welch)", "95% CI (bootstrap)",
              "p", "verdict"]]
     for d in analysis["comparisons"]:
         comp.append([d["other"], _pct(d["diff"], sign=True),
-                     f"{_pct(d['ci_low'], True)} to {_pct(d['ci_high'], True)}",
+                     _interval(d["ci_low"], d["ci_high"], d["clipped"], sign=True),
                      f"{_pct(d['boot_low'], True)} to {_pct(d['boot_high'], True)}",
                      "n/a" if d["p_value"] != d["p_value"] else f"{d['p_value']:.3g}",
                      d["verdict"]])
     return conf, comp
+
+
+def _interval(low: float | None, high: float | None, clipped: bool, sign: bool = False) -> str:
+    return f"{_pct(low, sign)} to {_pct(high, sign)}" + (" *" if clipped else "")
+
+
+def clipping_note(analysis: dict[str, Any]) -> str | None:
+    """Why an interval marked * is cut at the end of the scale, or None if none is."""
+    ns = sorted({c["n"] for c in analysis["configurations"] if c.get("ci_clipped")} |
+                {n for d in analysis["comparisons"] if d.get("clipped")
+                 for n in (d["n_other"], d["n_baseline"])})
+    if not ns:
+        return None
+    return (f"Intervals marked * are cut to the possible range (0 to 100%, or -100 to +100 "
+            f"points): with {' or '.join(map(str, ns))} runs the 95% interval is wider than "
+            f"the scale and says nothing about where the mean lies; run more seeds for an "
+            f"informative one.")
 
 
 TEXT_COLUMNS = ("configuration", "verdict")
@@ -532,6 +570,8 @@ def render_text(plan: Plan, analysis: dict[str, Any]) -> str:
     conf, comp = tables(plan, analysis)
     parts = [headline(plan, analysis), "", fixed_columns(conf), "",
              fixed_columns([r[:-1] for r in comp]), ""]
+    note = clipping_note(analysis)
+    parts += [note, ""] if note else []
     parts += [f"{d['other']}: {d['verdict']}" for d in analysis["comparisons"]]
     failed = unfinished(analysis)
     if failed:
@@ -553,6 +593,9 @@ def render_markdown(plan: Plan, analysis: dict[str, Any], command: str) -> str:
              f"{stats.BOOTSTRAP_RESAMPLES} times as a check that does not assume "
              "normality; with few runs per configuration (under about 10) it is too narrow, "
              "so the verdict follows Welch. A difference is called only when p < 0.05."]
+    note = clipping_note(analysis)
+    if note:
+        parts += ["", note]
     if len(analysis["comparisons"]) > 1:
         parts.append("With several comparisons, p-values are not corrected for multiple "
                      "testing: expect about one false call in twenty at p < 0.05.")
@@ -588,10 +631,17 @@ def run_sweep(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO,
     """Executes what is left of the sweep, then writes the results. Returns the
     analysis and its text table."""
     execute(sweep, plan, jobs, stream, python)
-    results = collect(sweep, plan)
-    analysis = write_results(sweep, plan, results, command)
-    finished = len(results) - len(unfinished(analysis))
-    sweep.status.mark("complete", f"{finished} of {len(results)} runs finished")
+    try:
+        results = collect(sweep, plan)
+        analysis = write_results(sweep, plan, results, command)
+        finished = len(results) - len(unfinished(analysis))
+        with signals.deferred():
+            signals.check()
+            sweep.status.mark("complete", f"{finished} of {len(results)} runs finished")
+            signals.settled()  # the results are whole: a late signal changes nothing
+    except KeyboardInterrupt:
+        raise _cancelled(sweep, "stopped while writing the results; every run is kept: "
+                                "write them with") from None
     return analysis, render_text(plan, analysis)
 
 

@@ -26,7 +26,7 @@ EXIT_MEANINGS = {
     EXIT_DATA: "missing, corrupt or unsafe data",
     EXIT_MODEL: "unknown model or activation; an unloadable or unsafe model file",
     EXIT_BACKEND: "a backend that is not installed or cannot do what was asked",
-    EXIT_RUN: "run directory or output path problems: exists, incomplete, not writable",
+    EXIT_RUN: "run directory or output path problems: exists, incomplete, not writable, in use",
     EXIT_TRAINING: "training failed (NaN or infinite loss); compare: some runs failed",
     EXIT_CANCELLED: "cancelled with Ctrl-C or SIGTERM",
     EXIT_BROKEN_PIPE: "the program reading kvt's output stopped early",

@@ -3,6 +3,8 @@
 Every layer here is registered with `keras.saving.register_keras_serializable` under the
 package name "kvt", so a model that uses it saves to `.keras` and loads back with
 `safe_mode=True` once `kvt.layers` is imported (kvt's loaders do that), on any backend.
+On TensorFlow the import also registers `TFCReLU` of the tf.keras model (its module
+imports TensorFlow, so other backends do without it; they cannot run it anyway).
 
 - `CReLU`: concatenated ReLU, written with `keras.ops` (portable), or with the active
   backend's own ops when `native=True` (`tf.nn.crelu` on TensorFlow).
@@ -236,3 +238,10 @@ def hidden_activation(activation: str, native: bool = False, first: bool = False
         from kvt.errors import ModelError
 
         raise ModelError(f"--activation {activation}: {e}") from None
+
+
+# On TensorFlow, importing this module registers every kvt layer, the tf.keras model's
+# TFCReLU too, so that plain `keras.saving.load_model` reads any kvt model file. (Its
+# module imports this one; placed last, that import finds every name it needs here.)
+if keras.backend.backend() == "tensorflow":
+    import kvt.models.minivggnet_tf  # noqa: E402,F401

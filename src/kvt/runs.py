@@ -13,18 +13,24 @@
 Each file is written to a temporary name in the same folder and renamed into place, so
 a reader sees the old file or the new one, never half of one. `status.json` says
 "complete" only after everything else is in place.
+
+One process at a time writes a run directory: `RunDir.claim()` holds an OS file lock
+(`flock`) on its `.kvt.lock` for as long as the process works on it; the kernel drops
+the lock when the process ends, however it ends, so a crash never leaves it claimed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import json
 import os
 import socket
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from kvt.errors import ModelError, RunError
 
@@ -32,6 +38,7 @@ CHECKPOINT = "checkpoint.npz"  # present while training; removed once the run is
 ARTIFACTS = ("config.json", "status.json", "history.csv", "metrics.json", "report.txt",
              "plot.png", "confusion_matrix.png", "model.keras", CHECKPOINT)
 MODEL_META = "kvt.json"  # kvt's entry inside model.keras: class names, input scaling
+LOCK = ".kvt.lock"  # the claim of the process working on a run (or sweep) directory
 
 
 # --- atomic writes ------------------------------------------------------------------
@@ -81,6 +88,66 @@ def check_writable_file(path: str | Path, flag: str) -> None:
                        f"({e.strerror or e}); {fix}") from None
 
 
+# --- exclusive claims -----------------------------------------------------------------
+
+class DirLock:
+    """An exclusive, non-blocking `flock` on `folder/.kvt.lock`, which also names the
+    holder's pid for whoever is refused."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / LOCK
+        self.fd: int | None = None
+
+    def acquire(self) -> DirLock:
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as e:
+                raise RunError(f"cannot write to {self.path.parent} ({e.strerror or e}): "
+                               f"choose a writable directory") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(fd)
+                os.close(fd)
+                raise RunError(f"{self.path.parent} is in use by another kvt process"
+                               f"{holder}: wait for it to finish or stop it, then try "
+                               f"again") from None
+            except BaseException:
+                os.close(fd)
+                raise
+            # A holder that was leaving may have removed the file between our open and
+            # our lock: then we hold a lock on a file nobody else can see. Start again.
+            try:
+                if os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self, remove: bool = False) -> None:
+        if self.fd is None:
+            return
+        if remove:  # while still holding it, so that nobody locks a file being deleted
+            self.path.unlink(missing_ok=True)
+        os.close(self.fd)
+        self.fd = None
+
+
+def _lock_holder(fd: int) -> str:
+    """" (pid N)" or " (pid N on HOST)" from a lock file's content; "" if unreadable."""
+    try:
+        pid, host = os.pread(fd, 256, 0).decode().split()
+        int(pid)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return ""  # the holder has not written it yet
+    return f" (pid {pid})" if host == socket.gethostname() else f" (pid {pid} on {host})"
+
+
 # --- the run directory ----------------------------------------------------------------
 
 class RunDir:
@@ -92,8 +159,37 @@ class RunDir:
     def __truediv__(self, name: str) -> Path:
         return self.path / name
 
+    @contextlib.contextmanager
+    def claim(self, create: bool = True) -> Iterator[RunDir]:
+        """Holds this directory for this process (making it first, if `create`), or
+        refuses with a RunError naming the process that holds it. A directory that the
+        claim made and that holds nothing else at the end is removed again."""
+        made = False
+        if create and not self.path.is_dir():
+            try:
+                self.path.mkdir(parents=True)
+                made = True
+            except FileExistsError:
+                pass  # made by someone else meanwhile: the lock decides who goes on
+            except OSError as e:
+                raise RunError(f"cannot write the run directory {self.path} "
+                               f"({e.strerror or e}): choose a writable --out") from None
+        lock = DirLock(self.path).acquire()
+        try:
+            yield self
+        finally:
+            try:
+                unused = made and [p.name for p in self.path.iterdir()] == [LOCK]
+            except OSError:
+                unused = False
+            lock.release(remove=unused)
+            if unused:
+                with contextlib.suppress(OSError):
+                    self.path.rmdir()
+
     def create(self, force: bool = False) -> RunDir:
-        """Makes the folder; refuses one that already holds a run unless `force`."""
+        """Makes the folder; refuses one that already holds a run unless `force`.
+        Call it inside `claim()`: `force` deletes the artifacts that are there."""
         existing = [n for n in ARTIFACTS if (self.path / n).exists()]
         if existing and not force:
             raise RunError(
@@ -132,21 +228,6 @@ class RunDir:
 
     def status(self) -> str:
         return self.state()["status"]
-
-    def running_elsewhere(self) -> int | None:
-        """The pid of a live process on this host that says it is training this run."""
-        state = self.state()
-        pid = state.get("pid")
-        if (state["status"] != "running" or not isinstance(pid, int) or pid == os.getpid()
-                or state.get("host") != socket.gethostname()):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid  # alive, owned by someone else
-        return pid
 
     def require_complete(self) -> None:
         if not self.path.is_dir():
@@ -225,7 +306,7 @@ def load_model(path: str | Path, unsafe: bool = False, imports: list[str] = ()):
 
     import keras
 
-    import kvt.layers  # noqa: F401  (registers kvt's layers for deserialization)
+    import kvt.layers  # noqa: F401  (registers kvt's layers, TFCReLU on TensorFlow)
 
     for module in imports:
         try:
@@ -241,7 +322,6 @@ def load_model(path: str | Path, unsafe: bool = False, imports: list[str] = ()):
                 f"{path} is a tf.keras model that calls TensorFlow ops: load it with "
                 f"--backend tensorflow"
             )
-        import kvt.models.minivggnet_tf  # noqa: F401  (registers TFCReLU)
     try:
         model = keras.saving.load_model(path, safe_mode=not unsafe)
     except Exception as e:

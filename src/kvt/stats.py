@@ -6,6 +6,10 @@ confidence interval of the mean (Student's t). Per pair against the baseline: th
 difference of means with Welch's t interval and p-value (no equal-variance
 assumption), and a percentile bootstrap interval as a check that does not lean on
 normality. Values are fractions (0.743); `points` below are percentage points.
+
+Accuracy lies in [0, 1] and a difference of two in [-1, 1]; at n = 2 a t interval
+(t = 12.7) is often wider than that. Intervals are cut to the possible range and say
+so (`clipped`): such an interval tells nothing the scale did not already.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class Summary:
     std: float
     ci_low: float
     ci_high: float
+    clipped: bool = False  # the t interval reached past 0 or 1 and was cut there
 
 
 @dataclasses.dataclass
@@ -49,6 +54,7 @@ class Difference:
     boot_low: float
     boot_high: float
     verdict: str
+    clipped: bool = False  # the Welch interval reached past -1 or 1 and was cut there
 
 
 def summarize(values: Sequence[float]) -> Summary:
@@ -63,7 +69,13 @@ def summarize(values: Sequence[float]) -> Summary:
 
     std = float(x.std(ddof=1))
     half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * std / math.sqrt(n)
-    return Summary(n, mean, std, mean - half, mean + half)
+    low, high, clipped = clip(mean - half, mean + half, 0.0, 1.0)
+    return Summary(n, mean, std, low, high, clipped)
+
+
+def clip(low: float, high: float, least: float, most: float) -> tuple[float, float, bool]:
+    """(low, high) cut to [least, most], and whether anything was cut."""
+    return max(low, least), min(high, most), low < least or high > most
 
 
 def welch(baseline: Sequence[float], other: Sequence[float]) -> tuple[float, float, float,
@@ -111,14 +123,15 @@ def compare(baseline_name: str, baseline: Sequence[float], other_name: str,
         return Difference(other_name, baseline_name, nb, na, diff, nan, nan, nan, nan, nan,
                           nan, nan, words)
     diff, se, df, low, high, p = welch(baseline, other)
+    low, high, clipped = clip(low, high, -1.0, 1.0)
     boot_low, boot_high = bootstrap(baseline, other)
     return Difference(other_name, baseline_name, nb, na, diff, se, df, low, high, p,
                       boot_low, boot_high, verdict(other_name, baseline_name, diff, low, high,
-                                                   p, se, nb, na))
+                                                   p, se, nb, na, clipped), clipped)
 
 
 def verdict(other: str, baseline: str, diff: float, low: float, high: float, p: float,
-            se: float, n_other: int, n_baseline: int) -> str:
+            se: float, n_other: int, n_baseline: int, clipped: bool = False) -> str:
     """The comparison in words a user can act on."""
     points = 100 * diff
     if se == 0:
@@ -132,4 +145,6 @@ def verdict(other: str, baseline: str, diff: float, low: float, high: float, p: 
                 f"{abs(points):.2f} ± {half:.2f} points (p = {p:.3g})")
     return (f"no evidence of a difference at n = {n_other} vs {n_baseline} (p = {p:.2f}); "
             f"the true difference could be anywhere from {100 * low:+.2f} to "
-            f"{100 * high:+.2f} points")
+            f"{100 * high:+.2f} points" + (" (the interval reaches the limits of the scale: "
+                                           "more seeds are needed to narrow it)" if clipped
+                                           else ""))

@@ -11,9 +11,7 @@ import json
 import math
 import os
 import shlex
-import signal
 import sys
-import threading
 import time
 import zipfile
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import Any, Iterator, TextIO
 import keras
 import numpy as np
 
-from kvt import __version__, backends
+from kvt import __version__, backends, keras2_decay, signals
 from kvt.config import TrainConfig
 from kvt.data import Dataset, load_dataset
 from kvt.errors import BackendError, Cancelled, RunError, TrainingError, UsageError
@@ -69,9 +67,7 @@ def build_and_compile(config: TrainConfig, input_shape, num_classes: int):
                         config.native_ops)
     lr: Any = config.lr
     if config.resolved_decay > 0:
-        # Keras 2's per-step `decay`: lr_t = lr / (1 + decay * t), t counting SGD steps.
-        lr = keras.optimizers.schedules.InverseTimeDecay(
-            config.lr, decay_steps=1, decay_rate=config.resolved_decay)
+        lr = keras2_decay(config.lr, config.resolved_decay)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum),
                   loss="categorical_crossentropy", metrics=["accuracy"])
     return model
@@ -110,13 +106,13 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
     if resume and run_dir is not None and (run_dir / CHECKPOINT).is_file():
         progress = restore_checkpoint(model, config, run_dir / CHECKPOINT)
 
-    timer, watch = EpochTimer(n_train), InterruptWatch()
-    callbacks: list[Any] = [timer, NanGuard(), watch]
+    timer = EpochTimer(n_train)
+    callbacks: list[Any] = [timer, NanGuard(), InterruptCheck()]
     if progress.rng:
         callbacks.append(RestoreRng(config.backend, progress.rng))
     interactive = stream.isatty()
     # From the moment status.json says "running", an interrupt or error must change it.
-    with _recording_failure(run_dir, progress), watch:
+    with signals.policy(), _recording_failure(run_dir, progress):
         if run_dir is not None:
             if not (resume and (run_dir / "config.json").is_file()):
                 _write_config(run_dir, config, dataset)
@@ -127,8 +123,8 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
                                batch_size=config.batch_size, initial_epoch=epoch,
                                epochs=epoch + 1, shuffle=False,
                                verbose=1 if interactive else 0, callbacks=callbacks)
-            watch.check()
-            with _deferred_interrupts():  # an epoch that finished is saved whole
+            signals.check()
+            with signals.deferred():  # an epoch that finished is saved whole
                 progress.add_epoch(fitted.history, timer.epoch_seconds[-1],
                                    timer.train_seconds[-1])
                 if run_dir is not None:
@@ -141,8 +137,8 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
                                  timer.train_seconds[-1], n_train), file=stream, flush=True)
         history = progress.history
         probs = np.asarray(model.predict(x_test, batch_size=max(config.batch_size, 256),
-                                         verbose=0))
-        watch.check()
+                                         verbose=0, callbacks=[InterruptCheck()]))
+        signals.check()
         metrics, report, matrix = evaluate_predictions(probs, dataset.y_test,
                                                        dataset.class_names)
         metrics = _name_split(metrics, dataset.eval_split)
@@ -277,58 +273,48 @@ def restore_checkpoint(model, config: TrainConfig, path: Path) -> Progress:
     return progress
 
 
-@contextlib.contextmanager
-def _deferred_interrupts() -> Iterator[None]:
-    """Holds Ctrl-C and SIGTERM until the block is done, then raises KeyboardInterrupt."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    handlers = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-    if caught:
-        raise KeyboardInterrupt
-
-
 def _saved_words(n: int) -> str:
     if n == 0:
         return "no finished epoch is saved"
     return f"{n} finished epoch is saved" if n == 1 else f"{n} finished epochs are saved"
 
 
+def _stopped_words(progress: Progress) -> str:
+    if progress.saved >= progress.epochs:
+        return f"stopped while saving the results; all {progress.epochs} epochs are saved"
+    return (f"stopped during epoch {progress.saved + 1}/{progress.epochs}; "
+            f"{_saved_words(progress.saved)}")
+
+
 @contextlib.contextmanager
 def _recording_failure(run_dir: RunDir | None, progress: Progress) -> Iterator[None]:
-    """Marks the run interrupted (Ctrl-C, SIGTERM) or failed if the block does not finish."""
-    resume = "" if run_dir is None else f"kvt train --resume {shlex.quote(str(run_dir.path))}"
+    """Marks the run interrupted (Ctrl-C, SIGTERM) or failed if the block does not finish.
+
+    Any error after a signal counts as the interrupt: unwinding a framework half-way
+    (TensorFlow tracing a graph, say) can surface as an error of its own.
+    """
+    if run_dir is None:
+        yield
+        return
+    resume = f"kvt train --resume {shlex.quote(str(run_dir.path))}"
     try:
         yield
-    except KeyboardInterrupt:
-        if run_dir is None:
-            raise
-        message = (f"stopped during epoch {min(progress.saved + 1, progress.epochs)}/"
-                   f"{progress.epochs}; {_saved_words(progress.saved)}: continue with {resume}")
-        with _deferred_interrupts():  # a second Ctrl-C must not leave it "running"
-            run_dir.mark("interrupted", message)
-        raise Cancelled(message) from None
-    except OSError as e:
-        if run_dir is None:
-            raise
-        # Disk full, permissions changed under us: the last checkpoint is still whole.
-        message = (f"cannot write to {run_dir.path} ({e.strerror or e}); "
-                   f"{_saved_words(progress.saved)}: free space or fix permissions, then "
-                   f"continue with {resume}")
-        with contextlib.suppress(OSError), _deferred_interrupts():
-            run_dir.mark("failed", message)
-        raise RunError(message) from None
-    except Exception as e:
-        if run_dir is not None:
-            with _deferred_interrupts():
-                run_dir.mark("failed", str(e))
+    except (KeyboardInterrupt, Exception) as e:
+        if isinstance(e, KeyboardInterrupt) or signals.received():
+            message = f"{_stopped_words(progress)}: continue with {resume}"
+            with signals.deferred():  # a second signal must not leave it "running"
+                run_dir.mark("interrupted", message)
+            raise Cancelled(message) from None
+        if isinstance(e, OSError):
+            # Disk full, permissions changed under us: the last checkpoint is still whole.
+            message = (f"cannot write to {run_dir.path} ({e.strerror or e}); "
+                       f"{_saved_words(progress.saved)}: free space or fix permissions, "
+                       f"then continue with {resume}")
+            with contextlib.suppress(OSError), signals.deferred():
+                run_dir.mark("failed", message)
+            raise RunError(message) from None
+        with signals.deferred():
+            run_dir.mark("failed", str(e))
         raise
 
 
@@ -371,7 +357,10 @@ def write_run(run: Run, dataset: Dataset, matrix: np.ndarray,
         except OSError as e:  # checked before training, so the folder changed since
             raise RunError(f"cannot write --plot {plot_path} ({e.strerror or e}); the plot "
                            f"is in {rd / 'plot.png'}") from None
-    rd.mark("complete")
+    with signals.deferred():
+        signals.check()  # the last moment a signal can still stop the run
+        rd.mark("complete")
+        signals.settled()
 
 
 # --- callbacks --------------------------------------------------------------------------
@@ -396,50 +385,21 @@ class EpochTimer(keras.callbacks.Callback):
         self.epoch_seconds.append(time.perf_counter() - self._start)
 
 
-class InterruptWatch(keras.callbacks.Callback):
-    """Makes sure a Ctrl-C or SIGTERM during training stops it.
-
-    Python raises KeyboardInterrupt wherever the main thread is when the signal lands.
-    Keras converts every batch's logs inside a bare `except:` (`pythonify_logs`), so a
-    signal landing there used to vanish and the run trained on to the end. While the
-    watch is entered it notes each such signal (then lets the usual handler raise), and
-    `check()` raises again: at every batch and epoch end, and wherever `fit()` asks.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        super().__init__()
-        self.caught: list[int] = []
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> InterruptWatch:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                previous = signal.getsignal(sig)
-                if callable(previous):  # default or ignored signals are left as they are
-                    self._previous[sig] = previous
-                    signal.signal(sig, self._note)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-        self._previous.clear()
-
-    def _note(self, signum, frame):
-        self.caught.append(signum)
-        self._previous[signum](signum, frame)
-
-    def check(self) -> None:
-        if self.caught:
-            raise KeyboardInterrupt
+class InterruptCheck(keras.callbacks.Callback):
+    """Stops training or prediction at the next batch after a Ctrl-C or SIGTERM, even
+    one that Keras swallowed (it converts every batch's logs inside a bare `except:`)."""
 
     def on_train_batch_end(self, batch, logs=None):
-        self.check()
+        signals.check()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.check()
+        signals.check()
+
+    def on_test_batch_end(self, batch, logs=None):
+        signals.check()
+
+    def on_predict_batch_end(self, batch, logs=None):
+        signals.check()
 
 
 class RestoreRng(keras.callbacks.Callback):

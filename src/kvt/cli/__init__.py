@@ -7,15 +7,11 @@ imports no framework at module level, so `kvt --help` and argument errors stay i
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import os
-import signal
 import sys
-import threading
-from typing import Iterator
 
-from kvt import __version__
+from kvt import __version__, signals
 from kvt.errors import (EXIT_BROKEN_PIPE, EXIT_CANCELLED, EXIT_USAGE, Cancelled, KvtError,
                         exit_codes_help)
 
@@ -81,38 +77,38 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
-def _terminate(signum, frame):
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _sigterm_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM (kill, a scheduler, kvt compare stopping its children) stops a command the
-    way Ctrl-C does: a training run keeps its checkpoint and says how to resume."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _main(argv: list[str] | None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        with _sigterm_as_ctrl_c():
-            return int(args.run(args) or 0)
-    except KvtError as e:
-        if args.debug:
-            raise
-        kind = "cancelled" if isinstance(e, Cancelled) else "error"
-        print(f"kvt {args.command}: {kind}: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        if args.debug:
-            raise
-        print(f"kvt {args.command}: cancelled", file=sys.stderr)
-        return EXIT_CANCELLED
+    # From the first moment: a signal at any point of a command ends it as "cancelled".
+    # Run as the program (no argv), the command's end is the process's: a signal while
+    # the interpreter shuts down (TensorFlow's teardown takes a while) is then ignored
+    # rather than turning a complete run's exit 0 into a death by signal.
+    with signals.policy(final=argv is None):
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        try:
+            code = int(args.run(args) or 0)
+            signals.check()  # a signal that a library swallowed still cancels the command
+            return code
+        except KvtError as e:
+            signals.settled()  # a second Ctrl-C must not cut the message short
+            if args.debug:
+                raise
+            if isinstance(e, Cancelled):
+                print(f"kvt {args.command}: cancelled: {e}", file=sys.stderr)
+                return e.exit_code
+            if signals.received():
+                return _cancelled(args.command)
+            print(f"kvt {args.command}: error: {e}", file=sys.stderr)
+            return e.exit_code
+        except (KeyboardInterrupt, Exception) as e:
+            signals.settled()
+            # An error after a signal is the signal's doing (a framework unwound half-way
+            # by the interrupt fails with errors of its own), not a bug to report.
+            if args.debug or not (isinstance(e, KeyboardInterrupt) or signals.received()):
+                raise
+            return _cancelled(args.command)
+
+
+def _cancelled(command: str) -> int:
+    print(f"kvt {command}: cancelled", file=sys.stderr)
+    return EXIT_CANCELLED

@@ -38,9 +38,10 @@ def add_parser(sub) -> None:
                            "first)")
     add_config_arguments(p, seed=False)
     out = p.add_argument_group("execution and output")
-    out.add_argument("-j", "--jobs", type=int, default=1,
-                     help="runs at a time, each in its own process (default: 1); each "
-                          "gets its share of the cores unless --threads says otherwise")
+    out.add_argument("-j", "--jobs", type=int, default=None,
+                     help="runs at a time, each in its own process (default: 1; --resume "
+                          "keeps the sweep's own); each gets its share of the cores unless "
+                          "--threads says otherwise")
     out.add_argument("--out", default=None,
                      help="sweep directory (default: runs/compare-<time>)")
     out.add_argument("--resume", default=None, metavar="SWEEP_DIR",
@@ -52,33 +53,50 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kvt.cli.common import positive
-    from kvt.compare import RESULTS, Sweep, build_plan, parse_seeds, run_sweep, unfinished
-    from kvt.errors import EXIT_TRAINING, UsageError
+    from kvt.compare import Sweep, build_plan, parse_seeds
 
-    positive("jobs", args.jobs)
+    if args.jobs is not None:
+        positive("jobs", args.jobs)
     apply_threads(args)  # through the environment, every child run gets --threads threads
     if args.resume:
-        given = given_flags(args, (*CONFIG_FLAGS, "out", "preset", "baseline"))
+        given = given_flags(args, (*CONFIG_FLAGS, "out", "preset", "baseline", "force"))
         given += ["--vary"] if args.vary else []
         if given:
+            from kvt.errors import UsageError
             raise UsageError(f"--resume continues a sweep with its saved plan: drop "
                              f"{', '.join(given)}")
         sweep = Sweep(args.resume)
-        plan = sweep.load()
+        sweep.load()  # a folder that is not a sweep is refused before it is claimed
     else:
         base = config_from_args(args)
         plan = build_plan(base, args.preset, args.vary, parse_seeds(args.seeds), args.baseline,
-                          command=sys.argv[1:] if sys.argv[1:2] == ["compare"] else None)
+                          command=sys.argv[1:] if sys.argv[1:2] == ["compare"] else None,
+                          jobs=args.jobs or 1)
         sweep = Sweep(args.out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
-        sweep.create(plan, force=args.force)
+    # Held for the whole sweep: a second compare (or --force) on it is refused at once.
+    with sweep.claim(create=not args.resume):
+        if args.resume:
+            plan = sweep.load()
+            if args.jobs is not None and args.jobs != plan.jobs:
+                plan.jobs = args.jobs  # and the next --resume keeps the new count
+                sweep.save(plan)
+        else:
+            sweep.create(plan, force=args.force)
+        return _run(args, sweep, plan)
+
+
+def _run(args: argparse.Namespace, sweep, plan) -> int:
+    from kvt.compare import RESULTS, run_sweep, unfinished
+    from kvt.errors import EXIT_TRAINING
+
     n = len(plan.variants) * len(plan.seeds)
     labels = ", ".join(v.label for v in plan.variants)
-    print(f"kvt compare: {len(plan.variants)} configurations ({labels}) x {len(plan.seeds)} seeds = {n} runs in {sweep.path}, {args.jobs} at a time",
-          flush=True)
+    print(f"kvt compare: {len(plan.variants)} configurations ({labels}) x {len(plan.seeds)} "
+          f"seeds = {n} runs in {sweep.path}, {plan.jobs} at a time", flush=True)
     command = "kvt " + shlex.join(plan.command or ["compare"])
     if args.resume:
         command += f" (resumed with kvt compare --resume {shlex.quote(args.resume)})"
-    analysis, text = run_sweep(sweep, plan, args.jobs, sys.stdout, command)
+    analysis, text = run_sweep(sweep, plan, plan.jobs, sys.stdout, command)
     print()
     print(text, end="")
     print(f"\nresults in {sweep.path}: {', '.join(RESULTS)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -166,13 +167,12 @@ def announce(config, dataset) -> None:
           flush=True)
 
 
-def resume_config(args: argparse.Namespace):
-    """The saved config of the run `--resume` names, after checking it can go on."""
-    from kvt.config import TrainConfig
+def resume_target(args: argparse.Namespace):
+    """The run directory `--resume` names, if it is one (checked before it is claimed)."""
     from kvt.errors import RunError, UsageError
     from kvt.runs import RunDir
 
-    given = given_flags(args, (*CONFIG_FLAGS, "out"))
+    given = given_flags(args, (*CONFIG_FLAGS, "out", "force"))
     if given:
         raise UsageError(f"--resume continues a run with its saved config: drop "
                          f"{', '.join(given)}")
@@ -180,62 +180,76 @@ def resume_config(args: argparse.Namespace):
     if not (run_dir / "config.json").is_file():
         raise RunError(f"{run_dir.path} is not a kvt run directory (no config.json): pass the "
                        f"directory of the run to continue")
-    status = run_dir.status()
-    if status == "complete":
+    return run_dir
+
+
+def resume_config(run_dir):
+    """The saved config of a claimed run directory, after checking it can go on."""
+    from kvt.config import TrainConfig
+    from kvt.errors import RunError
+
+    if run_dir.status() == "complete":
         raise RunError(f"{run_dir.path} is already complete: nothing to resume (train again "
                        f"with --out {run_dir.path} --force to start over)")
-    pid = run_dir.running_elsewhere()
-    if pid is not None and not args.force:
-        raise RunError(f"{run_dir.path} is being trained by process {pid} on this machine: "
-                       f"wait for it, or stop it first (--force resumes anyway)")
     try:
-        config = TrainConfig.load(run_dir / "config.json")
+        return TrainConfig.load(run_dir / "config.json")
     except (OSError, ValueError, TypeError, AttributeError) as e:
         raise RunError(f"cannot read {run_dir / 'config.json'} ({e}): the run cannot be "
                        f"resumed; train it again with --force") from None
-    return run_dir, config
 
 
 def run(args: argparse.Namespace) -> int:
-    from kvt import backends
     from kvt.runs import RunDir, check_writable_file
 
     if args.resume:
-        run_dir, config = resume_config(args)
+        run_dir = resume_target(args)
     else:
         config = config_from_args(args)  # validates before anything heavy
+        run_dir = RunDir(args.out or default_out(config))
     if args.plot:  # found after an hour of training, it would cost the hour
         check_writable_file(args.plot, "--plot")
     apply_threads(args)
-    backends.select(config.backend, deterministic=config.deterministic)
-    backends.import_keras()
-    from kvt.models import get_model
-    from kvt.train import fit, load_data
+    # Claimed before the framework loads: a directory in use is refused at once, and
+    # nothing in it is touched (not even by --force) while another process holds it.
+    with run_dir.claim(create=not args.resume):
+        if args.resume:
+            config = resume_config(run_dir)
+        result = _train(args, config, run_dir)
+    print_result(result, run_dir, args.plot, args.quiet)
+    return 0
 
-    get_model(config.model, config.api)  # an unknown model fails before anything is written
-    if args.resume:
-        fresh = False
-    else:
-        run_dir = RunDir(args.out or default_out(config))
-        fresh = not run_dir.path.exists()
-        run_dir.create(force=args.force)
+
+def _train(args: argparse.Namespace, config, run_dir):
+    from kvt import backends, signals
+    from kvt.errors import Cancelled
+
     try:
+        backends.select(config.backend, deterministic=config.deterministic)
+        backends.import_keras()
+        signals.check()  # a Ctrl-C that the framework's start-up swallowed
+        from kvt.models import get_model
+        from kvt.train import fit, load_data
+
+        get_model(config.model, config.api)  # an unknown model fails before anything is written
+        if not args.resume:
+            run_dir.create(force=args.force)
         dataset = load_data(config)
+        signals.check()
         if not args.quiet:
             announce(config, dataset)
         # --quiet: fit's epoch lines go nowhere, and a null stream is no terminal, so
         # Keras draws no progress bar either.
         with (open(os.devnull, "w") if args.quiet else contextlib.nullcontext(sys.stdout)) as out:
-            result = fit(config, dataset, run_dir, plot_path=args.plot,
-                         resume=bool(args.resume), stream=out)
-    except BaseException:
-        # A failure before training started (data, batch size, activation) leaves nothing
-        # behind; one after it leaves status.json saying "failed" or "interrupted".
-        if fresh and run_dir.path.is_dir() and not any(run_dir.path.iterdir()):
-            run_dir.path.rmdir()
+            return fit(config, dataset, run_dir, plot_path=args.plot,
+                       resume=bool(args.resume), stream=out)
+    except Cancelled:
         raise
-    print_result(result, run_dir, args.plot, args.quiet)
-    return 0
+    except BaseException as e:
+        if args.resume and (isinstance(e, KeyboardInterrupt) or signals.received()):
+            # Stopped before fit() took the run over: it is as the last session left it.
+            raise Cancelled(f"stopped before training resumed; nothing was changed: continue "
+                            f"with kvt train --resume {shlex.quote(str(run_dir.path))}") from None
+        raise
 
 
 def print_result(result, run_dir, plot: str | None, quiet: bool) -> None:
