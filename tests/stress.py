@@ -2,7 +2,7 @@
 training learns; `margins`: numerical tolerances between engines) under many seeds and
 thread counts, and prints each measure's spread against its bound.
 
-    python tests/stress.py                    # learning: seeds 0..9; margins: 0..2; threads 1, 2
+    python tests/stress.py                    # learning: seeds 0..9; margins: seed 0; threads 1, 2
     python tests/stress.py --seeds 3 --threads 2 --marker learning
 
 A bound is safe when it sits well outside everything measured. The table flags as TIGHT
@@ -77,8 +77,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10,
                         help="seeds 0..N-1 for the learning tests (default: 10)")
-    parser.add_argument("--margin-seeds", type=int, default=3,
-                        help="seeds 0..N-1 for the tolerance tests (default: 3)")
+    parser.add_argument("--margin-seeds", type=int, default=1,
+                        help="seeds 0..N-1 for the tolerance tests, whose reference batch is "
+                             "fixed: only threads change them (default: 1)")
     parser.add_argument("--threads", default="1,2", help="thread counts (default: 1,2)")
     parser.add_argument("--marker", choices=("learning", "margins", "both"), default="both")
     args = parser.parse_args()
