@@ -47,6 +47,21 @@ def within(measure: str, value: float, limit: float) -> None:
     assert value <= limit, f"{measure} = {value:.3g}, above the tolerance {limit:g}"
 
 
+# Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) each worker builds its own
+# session and module fixtures: every test of one expensive fixture goes to one worker, so
+# that none is built twice. killed_and_resumed's groups come with its parameters (one per
+# backend, so that the backends can run side by side).
+XDIST_GROUPS = {"digits_runs": "digits_runs", "parity": "parity"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture, group in XDIST_GROUPS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):
     """No test reads or writes the user's caches or finds data through their settings."""
@@ -106,15 +121,18 @@ def cifar_slice(tmp_path_factory):
     return root
 
 
+# (--test-limit 128: whole batches of 16, so no engine compiles a second, odd-sized step.)
 # One deterministic digits run per backend, trained straight through, and one killed
 # (SIGKILL) after epoch 2 and resumed: three processes per backend prove both that two
 # processes train identically (--deterministic) and that resume is exact.
 RESUME_ARGS = ["--dataset", "digits", "--epochs", "4", "--batch-size", "16", "--train-limit",
-               "480", "--test-limit", "120", "--seed", TEST_SEED, "--activation", "crelu",
+               "480", "--test-limit", "128", "--seed", TEST_SEED, "--activation", "crelu",
                "--deterministic"]
 
 
-@pytest.fixture(scope="session", params=[b for b, ok in backends.installed().items() if ok])
+@pytest.fixture(scope="session", params=[
+    pytest.param(b, marks=pytest.mark.xdist_group(f"killed_and_resumed-{b}"))
+    for b, ok in backends.installed().items() if ok])
 def killed_and_resumed(request, tmp_path_factory):
     """{"backend", "full", "part", "killed": what the kill left, "resumed": the process}."""
     import signal

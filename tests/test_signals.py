@@ -19,6 +19,7 @@ import time
 import pytest
 
 from conftest import run_cli
+from events import wait_for_file, wait_for_text
 from kvt import runs, train
 from kvt.runs import RunDir
 
@@ -223,19 +224,12 @@ def _train(tmp_path, *argv):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_file(path, proc, seconds=120):
-    """Until `path` exists (the lock file: the process has claimed its run directory and
-    is about to load the framework); no output marks that moment."""
-    deadline = time.monotonic() + seconds
-    while not path.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "never claimed its run"
-        time.sleep(0.01)
-
-
 def test_real_signal_during_framework_start_up(tmp_path):
     run = tmp_path / "run"
     proc = _train(tmp_path, *TINY, "--out", str(run))
-    _wait_for_file(run / runs.LOCK, proc)
+    # the lock file: the process has claimed its run directory and is about to load the
+    # framework; no output marks that moment
+    wait_for_file(run / runs.LOCK, proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     status = assert_cancelled_or_complete(run, proc.returncode, out, err, expect_run=False)
@@ -296,15 +290,6 @@ def _compare(tmp_path, *argv):
                             start_new_session=True)
 
 
-def _wait_for_line(path, words, proc, seconds=300):
-    """Until the log at `path` has a line containing `words`: a child's progress shows
-    only in its train.log."""
-    deadline = time.monotonic() + seconds
-    while not (path.exists() and words in path.read_text(errors="replace")):
-        assert proc.poll() is None and time.monotonic() < deadline, f"no {words!r} in {path}"
-        time.sleep(0.05)
-
-
 def _assert_sweep_stopped(sweep, proc, out, err):
     assert proc.returncode == 130, out + err
     assert err.strip().splitlines()[-1].endswith(f"kvt compare --resume {sweep}"), err
@@ -339,7 +324,8 @@ def test_ctrl_c_to_a_sweep_at_several_moments_never_fails_a_run(tmp_path):
 
     proc = _compare(tmp_path, "--resume", str(sweep))
     assert "2 at a time" in proc.stdout.readline()  # -j as the sweep was started
-    _wait_for_line(sweep / "runs" / "relu" / "seed-0" / "train.log", "epoch 1/3", proc)
+    # a child's progress shows only in its train.log
+    wait_for_text(sweep / "runs" / "relu" / "seed-0" / "train.log", "epoch 1/3", proc)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=300)
     assert "interrupted" in _assert_sweep_stopped(sweep, proc, out, err)
