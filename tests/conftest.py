@@ -51,7 +51,8 @@ def within(measure: str, value: float, limit: float) -> None:
 # session and module fixtures: every test of one expensive fixture goes to one worker, so
 # that none is built twice. killed_and_resumed's groups come with its parameters (one per
 # backend, so that the backends can run side by side).
-XDIST_GROUPS = {"digits_runs": "digits_runs", "parity": "parity"}
+XDIST_GROUPS = {"digits_runs": "digits_runs", "parity": "parity",
+                "signalled_trainings": "signalled_trainings"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
@@ -158,3 +159,46 @@ def killed_and_resumed(request, tmp_path_factory):
                              text=True, timeout=300)
     return SimpleNamespace(backend=backend, full=full, part=part, killed=killed,
                            resumed=resumed)
+
+
+# Real `kvt train` processes side by side, each sent a real signal at its own moment:
+# events from its output (the last one while the interpreter shuts down after the run is
+# saved) and delays after its data is loaded. One set of processes serves the signal tests
+# (tests/test_signals.py) and resume's Ctrl-C and SIGTERM tests (tests/test_resume.py).
+SIGNAL_ARGS = ["--dataset", "digits", "--epochs", "3", "--batch-size", "16", "--train-limit",
+               "160", "--test-limit", "60"]
+SIGNAL_MOMENTS = {  # name: (after a line starting with, delay in seconds, signal)
+    "sigint as data loads": ("kvt: digits", 0.0, "SIGINT"),
+    "sigterm 0.7 s after data loads": ("kvt: digits", 0.7, "SIGTERM"),
+    "sigint after the run is saved": ("run saved to", 0.0, "SIGINT"),
+    "sigterm after epoch 1": ("epoch 1/3", 0.0, "SIGTERM"),
+    "sigint after epoch 1": ("epoch 1/3", 0.0, "SIGINT"),
+}
+
+
+@pytest.fixture(scope="session")
+def signalled_trainings(tmp_path_factory):
+    """{moment: SimpleNamespace(run, code, out, err)}, one process per SIGNAL_MOMENTS entry;
+    each test that resumes a run resumes its own."""
+    import signal
+    import subprocess
+    from types import SimpleNamespace
+
+    from processes import child_env, kvt, signal_when
+
+    root = tmp_path_factory.mktemp("signalled")
+    started = {}
+    for i, (name, (line, delay, sig)) in enumerate(SIGNAL_MOMENTS.items()):
+        run = root / f"run{i}"
+        proc = subprocess.Popen(kvt("train", *SIGNAL_ARGS, "--out", str(run)),
+                                env=child_env(root), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        seen: list[str] = []
+        started[name] = (run, proc, seen,
+                         signal_when(proc, line, delay, getattr(signal, sig), seen))
+    done = {}
+    for name, (run, proc, seen, thread) in started.items():
+        thread.join(timeout=300)
+        err = proc.communicate(timeout=120)[1]
+        done[name] = SimpleNamespace(run=run, code=proc.returncode, out="".join(seen), err=err)
+    return done
