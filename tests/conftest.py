@@ -56,11 +56,28 @@ XDIST_GROUPS = {"digits_runs": "digits_runs", "parity": "parity",
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     for item in items:
         for fixture, group in XDIST_GROUPS.items():
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(pytest.mark.xdist_group(group))
+    structured_ids = items and hasattr(items[0], "_id") and not hasattr(items[0], "_nodeid")
+    if getattr(config.option, "loadgroup", False) and structured_ids:  # an xdist worker
+        _suffix_groups(items)
+
+
+def _suffix_groups(items):
+    """xdist sends a group to one worker by the "@group" suffix that its workers append to
+    each test's id, through the attribute `_nodeid`, which pytest 9.2 no longer reads (its
+    ids are structured): the groups are silently ignored (pytest-xdist issue #1386). Until
+    xdist appends them itself, do it here as its fix does (only where `_nodeid` is gone)."""
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                         for m in item.iter_markers("xdist_group")})
+        if groups:
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(groups)}")
 
 
 @pytest.fixture(autouse=True)

@@ -62,6 +62,10 @@ def test_sigterm_stops_like_ctrl_c(signalled_trainings):
     assert json.loads((stopped.run / "status.json").read_text())["status"] == "interrupted"
 
 
+# Plumbing (an interrupt or a full disk, then a resume), not learning: 20 steps an epoch.
+SMALL = [*FAST_DIGITS, "--train-limit", "160", "--test-limit", "64"]
+
+
 def _interrupted_copy(tmp_path, digits_runs, checkpoint: bytes | None):
     """A run directory that looks interrupted, made from a finished one."""
     run = tmp_path / "stopped"
@@ -143,7 +147,7 @@ def test_disk_full_while_checkpointing_says_how_to_continue(tmp_path, capsys, mo
 
     monkeypatch.setattr(train, "save_checkpoint", full_disk)
     run = tmp_path / "run"
-    code, out, err = run_cli(capsys, "train", *FAST_DIGITS, "--out", str(run))
+    code, out, err = run_cli(capsys, "train", *SMALL, "--out", str(run))
     lines = err.strip().splitlines()
     assert code == 6 and len(lines) == 1 and "Traceback" not in out + err
     assert "No space left on device); 1 finished epoch is saved" in lines[0]
@@ -188,7 +192,7 @@ def test_interrupt_as_a_run_starts_never_leaves_it_running(tmp_path, capsys, mon
     monkeypatch.setattr(train, "write_json", write_then_interrupt)
     monkeypatch.setattr(runs.RunDir, "mark", mark_then_interrupt)
     run = tmp_path / "run"
-    code, out, err = run_cli(capsys, "train", *FAST_DIGITS, "--out", str(run))
+    code, out, err = run_cli(capsys, "train", *SMALL, "--out", str(run))
     assert code == 130 and "Traceback" not in out + err
     assert err.strip().endswith(f"continue with kvt train --resume {run}")
     assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
