@@ -30,8 +30,11 @@ demo: $(BASE)
 	$(BIN)/kvt train --dataset digits --epochs 10 --batch-size 16 --out runs/demo --force
 	@echo "demo outputs: runs/demo (report.txt, plot.png, confusion_matrix.png, model.keras)"
 
+# Two workers (pytest-xdist), one per core: most of the suite waits on child processes
+# that start a framework cold. --dist loadgroup keeps the tests of one expensive fixture
+# on one worker (see conftest.py); a plain `pytest` runs the same tests in one process.
 test: $(FULL)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-stress: $(FULL)
 	$(BIN)/python tests/stress.py --seeds 10 --margin-seeds 1 --threads 1,2

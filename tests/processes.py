@@ -53,3 +53,23 @@ def weights(run):
         f.visititems(lambda name, obj: found.__setitem__(name, obj[()])
                      if isinstance(obj, h5py.Dataset) else None)
     return found
+
+
+def signal_when(proc, line_start, delay, sig, seen):
+    """In a thread: sends `sig` `delay` seconds after `proc` prints a line starting with
+    `line_start`, then keeps reading so that the process never blocks on its pipe."""
+    import threading
+    import time
+
+    def work():
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith(line_start):
+                time.sleep(delay)  # the offset under test, not a synchronisation
+                proc.send_signal(sig)
+                break
+        seen.extend(proc.stdout)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread

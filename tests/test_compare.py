@@ -7,11 +7,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from conftest import run_cli
+from events import wait_until
 from kvt.compare import Sweep, analyse, build_plan, collect, parse_seeds, parse_vary, write_results
 from kvt.config import TrainConfig
 from kvt.errors import UsageError
@@ -217,15 +217,17 @@ def test_sigterm_stops_the_sweep_and_its_children_resumably(tmp_path):
     for line in proc.stdout:
         if "starting relu seed 0" in line:
             break
-    deadline = time.monotonic() + 120
-    while RunDir(run).status() != "running" and time.monotonic() < deadline:
-        time.sleep(0.2)  # until the child is training
+    wait_until(lambda: _status(run) == "running", [run], f"{run} to be running", proc)
     proc.send_signal(signal.SIGTERM)  # the sweep only: it must stop its child itself
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1].endswith(f"kvt compare --resume {out}")
     assert RunDir(out).status() == "interrupted"
     assert RunDir(run).status() == "interrupted"
+
+
+def _status(run):
+    return RunDir(run).status() if (run / "status.json").exists() else None
 
 
 def test_intervals_at_two_seeds_stay_within_0_and_100_with_a_note(tmp_path):

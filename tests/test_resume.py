@@ -3,15 +3,14 @@ epoch and ends exactly where an uninterrupted run ends (--deterministic)."""
 
 import json
 import os
+import shutil
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from conftest import FAST_DIGITS, run_cli
-from processes import child_env, history, kvt, start_and_stop, weights
+from processes import history, weights
 
 
 def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(killed_and_resumed):
@@ -34,12 +33,12 @@ def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(killed_and_resumed)
     assert metrics["accuracy"] == json.loads((full / "metrics.json").read_text())["accuracy"]
 
 
-def test_ctrl_c_saves_says_how_to_resume_and_exits_130(tmp_path):
-    env = child_env(tmp_path)
-    run = tmp_path / "run"
-    code, err = start_and_stop(["train", *FAST_DIGITS, "--out", str(run)], env, "epoch 1/3",
-                               signal.SIGINT)
-    assert code == 130, err
+def test_ctrl_c_saves_says_how_to_resume_and_exits_130(signalled_trainings, tmp_path,
+                                                        capsys):
+    """A real SIGINT after epoch 1 (one of conftest's signalled processes)."""
+    stopped = signalled_trainings["sigint after epoch 1"]
+    run, err = stopped.run, stopped.err
+    assert stopped.code == 130, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err
     assert lines[0].startswith("kvt train: cancelled: stopped during epoch")
@@ -48,19 +47,23 @@ def test_ctrl_c_saves_says_how_to_resume_and_exits_130(tmp_path):
     assert status["status"] == "interrupted" and "--resume" in status["message"]
     assert (run / "checkpoint.npz").is_file()
 
-    resumed = subprocess.run(kvt("train", "--resume", str(run)), env=env, capture_output=True,
-                             text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    run = shutil.copytree(run, tmp_path / "run")  # the fixture's runs stay as the signal left them
+    code, out, err = run_cli(capsys, "train", "--resume", str(run))
+    assert code == 0, err
     rows = history(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert json.loads((run / "metrics.json").read_text())["sessions"] == 2
 
 
-def test_sigterm_stops_like_ctrl_c(tmp_path):
-    code, err = start_and_stop(["train", *FAST_DIGITS, "--out", str(tmp_path / "run")],
-                               child_env(tmp_path), "epoch 1/3", signal.SIGTERM)
-    assert code == 130 and "continue with kvt train --resume" in err
-    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "interrupted"
+def test_sigterm_stops_like_ctrl_c(signalled_trainings):
+    """A real SIGTERM after epoch 1 (one of conftest's signalled processes)."""
+    stopped = signalled_trainings["sigterm after epoch 1"]
+    assert stopped.code == 130 and "continue with kvt train --resume" in stopped.err
+    assert json.loads((stopped.run / "status.json").read_text())["status"] == "interrupted"
+
+
+# Plumbing (an interrupt or a full disk, then a resume), not learning: 20 steps an epoch.
+SMALL = [*FAST_DIGITS, "--train-limit", "160", "--test-limit", "64"]
 
 
 def _interrupted_copy(tmp_path, digits_runs, checkpoint: bytes | None):
@@ -144,7 +147,7 @@ def test_disk_full_while_checkpointing_says_how_to_continue(tmp_path, capsys, mo
 
     monkeypatch.setattr(train, "save_checkpoint", full_disk)
     run = tmp_path / "run"
-    code, out, err = run_cli(capsys, "train", *FAST_DIGITS, "--out", str(run))
+    code, out, err = run_cli(capsys, "train", *SMALL, "--out", str(run))
     lines = err.strip().splitlines()
     assert code == 6 and len(lines) == 1 and "Traceback" not in out + err
     assert "No space left on device); 1 finished epoch is saved" in lines[0]
@@ -189,7 +192,7 @@ def test_interrupt_as_a_run_starts_never_leaves_it_running(tmp_path, capsys, mon
     monkeypatch.setattr(train, "write_json", write_then_interrupt)
     monkeypatch.setattr(runs.RunDir, "mark", mark_then_interrupt)
     run = tmp_path / "run"
-    code, out, err = run_cli(capsys, "train", *FAST_DIGITS, "--out", str(run))
+    code, out, err = run_cli(capsys, "train", *SMALL, "--out", str(run))
     assert code == 130 and "Traceback" not in out + err
     assert err.strip().endswith(f"continue with kvt train --resume {run}")
     assert json.loads((run / "status.json").read_text())["status"] == "interrupted"

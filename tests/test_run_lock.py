@@ -69,16 +69,15 @@ def test_second_trainer_on_a_live_run_is_refused_and_the_first_finishes(tmp_path
     assert metrics["epochs"] == 3 and metrics["sessions"] == 1
 
 
-def test_claim_dies_with_a_killed_process(tmp_path, capsys):
-    run = tmp_path / "run"
-    proc = _start(tmp_path, *TINY, "--out", str(run))
-    _until(proc, "epoch 1/3")
-    proc.kill()
-    proc.wait(timeout=60)
-    assert RunDir(run).status() == "running"  # what SIGKILL leaves: resumable
-    code, out, err = run_cli(capsys, "train", "--resume", str(run))
-    assert code == 0, err
-    assert RunDir(run).status() == "complete"
+def test_claim_dies_with_a_killed_process(killed_and_resumed):
+    """The run conftest's fixture killed (SIGKILL after epoch 2) is still marked running,
+    and another process resumes it to the end: the killed one's claim died with it."""
+    killed, resumed = killed_and_resumed.killed, killed_and_resumed.resumed
+    assert killed.code == -signal.SIGKILL
+    assert killed.status == "running"  # what SIGKILL leaves: resumable
+    assert resumed.returncode == 0 and "in use by another" not in resumed.stderr, \
+        resumed.stderr[-2000:]
+    assert RunDir(killed_and_resumed.part).status() == "complete"
 
 
 def test_force_resume_and_compare_refused_while_a_directory_is_held(tmp_path, capsys):

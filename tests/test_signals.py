@@ -10,15 +10,15 @@ at moments taken from the process's own output, and at a few delays.
 import gc
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 
 import pytest
 
 from conftest import run_cli
+from events import wait_for_file, wait_for_text
 from kvt import runs, train
 from kvt.runs import RunDir
 
@@ -223,66 +223,33 @@ def _train(tmp_path, *argv):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_file(path, proc, seconds=120):
-    """Until `path` exists (the lock file: the process has claimed its run directory and
-    is about to load the framework); no output marks that moment."""
-    deadline = time.monotonic() + seconds
-    while not path.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "never claimed its run"
-        time.sleep(0.01)
-
-
 def test_real_signal_during_framework_start_up(tmp_path):
     run = tmp_path / "run"
     proc = _train(tmp_path, *TINY, "--out", str(run))
-    _wait_for_file(run / runs.LOCK, proc)
+    # the lock file: the process has claimed its run directory and is about to load the
+    # framework; no output marks that moment
+    wait_for_file(run / runs.LOCK, proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     status = assert_cancelled_or_complete(run, proc.returncode, out, err, expect_run=False)
     assert (proc.returncode, status) == (130, None) and not run.exists()
 
 
-def _signal_when(proc, line_start, delay, sig, seen):
-    """In a thread: sends `sig` `delay` seconds after `proc` prints a line starting with
-    `line_start`, then keeps reading so that the process never blocks on its pipe."""
-    def work():
-        for line in proc.stdout:
-            seen.append(line)
-            if line.startswith(line_start):
-                time.sleep(delay)  # the offset under test, not a synchronisation
-                proc.send_signal(sig)
-                break
-        seen.extend(proc.stdout)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    return thread
-
-
-def test_real_signals_at_moments_and_delays(tmp_path, capsys):
+def test_real_signals_at_moments_and_delays(signalled_trainings, tmp_path, capsys):
     """The report: Ctrl-C a few seconds in (while the model's graph was built; where an
     interrupt used to vanish into XLA's gc callback, or surface as a TensorFlow error)
     trained on to the end, or ended "failed". Runs side by side, each signalled at its
-    own moment: events from its output (the last one while the interpreter shuts down
-    after the run is saved), and delays after its data is loaded. Each ends complete
-    (it finished first) or cancelled, and an interrupted one resumes."""
-    moments = [("kvt: digits", 0.0, signal.SIGINT), ("kvt: digits", 0.7, signal.SIGTERM),
-               ("run saved to", 0.0, signal.SIGINT), ("epoch 1/3", 0.0, signal.SIGTERM)]
-    started = []
-    for i, (line, delay, sig) in enumerate(moments):
-        run = tmp_path / f"run{i}"
-        proc = _train(tmp_path, *TINY, "--epochs", "3", "--out", str(run))
-        seen: list[str] = []
-        started.append((run, proc, seen, _signal_when(proc, line, delay, sig, seen)))
-    outcomes = []
-    for run, proc, seen, thread in started:
-        thread.join(timeout=300)
-        err = proc.communicate(timeout=120)[1]
-        outcomes.append(assert_cancelled_or_complete(run, proc.returncode, "".join(seen), err,
-                                                     expect_run=False))
-    assert outcomes[2] == "complete", outcomes  # done: shutting down is not stopping
-    assert outcomes[3] == "interrupted", outcomes  # stopped in epoch 2 by its event
-    run = started[-1][0]
+    own moment (conftest.SIGNAL_MOMENTS). Each ends complete (it finished first) or
+    cancelled, and an interrupted one resumes."""
+    outcomes = {name: assert_cancelled_or_complete(t.run, t.code, t.out, t.err,
+                                                   expect_run=False)
+                for name, t in signalled_trainings.items()}
+    # done: shutting down is not stopping
+    assert outcomes["sigint after the run is saved"] == "complete", outcomes
+    for name in ("sigterm after epoch 1", "sigint after epoch 1"):  # stopped in epoch 2
+        assert outcomes[name] == "interrupted", outcomes
+    # resumed as a copy: the fixture's runs stay as the signals left them
+    run = shutil.copytree(signalled_trainings["sigterm after epoch 1"].run, tmp_path / "run")
     code, out, err = run_cli(capsys, "train", "--resume", str(run))
     assert code == 0 and RunDir(run).status() == "complete", err
     assert _epochs(run) == ["1", "2", "3"]
@@ -294,15 +261,6 @@ def _compare(tmp_path, *argv):
     return subprocess.Popen([sys.executable, "-m", "kvt", "compare", *argv], env=_env(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-
-
-def _wait_for_line(path, words, proc, seconds=300):
-    """Until the log at `path` has a line containing `words`: a child's progress shows
-    only in its train.log."""
-    deadline = time.monotonic() + seconds
-    while not (path.exists() and words in path.read_text(errors="replace")):
-        assert proc.poll() is None and time.monotonic() < deadline, f"no {words!r} in {path}"
-        time.sleep(0.05)
 
 
 def _assert_sweep_stopped(sweep, proc, out, err):
@@ -339,7 +297,8 @@ def test_ctrl_c_to_a_sweep_at_several_moments_never_fails_a_run(tmp_path):
 
     proc = _compare(tmp_path, "--resume", str(sweep))
     assert "2 at a time" in proc.stdout.readline()  # -j as the sweep was started
-    _wait_for_line(sweep / "runs" / "relu" / "seed-0" / "train.log", "epoch 1/3", proc)
+    # a child's progress shows only in its train.log
+    wait_for_text(sweep / "runs" / "relu" / "seed-0" / "train.log", "epoch 1/3", proc)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=300)
     assert "interrupted" in _assert_sweep_stopped(sweep, proc, out, err)

@@ -162,7 +162,8 @@ def test_predict_any_size_image_prints_top_k(tmp_path, capsys, digits_runs):
 
 def test_tutorial_style_commands(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, out, err = run_cli(capsys, "train", *FAST_DIGITS, "--api", "tf", "--activation",
+    small = [*FAST_DIGITS, "--train-limit", "160", "--test-limit", "64"]  # plumbing only
+    code, out, err = run_cli(capsys, "train", *small, "--api", "tf", "--activation",
                              "crelu", "--plot", "plot_tf.png")
     assert code == 0, err
     assert (tmp_path / "plot_tf.png").is_file()
@@ -170,7 +171,7 @@ def test_tutorial_style_commands(tmp_path, capsys, monkeypatch):
     assert len(runs) == 1 and runs[0].name.endswith("-digits-tf-tensorflow-crelu")
     assert "run saved to runs/" in out and "test accuracy" in out
     # --force replaces a run, and leaves no artifact of the old one behind
-    code, _, err = run_cli(capsys, "train", *FAST_DIGITS, "--epochs", "1", "--out", str(runs[0]),
+    code, _, err = run_cli(capsys, "train", *small, "--epochs", "1", "--out", str(runs[0]),
                            "--force")
     assert code == 0, err
     assert len((runs[0] / "history.csv").read_text().splitlines()) == 2
