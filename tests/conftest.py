@@ -8,6 +8,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # for tests/cifar_files.py
 
 from kvt import backends  # noqa: E402
+from processes import HANG  # noqa: E402
 
 # One process, one backend: the suite runs on TensorFlow (the only backend with
 # `--api tf`); TF's start-up chatter is filtered as in the CLI.
@@ -164,7 +165,7 @@ def killed_and_resumed(request, tmp_path_factory):
     env, argv = child_env(root), [*RESUME_ARGS, "--backend", backend]
     full, part = root / "full", root / "part"
     done = subprocess.run(kvt("train", *argv, "--out", str(full)), env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=HANG)
     assert done.returncode == 0, done.stderr[-2000:]
     code, _ = start_and_stop(["train", *argv, "--out", str(part)], env, "epoch 2/4",
                              signal.SIGKILL)
@@ -173,7 +174,7 @@ def killed_and_resumed(request, tmp_path_factory):
         history=history(part), checkpoint=(part / "checkpoint.npz").is_file(),
         model=(part / "model.keras").exists())
     resumed = subprocess.run(kvt("train", "--resume", str(part)), env=env, capture_output=True,
-                             text=True, timeout=300)
+                             text=True, timeout=HANG)
     return SimpleNamespace(backend=backend, full=full, part=part, killed=killed,
                            resumed=resumed)
 
@@ -215,7 +216,7 @@ def signalled_trainings(tmp_path_factory):
                          signal_when(proc, line, delay, getattr(signal, sig), seen))
     done = {}
     for name, (run, proc, seen, thread) in started.items():
-        thread.join(timeout=300)
-        err = proc.communicate(timeout=120)[1]
+        thread.join(timeout=HANG)
+        err = proc.communicate(timeout=HANG)[1]
         done[name] = SimpleNamespace(run=run, code=proc.returncode, out="".join(seen), err=err)
     return done

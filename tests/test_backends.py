@@ -25,6 +25,7 @@ import pytest
 
 from conftest import FAST_DIGITS, learned, within
 from kvt import backends
+from processes import HANG
 
 WORKER = Path(__file__).with_name("backend_worker.py")
 PARITY_SEED = 0
@@ -49,10 +50,10 @@ def work(workdir):
         for b, proc in workers.items():
             line = proc.stdout.readline()
             if line.strip() != "computed":
-                _, err = proc.communicate(timeout=300)
+                _, err = proc.communicate(timeout=HANG)
                 pytest.fail(f"{b} compute failed:\n{err[-3000:]}")
         for b, proc in workers.items():
-            _, err = proc.communicate("load\n", timeout=300)
+            _, err = proc.communicate("load\n", timeout=HANG)
             assert proc.returncode == 0, f"{b} load failed:\n{err[-3000:]}"
     finally:
         for proc in workers.values():
@@ -185,7 +186,7 @@ def test_training_through_each_backend_on_digits(tmp_path, backend):
     env.pop("KERAS_BACKEND", None)
     proc = subprocess.run(
         [sys.executable, "-m", "kvt", "train", *FAST_DIGITS, "--backend", backend,
-         "--activation", "crelu", "--native-ops", "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
+         "--activation", "crelu", "--native-ops", "--out", str(out)], env=env, capture_output=True, text=True, timeout=HANG)
     assert proc.returncode == 0, proc.stderr[-3000:]
     import json
 

@@ -16,6 +16,7 @@ from kvt.compare import Sweep, analyse, build_plan, collect, parse_seeds, parse_
 from kvt.config import TrainConfig
 from kvt.errors import UsageError
 from kvt.runs import RunDir, write_json
+from processes import HANG
 
 TINY = ["--dataset", "digits", "--epochs", "1", "--batch-size", "8", "--train-limit", "400",
         "--test-limit", "100"]
@@ -120,14 +121,14 @@ def test_sweep_killed_then_resumed_keeps_finished_runs(tmp_path):
         if "[1/4]" in line:  # one run finished, the next one starting: kill them all
             os.killpg(proc.pid, signal.SIGKILL)
             break
-    proc.communicate(timeout=60)
+    proc.communicate(timeout=HANG)
     first = out / "runs" / "relu" / "seed-0"
     assert RunDir(first).status() == "complete"
     stamp = (first / "model.keras").stat().st_mtime_ns
     assert not (out / "compare.md").exists()
 
     proc = _compare(["--resume", str(out), "-j", "2"], tmp_path)
-    stdout, stderr = proc.communicate(timeout=600)
+    stdout, stderr = proc.communicate(timeout=HANG)
     assert proc.returncode == 0, stdout + stderr
     assert "1 runs already finished, 3 to go" in stdout
     assert (first / "model.keras").stat().st_mtime_ns == stamp  # not trained again
@@ -145,7 +146,7 @@ def test_failed_runs_are_reported_and_do_not_sink_the_sweep(tmp_path):
     # --decay 0: the recipe's decay, lr / epochs, would tame lr 1e6 after its first step
     proc = _compare(["--vary", "lr=0.01,1e6", "--decay", "0", "--seeds", "2", "-j", "2", *TINY,
                      "--val-split", "0.25", "--out", str(out)], tmp_path)
-    stdout, stderr = proc.communicate(timeout=600)
+    stdout, stderr = proc.communicate(timeout=HANG)
     assert proc.returncode == 7, stdout + stderr
     assert stderr.strip() == ("kvt compare: 2 of 4 runs did not finish (see the table); the "
                               "others were compared")
@@ -219,7 +220,7 @@ def test_sigterm_stops_the_sweep_and_its_children_resumably(tmp_path):
             break
     wait_until(lambda: _status(run) == "running", [run], f"{run} to be running", proc)
     proc.send_signal(signal.SIGTERM)  # the sweep only: it must stop its child itself
-    _, stderr = proc.communicate(timeout=120)
+    _, stderr = proc.communicate(timeout=HANG)
     assert proc.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1].endswith(f"kvt compare --resume {out}")
     assert RunDir(out).status() == "interrupted"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from processes import HANG
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -22,7 +23,7 @@ def test_import_kvt_imports_no_framework():
     code = ("import sys, kvt\n"
             "print([m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=HANG)
     assert out.stdout.strip() == "[]", out.stderr
 
 
@@ -43,7 +44,7 @@ def test_readme_snippet_loads_a_tf_api_model_as_written(tmp_path, digits_runs, s
     check = ("\nprint('LAYERS', sorted({type(l).__name__ for l in model.layers}))\n"
              "print('OUT', tuple(model.output_shape))\n")
     out = subprocess.run([sys.executable, "-c", snippet + check], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=HANG)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "'TFCReLU'" in out.stdout and "OUT (None, 10)" in out.stdout, out.stdout
 

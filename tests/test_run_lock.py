@@ -12,6 +12,7 @@ from conftest import run_cli
 from kvt.compare import Sweep, build_plan
 from kvt.config import TrainConfig
 from kvt.runs import LOCK, RunDir
+from processes import HANG
 
 TINY = ["--dataset", "digits", "--epochs", "3", "--batch-size", "16", "--train-limit", "160",
         "--test-limit", "60"]
@@ -59,7 +60,7 @@ def test_second_trainer_on_a_live_run_is_refused_and_the_first_finishes(tmp_path
         assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == files
     finally:
         first.send_signal(signal.SIGCONT)
-    out, err = first.communicate(timeout=300)
+    out, err = first.communicate(timeout=HANG)
     assert first.returncode == 0, err
     assert f"run saved to {run}" in "".join(seen) + out
     assert RunDir(run).status() == "complete"

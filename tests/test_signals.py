@@ -21,6 +21,7 @@ from conftest import run_cli
 from events import wait_for_file, wait_for_text
 from kvt import runs, train
 from kvt.runs import RunDir
+from processes import HANG
 
 TINY = ["--dataset", "digits", "--epochs", "2", "--batch-size", "16", "--train-limit", "160",
         "--test-limit", "60"]
@@ -230,7 +231,7 @@ def test_real_signal_during_framework_start_up(tmp_path):
     # framework; no output marks that moment
     wait_for_file(run / runs.LOCK, proc)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=HANG)
     status = assert_cancelled_or_complete(run, proc.returncode, out, err, expect_run=False)
     assert (proc.returncode, status) == (130, None) and not run.exists()
 
@@ -292,7 +293,7 @@ def test_ctrl_c_to_a_sweep_at_several_moments_never_fails_a_run(tmp_path):
         if started == 2:  # both children are loading the framework
             os.killpg(proc.pid, signal.SIGINT)
             break
-    out, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=HANG)
     _assert_sweep_stopped(sweep, proc, out, err)
 
     proc = _compare(tmp_path, "--resume", str(sweep))
@@ -300,11 +301,11 @@ def test_ctrl_c_to_a_sweep_at_several_moments_never_fails_a_run(tmp_path):
     # a child's progress shows only in its train.log
     wait_for_text(sweep / "runs" / "relu" / "seed-0" / "train.log", "epoch 1/3", proc)
     os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=HANG)
     assert "interrupted" in _assert_sweep_stopped(sweep, proc, out, err)
 
     done = _compare(tmp_path, "--resume", str(sweep), "-j", "1")
-    out, err = done.communicate(timeout=600)
+    out, err = done.communicate(timeout=HANG)
     assert done.returncode == 0, out + err
     assert "1 at a time" in out.splitlines()[0]
     assert json.loads((sweep / "sweep.json").read_text())["jobs"] == 1  # the next resume's

@@ -10,6 +10,7 @@ from PIL import Image
 from conftest import FAST_DIGITS, run_cli
 from kvt.cli import main
 from kvt.errors import UsageError
+from processes import HANG
 
 
 def test_help_and_argument_errors_import_no_framework():
@@ -27,16 +28,16 @@ def test_help_and_argument_errors_import_no_framework():
         "heavy = [m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules]\n"
         "print('CODES', codes, 'HEAVY', heavy)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG)
     assert "CODES [0, 0, 2, 0, 0, 0, 2, 2] HEAVY []" in out.stdout, out.stdout + out.stderr
 
 
 def test_console_script_runs_with_exit_codes():
     kvt = Path(sys.executable).with_name("kvt")
-    ok = subprocess.run([str(kvt), "--version"], capture_output=True, text=True, timeout=60)
+    ok = subprocess.run([str(kvt), "--version"], capture_output=True, text=True, timeout=HANG)
     assert ok.returncode == 0 and ok.stdout.startswith("kvt ")
     bad = subprocess.run([str(kvt), "train", "--dataset", "digits", "--lr", "-1"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=HANG)
     assert bad.returncode == 2
     assert bad.stderr.strip() == "kvt train: error: --lr must be a finite number > 0.0, got -1.0"
 
