@@ -17,8 +17,9 @@ backends.import_keras()
 
 SHARED_CIFAR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-png"
 # The seed of every training run in the suite. A test's assertions must hold for any seed:
-# `make test-stress` runs the tests with measured margins (markers `learning`, `margins`) under several seeds and
-# thread counts and prints how far each measure stays from its threshold.
+# `make test-stress` runs the tests with measured margins (markers `learning`, `margins`)
+# under several seeds and thread counts and prints how far each measure stays from its
+# bound.
 TEST_SEED = os.environ.get("KVT_TEST_SEED", "42")
 # What a test's training run uses on digits: 3 epochs at batch 8 give BatchNorm's moving
 # averages ~500 steps to settle (batch 32 would leave the test accuracy near chance).

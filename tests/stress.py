@@ -98,12 +98,14 @@ def main() -> int:
                     failures, runs = failures + (code != 0), runs + 1
                     print(f"{m} tests, seed {seed}, {t} thread(s): "
                           f"{'passed' if code == 0 else 'FAILED'} in {seconds:.0f} s", flush=True)
-        records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        lines = log.read_text().splitlines() if log.exists() else []
+        records = [json.loads(line) for line in lines]
     text, wide = table(records)
     print()
     print(text)
-    print(f"\n{runs} pytest runs, {failures} failed; "
-          f"{'every bound sits well outside the measured spread' if wide else 'some margins are tight'}")
+    spread = ("every bound sits well outside the measured spread" if wide
+              else "some margins are tight")
+    print(f"\n{runs} pytest runs, {failures} failed; {spread}")
     return 0 if failures == 0 and wide and records else 1
 
 

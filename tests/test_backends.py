@@ -187,7 +187,8 @@ def test_training_through_each_backend_on_digits(tmp_path, backend):
     env.pop("KERAS_BACKEND", None)
     proc = subprocess.run(
         [sys.executable, "-m", "kvt", "train", *FAST_DIGITS, "--backend", backend,
-         "--activation", "crelu", "--native-ops", "--out", str(out)], env=env, capture_output=True, text=True, timeout=HANG)
+         "--activation", "crelu", "--native-ops", "--out", str(out)], env=env,
+        capture_output=True, text=True, timeout=HANG)
     assert proc.returncode == 0, proc.stderr[-3000:]
     import json
 
