@@ -10,8 +10,8 @@ backend), one at a time:
   PyTorch loop (`torch.nn.Sequential`, SGD, bf16 autocast for `bf16`) or a plain
   `tf.function` step with `tf.GradientTape` over the Keras model;
 - a **peak row**, run first: the machine's fp32 and bf16 matmul peak, the best GFLOP/s of
-  square matmuls (up to 2048^3) in NumPy, PyTorch and the bench's backends, each that
-  is installed (bf16: "n/a" when none of them is).
+  square matmuls (up to 2048^3) in NumPy and in the framework of every row (yardsticks
+  included): bf16 is "n/a" when no row uses a framework other than NumPy.
 
 FLOP convention (forward pass, per image, counted from the built model's layers):
 
@@ -362,10 +362,11 @@ MATMULS = {"numpy": _numpy_matmuls, "torch": _torch_matmuls, "jax": _jax_matmuls
            "tensorflow": _tensorflow_matmuls}
 
 
-def measure_peak(frameworks: Iterable[str] = ("numpy", "torch")) -> dict[str, Any]:
+def measure_peak(frameworks: Iterable[str] = ("numpy", "torch", "jax", "tensorflow")
+                 ) -> dict[str, Any]:
     """This CPU's matmul peak in fp32 and bf16: the best GFLOP/s of square matmuls in
-    each of `frameworks` that is installed (a bench passes numpy, torch and its rows'
-    backends). bf16 is None when no framework that can do it is installed."""
+    each of `frameworks` that is installed (a bench passes numpy and its rows'
+    frameworks). bf16 is None when none of them can do it."""
     best: dict[str, tuple[float, str, int]] = {}
     for name in dict.fromkeys(frameworks):
         if importlib.util.find_spec(name) is None:
@@ -743,7 +744,7 @@ def _framework_version(backend: str) -> str:
 
 # --- the bench: rows in child processes, one at a time ---------------------------------------
 
-def run_in_child(spec: RowSpec, log=None) -> dict[str, Any]:
+def run_in_child(spec: RowSpec) -> dict[str, Any]:
     """Runs `spec` in a fresh `python -m kvt bench --row` process; a failure comes back as
     {"error": its last line}."""
     with tempfile.TemporaryDirectory(prefix="kvt-bench-") as tmp:
@@ -778,7 +779,7 @@ def bench(rows: list[RowSpec], progress=None) -> tuple[dict[str, Any], list[dict
     """Measures the peak, then every row, each in its own process, one at a time."""
     say = progress or (lambda message: None)
     say("measuring the matmul peak")
-    frameworks = ["numpy", "torch", *(r.backend for r in rows)]
+    frameworks = ["numpy", *(r.backend for r in rows)]
     peak = run_in_child(RowSpec("peak", backend=",".join(dict.fromkeys(frameworks))))
     results = []
     for i, spec in enumerate(rows, 1):
@@ -858,7 +859,7 @@ def _peak_words(peak: dict[str, Any]) -> str:
     return (f"matmul fp32 {peak['peak_fp32_gflop_s']:.1f} GFLOP/s ({peak['peak_fp32_source']}, "
             f"n={peak['peak_fp32_n']}), bf16 "
             + (f"{bf16:.1f} GFLOP/s ({peak['peak_bf16_source']}, n={peak['peak_bf16_n']})"
-               if bf16 else "n/a (needs torch, jax or tensorflow)")
+               if bf16 else "n/a (no row's framework does bf16)")
             + ", best of the installed frameworks")
 
 
