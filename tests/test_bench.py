@@ -117,7 +117,7 @@ def test_percent_of_peak_and_the_table():
     measured = {"train_img_s": 500.0, "infer_img_s": 2000.0, "compile_s": 1.5,
                 "peak_rss_mb": 900.0, "gflops_per_img": 0.16, "measured_steps": 20,
                 "warmup_steps": 3, "data": "synthetic"}
-    fp32 = bench.finish(bench.RowSpec("kvt"), measured, peak)
+    fp32 = bench.finish(bench.RowSpec("kvt", activation="mypkg.acts:swish2"), measured, peak)
     assert fp32["train_gflop_s"] == pytest.approx(80.0)
     assert fp32["pct_of_peak"] == pytest.approx(80.0)
     bf16 = bench.finish(bench.RowSpec("kvt", precision="bf16"), measured, peak)
@@ -127,7 +127,8 @@ def test_percent_of_peak_and_the_table():
     text = bench.table(peak, [fp32, bf16, failed], ["a note"])
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["row", "backend", "api"]
-    assert len(lines[2]) == len(lines[0])  # fixed columns
+    assert len(lines[2]) == len(lines[0])  # fixed columns, a long name cut short
+    assert "mypkg.act~" in lines[2] and fp32["activation"] == "mypkg.acts:swish2"
     assert lines[2].split()[-2:] == ["80.0", "80.0"] and lines[3].split()[-1] == "-"
     assert "failed: boom" in lines[4]
     assert "bf16 n/a" in text and "3 x forward" in text and "note: a note" in text

@@ -756,7 +756,8 @@ def run_in_child(spec: RowSpec) -> dict[str, Any]:
         if proc.returncode == 0 and out.is_file():
             return json.loads(out.read_text())
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
-        return {"error": lines[-1] if lines else f"exit code {proc.returncode}",
+        error = lines[-1].removeprefix("kvt bench: error: ") if lines else ""
+        return {"error": error or f"exit code {proc.returncode}",
                 "exit_code": proc.returncode}
 
 
@@ -825,6 +826,8 @@ def table(peak: dict[str, Any], rows: list[dict[str, Any]], notes: list[str]) ->
             value = row.get(field)
             text = "-" if value is None or (field == "steps_per_execution"
                                             and row["kind"] != "kvt") else fmt.format(value)
+            if len(text) > width:  # a long function name: --json has it whole
+                text = text[: width - 1] + "~"
             cells.append(f"{text:<{width}}" if field in _TEXT else f"{text:>{width}}")
         line = "  ".join(cells)
         if "error" in row:
@@ -839,14 +842,16 @@ def table(peak: dict[str, Any], rows: list[dict[str, Any]], notes: list[str]) ->
     uncounted = sorted({n for r in rows for n in r.get("uncounted_layers", [])})
     if uncounted:
         lines.append(f"not counted (layers with weights of unknown kind): {', '.join(uncounted)}")
-    first = next((r for r in rows if "measured_steps" in r), None)
-    if first is not None:
-        data = first.get("data", "synthetic")
+    measured = [r for r in rows if "measured_steps" in r]
+    if measured:
+        data = measured[0].get("data", "synthetic")
         what = ("synthetic uint8 images 32x32x3, 10 classes" if data == "synthetic"
                 else f"{data} through kvt's loader")
-        lines.append(f"data: {what}; {first['warmup_steps']} warm-up + "
-                     f"{first['measured_steps']} timed steps per row; each row in its own "
-                     f"process, one at a time")
+        counts = sorted({(r["warmup_steps"], r["measured_steps"]) for r in measured})
+        steps = (f"{counts[0][0]} warm-up + {counts[0][1]} timed steps per row"
+                 if len(counts) == 1 else "warm-up and timed steps per row in --json (rounded "
+                                          "up to whole executions)")
+        lines.append(f"data: {what}; {steps}; each row in its own process, one at a time")
     lines.append(f"machine: {_machine()}")
     lines.extend(f"note: {n}" for n in notes)
     return "\n".join(lines)
