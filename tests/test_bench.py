@@ -138,12 +138,14 @@ def test_a_tiny_real_run_writes_json_rows(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, "-m", "kvt", "bench", "--backend", "tensorflow", "--precision",
-         "float32,bf16", "--batch-size", "8", "--steps", "2", "--warmup", "1",
+         "bf16", "--batch-size", "8", "--steps", "2", "--warmup", "1",
          "--yardstick", "none", "--json", str(out)],
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(out.read_text())
-    assert [(r["kind"], r["precision"]) for r in rows] == [("kvt", "float32"), ("kvt", "bf16")]
+    # One row (each costs a process and TensorFlow's start-up); float32 rows compute in
+    # float32: see the bf16 test above.
+    assert [(r["kind"], r["precision"]) for r in rows] == [("kvt", "bf16")]
     types = {"backend": str, "api": str, "activation": str, "precision": str,
              "batch_size": int, "train_img_s": float, "infer_img_s": float,
              "compile_s": float, "peak_rss_mb": float, "gflops_per_img": float,
@@ -154,7 +156,7 @@ def test_a_tiny_real_run_writes_json_rows(tmp_path):
         assert row["train_img_s"] > 0 and row["peak_rss_mb"] > 0
         assert row["gflops_per_img"] == pytest.approx(3 * 53_789_736 / 1e9)
         assert row["variable_dtype"] == "float32" and row["output_dtype"] == "float32"
-    assert [r["compute_dtype"] for r in rows] == ["float32", "bfloat16"]
+        assert row["compute_dtype"] == "bfloat16"  # what the trained model computed in
     assert "3 x forward" in proc.stdout and "% peak" in proc.stdout
     assert len(proc.stdout.splitlines()[2].split()) == len(bench.COLUMNS)
 

@@ -593,18 +593,20 @@ def _tf_loop_row(spec: RowSpec) -> dict[str, Any]:
     def infer_step(xb):
         return model(xb, training=False)
 
-    def loop(step, n_steps: int, *tensors) -> float:
+    batches = [(x[i * b:(i + 1) * b], y[i * b:(i + 1) * b]) for i in range(len(x) // b)]
+
+    def loop(step, n_steps: int, with_labels: bool) -> float:
         t = time.perf_counter()
         out = None
-        for i in range(n_steps):
-            out = step(*(a[i * b:(i + 1) * b] for a in tensors))
+        for xb, yb in batches[:n_steps]:
+            out = step(xb, yb) if with_labels else step(xb)
         _ = out.numpy()  # wait for the last step
         return time.perf_counter() - t
 
-    warmup_s = loop(train_step, warmup, x, y)
-    train_step_s = loop(train_step, steps, x, y) / steps
-    infer_warmup_s = loop(infer_step, warmup, x)
-    infer_step_s = loop(infer_step, steps, x) / steps
+    warmup_s = loop(train_step, warmup, True)
+    train_step_s = loop(train_step, steps, True) / steps
+    infer_warmup_s = loop(infer_step, warmup, False)
+    infer_step_s = loop(infer_step, steps, False) / steps
     result = _result(spec, forward, uncounted, train_step_s, infer_step_s, warmup, steps,
                      warmup_s, infer_warmup_s)
     result.update(dtypes(model, x[:2]), data=data, load_s=load_s,
@@ -706,7 +708,7 @@ def _torch_row(spec: RowSpec) -> dict[str, Any]:
     with torch.inference_mode(), autocast():
         kinds = {"compute_dtype": str(model[0](x[:2]).dtype).replace("torch.", ""),
                  "variable_dtype": str(model[0].weight.dtype).replace("torch.", ""),
-                 "output_dtype": str(model(x[:2]).float().dtype).replace("torch.", "")}
+                 "output_dtype": str(model(x[:2]).dtype).replace("torch.", "")}
     result = _result(spec, forward, uncounted, train_step_s, infer_step_s, warmup, steps,
                      warmup_s, infer_warmup_s)
     result.update(kinds, data=data, load_s=load_s,
