@@ -122,6 +122,8 @@ def test_percent_of_peak_and_the_table():
     assert fp32["pct_of_peak"] == pytest.approx(80.0)
     bf16 = bench.finish(bench.RowSpec("kvt", precision="bf16"), measured, peak)
     assert bf16["pct_of_peak"] is None  # no bf16 peak: no percentage
+    gpu = bench.finish(bench.RowSpec("kvt"), {**measured, "device": "gpu"}, peak)
+    assert gpu["pct_of_peak"] is None  # the peak is the CPU's
     failed = bench.finish(bench.RowSpec("yardstick", "torch", "torch.nn"),
                           {"error": "boom", "exit_code": 1}, peak)
     text = bench.table(peak, [fp32, bf16, failed], ["a note"])
@@ -157,6 +159,7 @@ def test_a_tiny_real_run_writes_json_rows(tmp_path):
         assert row["gflops_per_img"] == pytest.approx(3 * 53_789_736 / 1e9)
         assert row["variable_dtype"] == "float32" and row["output_dtype"] == "float32"
         assert row["compute_dtype"] == "bfloat16"  # what the trained model computed in
+        assert row["device"] == "cpu" and row["data"] == "synthetic"
     assert "3 x forward" in proc.stdout and "% peak" in proc.stdout
     assert len(proc.stdout.splitlines()[2].split()) == len(bench.COLUMNS)
 

@@ -28,6 +28,9 @@ gradient with respect to the weights): MiniVGGNet with ReLU costs about 53.6 MFL
 forward and 161 MFLOP per training image. `pct_of_peak` is the row's training GFLOP/s
 (train images/s × training FLOPs per image) divided by the matmul peak of its precision.
 
+The peak is measured on the CPU: a row whose framework computes on a GPU (`device`
+"gpu") gets no `pct_of_peak`.
+
 Timing: `warmup` steps run first (the first call traces/compiles); `compile_s` is that
 call's wall time less `warmup` steady steps. Then `steps` steps are timed: for kvt rows
 from `on_train_begin` to `on_train_end` of one `fit` call (Keras' input pipeline from
@@ -461,8 +464,24 @@ def run_row(spec: RowSpec) -> dict[str, Any]:
         backends.select(spec.backend)
         backends.import_keras()
         result = _tf_loop_row(spec) if spec.kind == "yardstick" else _kvt_row(spec)
+        result["device"] = _device(spec.backend)
     result["peak_rss_mb"] = peak_rss_mb()
     return result
+
+
+def _device(backend: str) -> str:
+    """Where Keras on `backend` computes: "cpu" or "gpu"."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return "gpu" if tf.config.list_logical_devices("GPU") else "cpu"
+    if backend == "jax":
+        import jax
+
+        return "cpu" if jax.devices()[0].platform == "cpu" else "gpu"
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
 
 
 def _data(spec: RowSpec, n: int):
@@ -711,7 +730,7 @@ def _torch_row(spec: RowSpec) -> dict[str, Any]:
                  "output_dtype": str(model(x[:2]).dtype).replace("torch.", "")}
     result = _result(spec, forward, uncounted, train_step_s, infer_step_s, warmup, steps,
                      warmup_s, infer_warmup_s)
-    result.update(kinds, data=data, load_s=load_s,
+    result.update(kinds, data=data, load_s=load_s, device="cpu",
                   framework_version=torch.__version__.split("+")[0])
     return result
 
@@ -773,8 +792,10 @@ def finish(spec: RowSpec, measured: dict[str, Any], peak: dict[str, Any]) -> dic
     row["peak_gflop_s"] = peak_gflop_s
     if "train_img_s" in row:
         row["train_gflop_s"] = row["train_img_s"] * row["gflops_per_img"]
+        # The peak is this CPU's: a row that ran on a GPU gets no percentage of it.
+        on_cpu = row.get("device", "cpu") == "cpu"
         row["pct_of_peak"] = (100 * row["train_gflop_s"] / peak_gflop_s
-                              if peak_gflop_s else None)
+                              if peak_gflop_s and on_cpu else None)
     return row
 
 
@@ -838,6 +859,10 @@ def table(peak: dict[str, Any], rows: list[dict[str, Any]], notes: list[str]) ->
     lines.append("")
     lines.append(f"peak: {_peak_words(peak)}; % peak = train GFLOP/s / the matmul peak of "
                  f"the row's precision")
+    gpu = [i for i, r in enumerate(rows, 1) if r.get("device", "cpu") != "cpu"]
+    if gpu:
+        lines.append(f"rows {', '.join(map(str, gpu))} ran on a GPU: no % of the peak, "
+                     f"which is this CPU's")
     lines.append(f"GFLOP/img: training, counted from the model's layers = {TRAIN_FACTOR} x "
                  f"forward (conv/dense 2 per multiply-add + bias, BN 4, activations 1, "
                  f"max-pool k-1, softmax 3 per element)")
