@@ -31,6 +31,12 @@ forward and 161 MFLOP per training image. `pct_of_peak` is the row's training GF
 The peak is measured on the CPU: a row whose framework computes on a GPU (`device`
 "gpu") gets no `pct_of_peak`.
 
+Precision `bf16`: the row builds its model under Keras' `mixed_bfloat16` policy (bf16
+compute, float32 variables) with the last layer, the softmax, in float32; the PyTorch
+yardstick runs under `torch.autocast(bfloat16)`. Each row reads `compute_dtype` (the
+first layer's output), `variable_dtype` and `output_dtype` from real tensors after
+training. `steps_per_execution` is Keras' compile option, for kvt rows only.
+
 Timing: `warmup` steps run first (the first call traces/compiles); `compile_s` is that
 call's wall time less `warmup` steady steps. Then `steps` steps are timed: for kvt rows
 from `on_train_begin` to `on_train_end` of one `fit` call (Keras' input pipeline from

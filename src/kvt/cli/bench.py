@@ -4,6 +4,11 @@ sizes, beside a plain-framework yardstick measured in the same run.
 
 Each row runs in its own process (`kvt bench --row SPEC`, one process, one backend),
 one at a time. See `kvt.bench` for what is measured and the FLOP convention.
+
+    kvt bench                     # keras/relu on TensorFlow, float32, batch 32 + torch loop
+    kvt bench --backend tensorflow,jax,torch --activation relu,crelu \
+        --precision float32,bf16 --batch-size 32,128 --yardstick torch,tf --json bench.json
+    kvt bench --dataset cifar10 --data-dir ../shared/data/cifar10-png --steps 100
 """
 
 from __future__ import annotations
@@ -12,10 +17,8 @@ import argparse
 import sys
 from typing import Callable
 
+from kvt.bench import PRECISIONS, YARDSTICKS  # kvt.bench imports no framework at import
 from kvt.config import APIS, BACKENDS
-
-PRECISIONS = ("float32", "bf16")  # as kvt.bench.PRECISIONS, which must not be imported here
-YARDSTICKS = ("torch", "tf", "none")
 
 
 def comma_list(choices: tuple[str, ...] | None = None) -> Callable[[str], list[str]]:
@@ -82,7 +85,7 @@ def add_parser(sub) -> None:
     what.add_argument("--steps-per-execution", type=positive_list, default=[1],
                       metavar="LIST",
                       help="Keras' steps_per_execution for the kvt rows (default: 1)")
-    what.add_argument("--yardstick", type=comma_list(YARDSTICKS), default=["torch"],
+    what.add_argument("--yardstick", type=comma_list((*YARDSTICKS, "none")), default=["torch"],
                       metavar="LIST",
                       help="plain loops to measure beside kvt: torch (nn.Sequential, SGD, "
                            "bf16 autocast), tf (tf.function + GradientTape over the Keras "
