@@ -172,6 +172,7 @@ def test_a_tiny_real_run_writes_json_rows(tmp_path):
     (["--backend", "tensorflow,mxnet"], 2, "mxnet not one of tensorflow, jax, torch"),
     (["--api", "tf", "--backend", "torch"], 2, "nothing to measure: skipped --api tf on torch"),
     (["--activation", "nope"], 4, "unknown activation 'nope'"),
+    (["--json", "no/such/folder/b.json"], 6, "cannot write --json no/such/folder/b.json"),
 ])
 def test_bad_input_is_one_line_and_an_exit_code(capsys, argv, code, message):
     got, out, err = run_cli(capsys, "bench", *argv)

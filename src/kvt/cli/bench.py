@@ -14,6 +14,7 @@ one at a time. See `kvt.bench` for what is measured and the FLOP convention.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable
 
@@ -117,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
     from kvt.errors import EXIT_TRAINING, RunError, UsageError
     from kvt.runs import write_json
 
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        # Found out now, not after minutes of measuring.
+        raise RunError(f"cannot write --json {args.json}: its folder does not exist")
     backends = args.backend or [backend_name(args)]
     for activation in args.activation:
         check_activation(activation)
