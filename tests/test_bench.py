@@ -173,6 +173,7 @@ def test_a_tiny_real_run_writes_json_rows(tmp_path):
     (["--api", "tf", "--backend", "torch"], 2, "nothing to measure: skipped --api tf on torch"),
     (["--activation", "nope"], 4, "unknown activation 'nope'"),
     (["--json", "no/such/folder/b.json"], 6, "cannot write --json no/such/folder/b.json"),
+    (["--dataset", "no/such/images"], 3, "unknown dataset 'no/such/images'"),
 ])
 def test_bad_input_is_one_line_and_an_exit_code(capsys, argv, code, message):
     got, out, err = run_cli(capsys, "bench", *argv)

@@ -132,6 +132,12 @@ def run(args: argparse.Namespace) -> int:
                              data_dir=args.data_dir)
     if not any(r.kind == "kvt" for r in rows):
         raise UsageError(f"nothing to measure: {'; '.join(notes)}")
+    if args.dataset:
+        from kvt.data import load_dataset
+
+        # A missing dataset fails here once, not in every row; the rows then read it from
+        # kvt's cache of decoded arrays.
+        load_dataset(args.dataset, args.data_dir)
     for note in notes:
         print(f"kvt bench: {note}", file=sys.stderr)
 
