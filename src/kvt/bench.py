@@ -902,8 +902,11 @@ def _peak_words(peak: dict[str, Any]) -> str:
 
 
 def _machine() -> str:
-    from kvt.backends import cpu_model
+    from kvt.backends import cpu_model, cpuinfo
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{cpu_model()}, {cores} usable cores, Python {platform.python_version()}, "
+    # Whether bf16 can be fast here at all: without these, bf16 is emulated.
+    bf16 = [f for f in (cpuinfo("flags") or "").split() if f in ("avx512_bf16", "amx_bf16")]
+    return (f"{cpu_model()}, {cores} usable cores, bf16 instructions: "
+            f"{' '.join(bf16) or 'none'}, Python {platform.python_version()}, "
             f"{time.strftime('%Y-%m-%d %H:%M')}")
