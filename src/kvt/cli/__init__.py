@@ -21,6 +21,7 @@ COMMANDS = {
     "predict": "kvt.cli.predict",
     "compare": "kvt.cli.compare",
     "info": "kvt.cli.info",
+    "bench": "kvt.cli.bench",
 }
 
 
