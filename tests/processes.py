@@ -27,6 +27,12 @@ def child_env(tmp_path) -> dict[str, str]:
     return env
 
 
+def start_kvt(tmp_path, *argv: str, **popen) -> subprocess.Popen:
+    """`kvt argv` as a child in child_env(tmp_path), its output piped as text."""
+    return subprocess.Popen(kvt(*argv), env=child_env(tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **popen)
+
+
 def start_and_stop(argv, env, after_line, sig):
     """Starts `kvt argv`, sends `sig` once stdout shows `after_line`: (code, stderr)."""
     proc = subprocess.Popen(kvt(*argv), env=env, stdout=subprocess.PIPE,

@@ -5,8 +5,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 
 import pytest
 
@@ -16,7 +14,7 @@ from kvt.compare import Sweep, analyse, build_plan, collect, parse_seeds, parse_
 from kvt.config import TrainConfig
 from kvt.errors import UsageError
 from kvt.runs import RunDir, write_json
-from processes import HANG
+from processes import HANG, start_kvt
 
 TINY = ["--dataset", "digits", "--epochs", "1", "--batch-size", "8", "--train-limit", "400",
         "--test-limit", "100"]
@@ -106,11 +104,7 @@ def test_results_of_finished_and_failed_runs(tmp_path):
 
 
 def _compare(argv, tmp_path, **kw):
-    env = dict(os.environ, KVT_CACHE_DIR=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
-    env.pop("KERAS_BACKEND", None)
-    return subprocess.Popen([sys.executable, "-m", "kvt", "compare", *argv], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, **kw)
+    return start_kvt(tmp_path, "compare", *argv, start_new_session=True, **kw)
 
 
 def test_sweep_killed_then_resumed_keeps_finished_runs(tmp_path):

@@ -5,28 +5,15 @@ process, and touches nothing; the claim dies with its process, however it dies."
 import json
 import os
 import signal
-import subprocess
-import sys
 
 from conftest import run_cli
 from kvt.compare import Sweep, build_plan
 from kvt.config import TrainConfig
 from kvt.runs import LOCK, RunDir
-from processes import HANG
+from processes import HANG, start_kvt
 
 TINY = ["--dataset", "digits", "--epochs", "3", "--batch-size", "16", "--train-limit", "160",
         "--test-limit", "60"]
-
-
-def _env(tmp_path):
-    env = dict(os.environ, KVT_CACHE_DIR=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
-    env.pop("KERAS_BACKEND", None)
-    return env
-
-
-def _start(tmp_path, *argv):
-    return subprocess.Popen([sys.executable, "-m", "kvt", "train", *argv], env=_env(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _until(proc, prefix):
@@ -48,7 +35,7 @@ def _refused(capsys, argv, path, pid):
 
 def test_second_trainer_on_a_live_run_is_refused_and_the_first_finishes(tmp_path, capsys):
     run = tmp_path / "run"
-    first = _start(tmp_path, *TINY, "--seed", "1", "--out", str(run))
+    first = start_kvt(tmp_path, "train", *TINY, "--seed", "1", "--out", str(run))
     seen = _until(first, "epoch 1/3")  # it holds the run, config.json and a checkpoint
     first.send_signal(signal.SIGSTOP)  # and keeps holding it while the others try
     try:

@@ -12,8 +12,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 
 import pytest
 
@@ -21,7 +19,7 @@ from conftest import run_cli
 from events import wait_for_file, wait_for_text
 from kvt import runs, train
 from kvt.runs import RunDir
-from processes import HANG
+from processes import HANG, start_kvt
 
 TINY = ["--dataset", "digits", "--epochs", "2", "--batch-size", "16", "--train-limit", "160",
         "--test-limit", "60"]
@@ -213,20 +211,9 @@ def test_ctrl_c_while_a_sweep_writes_its_results(tmp_path, capsys, monkeypatch):
 
 # --- real signals, real processes -------------------------------------------------------
 
-def _env(tmp_path):
-    env = dict(os.environ, KVT_CACHE_DIR=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
-    env.pop("KERAS_BACKEND", None)
-    return env
-
-
-def _train(tmp_path, *argv):
-    return subprocess.Popen([sys.executable, "-m", "kvt", "train", *argv], env=_env(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def test_real_signal_during_framework_start_up(tmp_path):
     run = tmp_path / "run"
-    proc = _train(tmp_path, *TINY, "--out", str(run))
+    proc = start_kvt(tmp_path, "train", *TINY, "--out", str(run))
     # the lock file: the process has claimed its run directory and is about to load the
     # framework; no output marks that moment
     wait_for_file(run / runs.LOCK, proc)
@@ -259,9 +246,7 @@ def test_real_signals_at_moments_and_delays(signalled_trainings, tmp_path, capsy
 # --- kvt compare --------------------------------------------------------------------------
 
 def _compare(tmp_path, *argv):
-    return subprocess.Popen([sys.executable, "-m", "kvt", "compare", *argv], env=_env(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return start_kvt(tmp_path, "compare", *argv, start_new_session=True)
 
 
 def _assert_sweep_stopped(sweep, proc, out, err):
