@@ -1,5 +1,6 @@
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -9,6 +10,15 @@ sys.path.insert(0, str(Path(__file__).parent))  # for tests/cifar_files.py
 
 from kvt import backends  # noqa: E402
 from processes import HANG  # noqa: E402
+
+# The suite tests kvt as a terminal runs it. A shell that starts a job in the background
+# without job control (`make test &` in a script), nohup or a CI runner can hand this
+# process SIGINT or SIGTERM ignored, and kvt rightly keeps an inherited ignore; so the
+# tests (and the processes they start, which inherit it) get the usual dispositions.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 # One process, one backend: the suite runs on TensorFlow (the only backend with
 # `--api tf`); TF's start-up chatter is filtered as in the CLI.
