@@ -20,6 +20,15 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
+# Under pytest-xdist (`make test`: two workers) each worker, and every `kvt` it starts,
+# gets its share of the cores unless the environment already says how many threads to use
+# (as `make test-stress` does). Without it two workers each start frameworks at every
+# core's thread count; PyTorch's threads then spin against each other: the same 3-epoch
+# digits run took 62 s with 2 threads beside a busy worker and 24 s with 1.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1 and not any(v in os.environ for v in backends.THREAD_VARIABLES):
+    backends.set_threads(max(1, (os.cpu_count() or 1) // _WORKERS))
+
 # One process, one backend: the suite runs on TensorFlow (the only backend with
 # `--api tf`); TF's start-up chatter is filtered as in the CLI.
 backends.select("tensorflow")
