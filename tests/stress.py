@@ -4,6 +4,10 @@ thread counts, and prints each measure's spread against its bound.
 
     python tests/stress.py                    # learning: seeds 0..9; margins: seed 0; threads 1, 2
     python tests/stress.py --seeds 3 --threads 2 --marker learning
+    python tests/stress.py --first-seed 10 --seeds 5 --log margins.jsonl   # grows a record
+
+With `--log FILE` the measures are appended to FILE (JSON lines) and the table covers
+everything FILE holds, so that runs made apart (other seeds, other machines) add up.
 
 A bound is safe when it sits well outside everything measured. The table flags as TIGHT
 an accuracy threshold less than 3 standard deviations (and 0.05) below the lowest value
@@ -76,20 +80,27 @@ def table(records: list[dict]) -> tuple[str, bool]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10,
-                        help="seeds 0..N-1 for the learning tests (default: 10)")
+                        help="how many seeds for the learning tests (default: 10)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the first of them (default: 0)")
     parser.add_argument("--margin-seeds", type=int, default=1,
                         help="seeds 0..N-1 for the tolerance tests, whose reference batch is "
                              "fixed: only threads change them (default: 1)")
     parser.add_argument("--threads", default="1,2", help="thread counts (default: 1,2)")
     parser.add_argument("--marker", choices=("learning", "margins", "both"), default="both")
+    parser.add_argument("--log", type=Path, default=None,
+                        help="append the measures to this JSON-lines file and tabulate all "
+                             "it holds (default: a temporary file)")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     failures, runs = 0, 0
     with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "stress.jsonl"
+        log = args.log or Path(tmp) / "stress.jsonl"
         for t in (int(t) for t in args.threads.split(",")):
-            plan = [(m, seed) for m, n in (("learning", args.seeds), ("margins", args.margin_seeds))
-                    if args.marker in (m, "both") for seed in range(n)]
+            plan = [(m, seed) for m, seeds in
+                    (("learning", range(args.first_seed, args.first_seed + args.seeds)),
+                     ("margins", range(args.margin_seeds)))
+                    if args.marker in (m, "both") for seed in seeds]
             # As many pytest runs at once as the cores hold at t threads each.
             with ThreadPoolExecutor(max(1, cores // t)) as pool:
                 futures = [(m, seed, pool.submit(run_once, seed, t, m, log)) for m, seed in plan]
