@@ -22,7 +22,7 @@ def load_model(path, unsafe: bool = False, imports=()):
             files you trust. Defaults to `False`.
         imports: modules to import first, for `--activation module:function` models.
     """
-    from kvt.runs import load_model as _load
+    from kvt.saving import load_model as _load
 
     return _load(path, unsafe=unsafe, imports=list(imports))[0]
 

@@ -26,9 +26,9 @@ from kvt.data import Dataset, load_dataset
 from kvt.errors import BackendError, Cancelled, RunError, TrainingError, UsageError
 from kvt.models import build_model
 from kvt.report import evaluate_predictions, plot_confusion, plot_history
-from kvt.runs import CHECKPOINT, RunDir, save_model, write_atomic, write_json, write_text
+from kvt.runs import CHECKPOINT, RunDir, write_atomic, write_json, write_text
+from kvt.saving import model_meta, save_model, to_inputs
 
-SCALE = 1.0 / 255.0  # images are stored as 0..255 and fed to the model in [0, 1]
 # The validation holdout does not move with the training seed: every run of a sweep is
 # judged on the same images.
 VAL_SEED = 0
@@ -55,10 +55,6 @@ def load_data(config: TrainConfig) -> Dataset:
     if config.train_limit or config.test_limit:
         dataset = dataset.limit(config.train_limit, config.test_limit, config.seed)
     return dataset
-
-
-def to_inputs(images: np.ndarray) -> np.ndarray:
-    return images.astype(np.float32) * np.float32(SCALE)
 
 
 def build_and_compile(config: TrainConfig, input_shape, num_classes: int):
@@ -316,16 +312,6 @@ def _recording_failure(run_dir: RunDir | None, progress: Progress) -> Iterator[N
         with signals.deferred():
             run_dir.mark("failed", str(e))
         raise
-
-
-def model_meta(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
-    """What `predict` and `evaluate` need besides the weights, stored in model.keras."""
-    return {"class_names": dataset.class_names, "input_shape": list(dataset.input_shape),
-            "scale": SCALE, "api": config.api, "model": config.model,
-            "activation": config.activation, "native_ops": config.native_ops,
-            "backend": config.backend,
-            "dataset": config.dataset, "data_dir": config.data_dir,
-            "image_size": config.image_size, "kvt": __version__}
 
 
 def _title(run: Run, dataset: Dataset) -> str:
