@@ -12,8 +12,10 @@
 
 Each file is written to a temporary name in the same folder and renamed into place, so
 a reader sees the old file or the new one, never half of one. `status.json` says
-"complete" only after everything else is in place. What goes into model.keras is
-`kvt.saving`'s.
+"complete" only after everything else is in place. This module knows the folder and the
+formats of its text files (`config_record`, history.csv, status.json); what goes into
+model.keras is `kvt.saving`'s, the checkpoint `kvt.checkpoint`'s, the plots
+`kvt.report`'s.
 
 One process at a time writes a run directory: `RunDir.claim()` holds an OS file lock
 (`flock`) on its `.kvt.lock` for as long as the process works on it; the kernel drops
@@ -28,11 +30,17 @@ import fcntl
 import json
 import os
 import socket
+import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from kvt import __version__, backends
 from kvt.errors import RunError
+
+if TYPE_CHECKING:
+    from kvt.config import TrainConfig
+    from kvt.data import Dataset
 
 CHECKPOINT = "checkpoint.npz"  # present while training; removed once the run is complete
 ARTIFACTS = ("config.json", "status.json", "history.csv", "metrics.json", "report.txt",
@@ -257,3 +265,26 @@ class RunDir:
         keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
         return {k: [float(r[k]) for r in rows] for k in keys}
 
+
+# --- what config.json records ---------------------------------------------------------
+
+def config_record(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
+    """config.json's content: the resolved config, the dataset, the optimizer's resolved
+    values, versions and hardware, and the command line. Asks the framework for its
+    versions and devices: call after the backend is selected."""
+    return {
+        "config": config.to_dict(),
+        "dataset": {"name": dataset.name, "source": dataset.source,
+                    "eval_split": dataset.eval_split,
+                    "train_images": len(dataset.y_train), "test_images": len(dataset.y_test),
+                    "input_shape": list(dataset.input_shape),
+                    "class_names": dataset.class_names},
+        # What `decay: null` (the tutorial's lr / epochs) came to for this run.
+        "optimizer": {"lr": config.lr, "decay": config.resolved_decay,
+                      "decay_from": "lr / epochs" if config.decay is None else "--decay",
+                      "momentum": config.momentum},
+        "environment": backends.describe(),
+        "kvt": __version__,
+        "command": sys.argv,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

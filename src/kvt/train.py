@@ -1,4 +1,14 @@
-"""Compile and fit a model for a TrainConfig, then write the whole run directory.
+"""Compile and fit a model for a TrainConfig: the story of one training run.
+
+`fit` reads top to bottom as what a run does: check the config against the process,
+build and compile the model, continue from the checkpoint if resuming, fit epoch by
+epoch (each one checkpointed and written to history.csv before its line is printed),
+evaluate, then write the run's artifacts and mark it complete only after the last one.
+The helpers it calls each live where their job is: `kvt.callbacks` (timing, NaN guard,
+interrupt check, the epoch line), `kvt.checkpoint` (progress, save and restore, the
+status when training stops early), `kvt.saving` (input scaling, the model file),
+`kvt.runs` (the run directory and config.json), `kvt.report` (metrics and plots) and
+`kvt.signals` (the interrupt policy).
 
 Imports Keras: call `kvt.backends.select()` before importing this module.
 """
@@ -7,14 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 from pathlib import Path
 from typing import Any, TextIO
 
 import keras
 import numpy as np
 
-from kvt import __version__, backends, keras2_decay, signals
+from kvt import backends, keras2_decay, signals
 from kvt.callbacks import EpochTimer, InterruptCheck, NanGuard, epoch_line
 from kvt.checkpoint import (Progress, RestoreRng, recording_failure, restore_checkpoint,
                             save_checkpoint)
@@ -22,8 +31,8 @@ from kvt.config import TrainConfig
 from kvt.data import Dataset, load_dataset
 from kvt.errors import BackendError, RunError, UsageError
 from kvt.models import build_model
-from kvt.report import evaluate_predictions, plot_confusion, plot_history
-from kvt.runs import CHECKPOINT, RunDir, write_atomic, write_json, write_text
+from kvt.report import evaluate_predictions, plot_confusion, plot_training
+from kvt.runs import CHECKPOINT, RunDir, config_record, write_atomic, write_json, write_text
 from kvt.saving import model_meta, save_model, to_inputs
 
 # The validation holdout does not move with the training seed: every run of a sweep is
@@ -32,7 +41,7 @@ VAL_SEED = 0
 
 
 @dataclasses.dataclass
-class Run:
+class TrainResult:
     """The outcome of `fit()`: the model, its history and its test metrics."""
 
     config: TrainConfig
@@ -72,7 +81,7 @@ def build_and_compile(config: TrainConfig, input_shape, num_classes: int):
 
 def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
         plot_path: str | Path | None = None, stream: TextIO | None = None,
-        resume: bool = False) -> Run:
+        resume: bool = False) -> TrainResult:
     """Trains, evaluates and writes every artifact to `run_dir`.
 
     Every finished epoch is checkpointed in `run_dir` (weights, optimizer and random
@@ -112,7 +121,7 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
     with signals.policy(), recording_failure(run_dir, progress):
         if run_dir is not None:
             if not (resume and (run_dir / "config.json").is_file()):
-                _write_config(run_dir, config, dataset)
+                write_json(run_dir / "config.json", config_record(config, dataset))
             run_dir.mark("running", progress.summary())
         for epoch in range(progress.done, config.epochs):
             order = epoch_order(config.seed, epoch, n_train)
@@ -150,32 +159,13 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
             "final_train_loss": history["loss"][-1],
             "sessions": progress.sessions,
         })
-        run = Run(config, model, history, metrics, report, run_dir)
+        result = TrainResult(config, model, history, metrics, report, run_dir)
         if run_dir is not None:
-            write_run(run, dataset, matrix, plot_path)
+            write_run(result, dataset, matrix, plot_path)
             (run_dir / CHECKPOINT).unlink(missing_ok=True)  # model.keras holds the end state
         elif plot_path is not None:
-            _plot(run, dataset, plot_path)
-    return run
-
-
-def _write_config(run_dir: RunDir, config: TrainConfig, dataset: Dataset) -> None:
-    write_json(run_dir / "config.json", {
-        "config": config.to_dict(),
-        "dataset": {"name": dataset.name, "source": dataset.source,
-                    "eval_split": dataset.eval_split,
-                    "train_images": len(dataset.y_train), "test_images": len(dataset.y_test),
-                    "input_shape": list(dataset.input_shape),
-                    "class_names": dataset.class_names},
-        # What `decay: null` (the tutorial's lr / epochs) came to for this run.
-        "optimizer": {"lr": config.lr, "decay": config.resolved_decay,
-                      "decay_from": "lr / epochs" if config.decay is None else "--decay",
-                      "momentum": config.momentum},
-        "environment": backends.describe(),
-        "kvt": __version__,
-        "command": sys.argv,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
+            plot_training(history, plot_path, dataset.name, config)
+    return result
 
 
 def _name_split(metrics: dict[str, Any], split: str) -> dict[str, Any]:
@@ -188,28 +178,18 @@ def _name_split(metrics: dict[str, Any], split: str) -> dict[str, Any]:
             **metrics}
 
 
-def _title(run: Run, dataset: Dataset) -> str:
-    c = run.config
-    return f"Training Loss and Accuracy on {dataset.name} ({c.api}, {c.activation}, {c.backend})"
-
-
-def _plot(run: Run, dataset: Dataset, path: str | Path) -> None:
-    curves = {k: v for k, v in run.history.items() if not k.endswith("seconds")}
-    plot_history(curves, path, _title(run, dataset))
-
-
-def write_run(run: Run, dataset: Dataset, matrix: np.ndarray,
+def write_run(result: TrainResult, dataset: Dataset, matrix: np.ndarray,
               plot_path: str | Path | None) -> None:
     """Writes every artifact; marks the run complete only after the last one."""
-    rd = run.run_dir
+    rd = result.run_dir
     assert rd is not None
-    rd.write_history(run.history)
-    write_text(rd / "report.txt", run.report)
-    _plot(run, dataset, rd / "plot.png")
+    rd.write_history(result.history)
+    write_text(rd / "report.txt", result.report)
+    plot_training(result.history, rd / "plot.png", dataset.name, result.config)
     plot_confusion(matrix, dataset.class_names, rd / "confusion_matrix.png",
                    f"Confusion matrix, {dataset.name} test set")
-    save_model(run.model, rd / "model.keras", model_meta(run.config, dataset))
-    write_json(rd / "metrics.json", run.metrics)
+    save_model(result.model, rd / "model.keras", model_meta(result.config, dataset))
+    write_json(rd / "metrics.json", result.metrics)
     if plot_path is not None:
         data = (rd / "plot.png").read_bytes()
         try:
