@@ -1,8 +1,8 @@
 """kvt: train, evaluate, compare and benchmark small Keras CNNs on any backend.
 
 Importing `kvt` imports no framework; pick the backend with `kvt.backends.select()`
-(or `KERAS_BACKEND`) before importing `kvt.train`, `kvt.layers` or `kvt.models`'
-classes, or before calling the functions below, which import Keras when called.
+(or `KERAS_BACKEND`) before importing `kvt.train` or `kvt.layers`, or before building a
+model of `kvt.models` or calling the functions below, which import Keras when called.
 """
 
 __version__ = "0.1.0"
