@@ -1,12 +1,11 @@
 """What training does at batch and epoch ends, and the line it prints per epoch.
 
-Keras callbacks of `kvt.train.fit`: `EpochTimer` times each epoch and its training part,
-`NanGuard` stops at the first non-finite loss, `InterruptCheck` stops at the next batch
-after a Ctrl-C or SIGTERM (the policy itself is `kvt.signals`'). `epoch_line` is the one
-line per epoch that `kvt train` prints where a progress bar would be noise. The callback
-that restores a checkpoint's random state is `kvt.checkpoint.RestoreRng`.
-
-Imports Keras: call `kvt.backends.select()` before importing this module.
+The Keras callbacks of `kvt.train.fit` (`EpochTimer` times each epoch and its training
+part, `NanGuard` stops at the first non-finite loss, `InterruptCheck` stops at the next
+batch after a Ctrl-C or SIGTERM, whose policy is `kvt.signals`') and `epoch_line`, the
+line `kvt train` prints per epoch where a progress bar would be noise. Resuming's
+callback is `kvt.checkpoint.RestoreRng`. Imports Keras: call `kvt.backends.select()`
+before importing this module.
 """
 
 from __future__ import annotations

@@ -1,16 +1,14 @@
 """Resuming a training run: its progress, the per-epoch checkpoint, and the run's status
 when training stops before the end.
 
-After every finished epoch `kvt.train.fit` saves the whole training state to the run's
-checkpoint.npz: every model and optimizer variable (weights, BatchNorm statistics,
-dropout seed state, the step counter and slots), the framework's global random state,
-and the `Progress` so far (history, timings, sessions). `restore_checkpoint` loads it
-into a model built from the same config, and `RestoreRng` puts the random state back as
-the first resumed epoch begins, so a resumed run ends where an uninterrupted one would
-have. `recording_failure` marks the run interrupted or failed when training stops early,
-saying how many epochs are saved and the command that continues it.
-
-Imports Keras: call `kvt.backends.select()` before importing this module.
+After each finished epoch `kvt.train.fit` saves the whole training state to the run's
+checkpoint.npz (every model and optimizer variable, the framework's global random
+state, the `Progress` so far); `restore_checkpoint` loads it into a model built from the
+same config, and `RestoreRng` puts the random state back as the first resumed epoch
+begins, so that a resumed run ends where an uninterrupted one would have;
+`recording_failure` marks the run interrupted or failed when training stops early,
+saying how many epochs are saved and the command that continues it. Imports Keras: call
+`kvt.backends.select()` before importing this module.
 """
 
 from __future__ import annotations

@@ -1,14 +1,12 @@
 """Model files: a trained model saved as `.keras` with kvt's metadata, and loaded back.
 
-Keras writes the model; kvt adds one entry of its own to the archive, `kvt.json`, with
-what `predict` and `evaluate` need besides the weights: the class names, the input
-shape, the input scaling, and the config and dataset the model was trained with. The
-input scaling is defined here once: training records it, and `to_inputs` applies what a
-file records to the 0..255 images that kvt's datasets hold.
-
-Loading uses Keras' safe mode with every kvt layer registered, and turns the errors a
-damaged, foreign or unsafe file gives into one line each. Importing this module imports
-no framework; `load_model` imports Keras (call it after the backend is selected).
+kvt adds one entry to Keras' archive, `kvt.json` (`model_meta`): the class names, the
+input shape and scaling, and the config and dataset the model was trained with. The
+input scaling is defined here once: training records `SCALE`, and `to_inputs` applies
+the scale a file records to the 0..255 images that kvt's datasets hold. `load_model`
+uses Keras' safe mode with kvt's layers registered and turns the error of a damaged,
+foreign or unsafe file into one line. Importing this module imports no framework;
+`load_model` imports Keras (call it after the backend is selected).
 """
 
 from __future__ import annotations

@@ -1,16 +1,13 @@
 """Compile and fit a model for a TrainConfig: the story of one training run.
 
 `fit` reads top to bottom as what a run does: check the config against the process,
-build and compile the model, continue from the checkpoint if resuming, fit epoch by
-epoch (each one checkpointed and written to history.csv before its line is printed),
-evaluate, then write the run's artifacts and mark it complete only after the last one.
-The helpers it calls each live where their job is: `kvt.callbacks` (timing, NaN guard,
-interrupt check, the epoch line), `kvt.checkpoint` (progress, save and restore, the
-status when training stops early), `kvt.saving` (input scaling, the model file),
-`kvt.runs` (the run directory and config.json), `kvt.report` (metrics and plots) and
-`kvt.signals` (the interrupt policy).
-
-Imports Keras: call `kvt.backends.select()` before importing this module.
+build and compile the model, continue from the checkpoint when resuming, fit epoch by
+epoch (each one checkpointed and in history.csv before its line is printed), evaluate,
+then write the run's artifacts and mark it complete after the last one. Each helper
+lives with its job: `kvt.callbacks`, `kvt.checkpoint`, `kvt.saving` (input scaling, the
+model file), `kvt.runs` (the run directory, config.json), `kvt.report` (metrics,
+plots), `kvt.signals` (the interrupt policy). Imports Keras: call
+`kvt.backends.select()` before importing this module.
 """
 
 from __future__ import annotations
