@@ -23,7 +23,7 @@ keras = backends.import_keras()
 
 from kvt.layers import CReLU  # noqa: E402
 from kvt.models import build_model  # noqa: E402
-from kvt.runs import load_model, save_model  # noqa: E402
+from kvt.saving import load_model, save_model  # noqa: E402
 
 ref = np.load(workdir / "ref.npz")
 weights = {act: [ref[f"{act}_w{i}"] for i in range(int(ref[f"{act}_n"]))]

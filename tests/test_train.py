@@ -9,8 +9,9 @@ from conftest import learned
 from kvt.config import TrainConfig
 from kvt.data import load_dataset
 from kvt.errors import TrainingError
-from kvt.runs import RunDir, load_model, read_model_meta
-from kvt.train import fit, to_inputs
+from kvt.runs import RunDir
+from kvt.saving import load_model, read_model_meta, to_inputs
+from kvt.train import fit
 
 ARTIFACTS = ["config.json", "status.json", "history.csv", "metrics.json", "report.txt",
              "plot.png", "confusion_matrix.png", "model.keras"]

@@ -1,8 +1,8 @@
 """kvt: train, evaluate, compare and benchmark small Keras CNNs on any backend.
 
 Importing `kvt` imports no framework; pick the backend with `kvt.backends.select()`
-(or `KERAS_BACKEND`) before importing `kvt.train`, `kvt.layers` or `kvt.models`'
-classes, or before calling the functions below, which import Keras when called.
+(or `KERAS_BACKEND`) before importing `kvt.train` or `kvt.layers`, or before building a
+model of `kvt.models` or calling the functions below, which import Keras when called.
 """
 
 __version__ = "0.1.0"
@@ -22,7 +22,7 @@ def load_model(path, unsafe: bool = False, imports=()):
             files you trust. Defaults to `False`.
         imports: modules to import first, for `--activation module:function` models.
     """
-    from kvt.runs import load_model as _load
+    from kvt.saving import load_model as _load
 
     return _load(path, unsafe=unsafe, imports=list(imports))[0]
 

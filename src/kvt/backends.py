@@ -1,8 +1,13 @@
 """Chooses the Keras backend before Keras is imported, and describes the machine.
 
 Keras reads `KERAS_BACKEND` once, on its first import, so one process has one backend:
-`select()` must run before anything imports `keras`. Everything here except
-`describe()` is cheap and imports no framework.
+`select()` must run before anything imports `keras`. The default backend, the thread
+settings, determinism and the frameworks' random state are here too, and what each
+framework reports about itself: `describe()` for the active backend (a run's
+config.json), `PROBES` for any installed one (`kvt info`). Importing this module
+imports no framework; the functions that need one import it when called
+(`import_keras`, `make_deterministic`, `rng_state`, `set_rng_state`, `describe`,
+`PROBES`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ FRAMEWORKS = {
     "torch": ("torch", "kvt[torch]"),
 }
 
+
+# What kvt runs on when neither --backend nor $KERAS_BACKEND names a backend (Keras'
+# own default too).
+DEFAULT_BACKEND = "tensorflow"
 
 # Backends Keras itself knows but kvt does not train on.
 OTHER_KERAS_BACKENDS = ("numpy", "openvino")
@@ -201,7 +210,7 @@ def active() -> str:
     """The backend Keras uses (or will use) in this process."""
     if "keras" in sys.modules:
         return sys.modules["keras"].backend.backend()
-    return os.environ.get("KERAS_BACKEND", "tensorflow")
+    return os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND)
 
 
 def installed() -> dict[str, bool]:
@@ -265,3 +274,45 @@ def cpuinfo(field: str) -> str | None:
 
 def cpu_model() -> str:
     return cpuinfo("model name") or platform.processor() or "unknown"
+
+
+# --- what an installed framework reports, asked directly (kvt info) ---------------------
+
+# Each returns the version, whether a GPU is visible, the intra-op threads ("auto" where
+# the framework sizes its pool itself) and the devices of one backend's framework, asked
+# directly: Keras runs one backend per process, `kvt info` shows them all. Each imports
+# its framework.
+
+def _probe_tensorflow() -> dict[str, Any]:
+    with filtered_stderr():
+        import tensorflow as tf
+
+        devices = tf.config.list_physical_devices()
+    intra = tf.config.threading.get_intra_op_parallelism_threads()
+    return {"version": tf.__version__,
+            "gpu": any(d.device_type == "GPU" for d in devices),
+            "threads": intra or "auto",
+            "devices": [d.name.replace("/physical_device:", "") for d in devices]}
+
+
+def _probe_jax() -> dict[str, Any]:
+    import jax
+
+    devices = jax.devices()
+    return {"version": jax.__version__,
+            "gpu": any(d.platform == "gpu" for d in devices),
+            "threads": "auto",
+            "devices": [f"{d.platform}:{d.id}" for d in devices]}
+
+
+def _probe_torch() -> dict[str, Any]:
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return {"version": torch.__version__.split("+")[0],
+            "gpu": gpus > 0,
+            "threads": torch.get_num_threads(),
+            "devices": ["cpu"] + [f"cuda:{i}" for i in range(gpus)]}
+
+
+PROBES = {"tensorflow": _probe_tensorflow, "jax": _probe_jax, "torch": _probe_torch}

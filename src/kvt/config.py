@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from kvt.backends import DEFAULT_BACKEND, FRAMEWORKS
 from kvt.errors import ModelError, UsageError
 
 # The tutorial's recipe ("Keras vs. TensorFlow", 2018): MiniVGGNet on CIFAR-10,
@@ -32,7 +33,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 APIS = ("keras", "tf")
-BACKENDS = ("tensorflow", "jax", "torch")
+BACKENDS = tuple(FRAMEWORKS)  # tensorflow, jax, torch
 # Hidden activations by name; "crelu" doubles the channels it sees. Any other
 # activation is a user function named "module.path:function".
 ACTIVATIONS = ("relu", "crelu", "elu", "gelu", "swish")
@@ -83,7 +84,7 @@ class TrainConfig:
     api: str = "keras"
     activation: str = "relu"
     native_ops: bool = False
-    backend: str = "tensorflow"
+    backend: str = DEFAULT_BACKEND
     dataset: str = "cifar10"
     data_dir: str | None = None
     image_size: int | None = None

@@ -1,4 +1,6 @@
-"""What a run reports: the classification report, metrics, and the two plots."""
+"""What runs report: metrics and the classification report from a model's predictions,
+and the four plots: a run's training curves and confusion matrix, a comparison's
+accuracies per configuration and its mean curves."""
 
 from __future__ import annotations
 
@@ -128,6 +130,16 @@ def plot_history(history: dict[str, list[float]], path: str | Path, title: str) 
         ax.set_ylabel("Loss/Accuracy")
         ax.legend()
         return _save_figure(fig, path)
+
+
+def plot_training(history: dict[str, list[float]], path: str | Path, dataset_name: str,
+                  config) -> Path:
+    """A run's plot.png: `plot_history` of its loss and accuracy columns (not the
+    timings), titled with the dataset and the config's API, activation and backend."""
+    curves = {k: v for k, v in history.items() if not k.endswith("seconds")}
+    title = (f"Training Loss and Accuracy on {dataset_name} ({config.api}, "
+             f"{config.activation}, {config.backend})")
+    return plot_history(curves, path, title)
 
 
 def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path,

@@ -7,12 +7,15 @@
     report.txt              sklearn's classification report with class names
     plot.png                training and validation loss and accuracy per epoch
     confusion_matrix.png    test-set confusion matrix
-    model.keras             the trained model; reloads with safe_mode=True
+    model.keras             the trained model; reloads with safe_mode=True (`kvt.saving`)
     checkpoint.npz          while training: the state after the last finished epoch
 
 Each file is written to a temporary name in the same folder and renamed into place, so
 a reader sees the old file or the new one, never half of one. `status.json` says
-"complete" only after everything else is in place.
+"complete" only after everything else is in place. This module knows the folder and the
+formats of its text files (`config_record`, history.csv, status.json); what goes into
+model.keras is `kvt.saving`'s, the checkpoint `kvt.checkpoint`'s, the plots
+`kvt.report`'s.
 
 One process at a time writes a run directory: `RunDir.claim()` holds an OS file lock
 (`flock`) on its `.kvt.lock` for as long as the process works on it; the kernel drops
@@ -27,17 +30,21 @@ import fcntl
 import json
 import os
 import socket
+import sys
 import time
-import zipfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from kvt.errors import ModelError, RunError
+from kvt import __version__, backends
+from kvt.errors import RunError
+
+if TYPE_CHECKING:
+    from kvt.config import TrainConfig
+    from kvt.data import Dataset
 
 CHECKPOINT = "checkpoint.npz"  # present while training; removed once the run is complete
 ARTIFACTS = ("config.json", "status.json", "history.csv", "metrics.json", "report.txt",
              "plot.png", "confusion_matrix.png", "model.keras", CHECKPOINT)
-MODEL_META = "kvt.json"  # kvt's entry inside model.keras: class names, input scaling
 LOCK = ".kvt.lock"  # the claim of the process working on a run (or sweep) directory
 
 
@@ -259,99 +266,25 @@ class RunDir:
         return {k: [float(r[k]) for r in rows] for k in keys}
 
 
-# --- model files ----------------------------------------------------------------------
+# --- what config.json records ---------------------------------------------------------
 
-def save_model(model, path: str | Path, meta: dict[str, Any]) -> Path:
-    """Saves `model` as .keras with kvt's metadata (class names, scaling) inside."""
-    def write(tmp: Path) -> None:
-        model.save(tmp)
-        # Keras reads only its own entries of the archive, so an extra one is harmless
-        # and keeps the class names with the weights wherever the file goes.
-        with zipfile.ZipFile(tmp, "a") as z:
-            z.writestr(MODEL_META, json.dumps(meta, indent=2, sort_keys=True))
-    return write_atomic(path, write)
-
-
-def read_model_meta(path: str | Path) -> dict[str, Any]:
-    try:
-        with zipfile.ZipFile(path) as z:
-            if MODEL_META not in z.namelist():
-                return {}
-            return json.loads(z.read(MODEL_META))
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise ModelError(f"{path} is not a readable .keras model file ({e}): check the path") from None
-
-
-def resolve_model_path(target: str | Path) -> Path:
-    """A model.keras path from either a run directory or the file itself."""
-    target = Path(target)
-    if target.is_dir():
-        RunDir(target).require_complete()
-        return target / "model.keras"
-    if not target.is_file():
-        raise RunError(f"{target} does not exist: pass a run directory or a model.keras file")
-    if target.suffix != ".keras":
-        raise ModelError(f"{target} is not a .keras model file: pass a run directory or a .keras file")
-    return target
-
-
-def load_model(path: str | Path, unsafe: bool = False, imports: list[str] = ()):
-    """Loads a .keras model in Keras' safe mode; returns (model, kvt metadata).
-
-    `imports` are modules the user trusts to provide the functions of the model's
-    `--activation module:function` layers. Imports the framework: call after the
-    backend is selected.
-    """
-    import importlib
-
-    import keras
-
-    import kvt.layers  # noqa: F401  (registers kvt's layers, TFCReLU on TensorFlow)
-
-    for module in imports:
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            raise ModelError(f"cannot import --import {module} ({e}): check that it is "
-                             f"installed or on PYTHONPATH") from None
-    path = Path(path)
-    meta = read_model_meta(path)
-    if meta.get("api") == "tf":
-        if keras.backend.backend() != "tensorflow":
-            raise ModelError(
-                f"{path} is a tf.keras model that calls TensorFlow ops: load it with "
-                f"--backend tensorflow"
-            )
-    try:
-        model = keras.saving.load_model(path, safe_mode=not unsafe)
-    except Exception as e:
-        error = _loading_error(path, e)
-        if error is None:
-            raise
-        raise error from None
-    return model, meta
-
-
-def _loading_error(path: Path, e: Exception) -> ModelError | None:
-    """One line for why Keras could not load `path`, from the innermost known cause;
-    None for an error kvt does not recognise (a bug keeps its traceback)."""
-    from kvt.layers import UnresolvableFunction
-
-    cause: BaseException | None = e
-    while cause is not None:  # Keras wraps a layer's error in its own TypeErrors
-        if isinstance(cause, UnresolvableFunction):
-            return ModelError(f"cannot load {path}: {cause}")
-        cause = cause.__cause__ or cause.__context__
-    text = str(e)
-    if isinstance(e, ValueError) and ("safe_mode" in text or "lambda" in text.lower()):
-        return ModelError(
-            f"{path} needs arbitrary Python code to load (for example a Lambda layer), "
-            f"which safe mode refuses: load it only if you trust its source, with --unsafe")
-    if isinstance(e, (ValueError, TypeError, OSError, KeyError, zipfile.BadZipFile)):
-        return ModelError(f"cannot load {path}: {_first_line(e)}")
-    return None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
+def config_record(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
+    """config.json's content: the resolved config, the dataset, the optimizer's resolved
+    values, versions and hardware, and the command line. Asks the framework for its
+    versions and devices: call after the backend is selected."""
+    return {
+        "config": config.to_dict(),
+        "dataset": {"name": dataset.name, "source": dataset.source,
+                    "eval_split": dataset.eval_split,
+                    "train_images": len(dataset.y_train), "test_images": len(dataset.y_test),
+                    "input_shape": list(dataset.input_shape),
+                    "class_names": dataset.class_names},
+        # What `decay: null` (the tutorial's lr / epochs) came to for this run.
+        "optimizer": {"lr": config.lr, "decay": config.resolved_decay,
+                      "decay_from": "lr / epochs" if config.decay is None else "--decay",
+                      "momentum": config.momentum},
+        "environment": backends.describe(),
+        "kvt": __version__,
+        "command": sys.argv,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

@@ -153,8 +153,7 @@ def test_predict_any_size_image_prints_top_k(tmp_path, capsys, digits_runs):
     assert len(first) == 3 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
     # The PNG of a test image is classified as the model classifies that image in the
     # dataset: the same decoding and scaling, whatever the model learned from its seed.
-    from kvt.runs import load_model
-    from kvt.train import to_inputs
+    from kvt.saving import load_model, to_inputs
 
     model, _ = load_model(model_file)
     expected = model.predict(to_inputs(ds.x_test[ds.y_test == 3][:1]), verbose=0)[0]

@@ -75,7 +75,7 @@ def test_small_and_grayscale_inputs():
 
 def test_help_lists_every_registered_model():
     from kvt.models import list_models
-    from kvt.models.registry import BUILTIN_MODELS
+    from kvt.models import BUILTIN_MODELS
 
     for api in ("keras", "tf"):
         assert list_models(api) == sorted(BUILTIN_MODELS)

@@ -74,11 +74,11 @@ def load_model_from_args(args: argparse.Namespace, target: str):
     Checks the path before the backend is imported, so a typo costs no framework
     start-up. Returns (path, model, kvt metadata).
     """
-    from kvt.runs import resolve_model_path
+    from kvt.saving import resolve_model_path
 
     path = resolve_model_path(target)
     select_backend(args)
-    from kvt.runs import load_model
+    from kvt.saving import load_model
 
     model, meta = load_model(path, unsafe=args.unsafe, imports=args.imports)
     return path, model, meta

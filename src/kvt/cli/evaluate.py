@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     from kvt.data import load_dataset
     from kvt.report import evaluate_predictions
-    from kvt.train import to_inputs
+    from kvt.saving import to_inputs
 
     dataset_name = args.dataset or meta.get("dataset")
     if not dataset_name:
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             f"the model knows {len(class_names)} classes but {dataset.name} has "
             f"{dataset.num_classes}: evaluate on the dataset the model was trained on"
         )
-    probs = np.asarray(model.predict(to_inputs(dataset.x_test), batch_size=args.batch_size,
+    probs = np.asarray(model.predict(to_inputs(dataset.x_test, meta), batch_size=args.batch_size,
                                      verbose=0))
     metrics, report, _ = evaluate_predictions(probs, dataset.y_test, list(class_names))
     print(f"kvt: {Path(path)} on the {dataset.name} test split ({len(dataset.y_test)} images)")

@@ -1,4 +1,8 @@
-"""`kvt info`: what is installed and usable — backends, versions, devices, CPU, threads."""
+"""`kvt info`: what is installed and usable — backends, versions, devices, CPU, threads.
+
+What each framework reports is asked through `kvt.backends` (`PROBES`); this module
+only prints it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ import contextlib
 import importlib.metadata
 import os
 import platform
-from typing import Any, Iterator
+from typing import Iterator
+
+from kvt.backends import DEFAULT_BACKEND, PROBES, THREAD_VARIABLES
 
 INTERESTING_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
                      "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
@@ -33,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"cpu: {backends.cpu_model()}, {cores} usable of {os.cpu_count()} cores; "
           f"features: {' '.join(usable) or 'unknown'}")
-    env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
-                                      "TF_NUM_INTEROP_THREADS", "XLA_FLAGS") if k in os.environ}
+    env = {k: os.environ[k] for k in (*THREAD_VARIABLES, "XLA_FLAGS") if k in os.environ}
     print(f"thread settings: {env or 'none set (each framework uses every usable core)'}")
     print()
     header = f"{'backend':<11} {'installed':<9} {'version':<10} {'gpu':<4} {'threads':<8} devices"
@@ -55,7 +60,7 @@ def _default_backend() -> str:
         name = env_backend()
     except UsageError as e:
         return f"{e} (commands without --backend refuse it)"
-    return f"default backend {name or 'tensorflow'} " + \
+    return f"default backend {name or DEFAULT_BACKEND} " + \
         ("(from $KERAS_BACKEND)" if name else "(KERAS_BACKEND unset)")
 
 
@@ -101,40 +106,3 @@ def _version(dist: str) -> str | None:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def _probe_tensorflow() -> dict[str, Any]:
-    from kvt.backends import filtered_stderr
-
-    with filtered_stderr():
-        import tensorflow as tf
-
-        devices = tf.config.list_physical_devices()
-    intra = tf.config.threading.get_intra_op_parallelism_threads()
-    return {"version": tf.__version__,
-            "gpu": any(d.device_type == "GPU" for d in devices),
-            "threads": intra or "auto",
-            "devices": [d.name.replace("/physical_device:", "") for d in devices]}
-
-
-def _probe_jax() -> dict[str, Any]:
-    import jax
-
-    devices = jax.devices()
-    return {"version": jax.__version__,
-            "gpu": any(d.platform == "gpu" for d in devices),
-            "threads": "auto",
-            "devices": [f"{d.platform}:{d.id}" for d in devices]}
-
-
-def _probe_torch() -> dict[str, Any]:
-    import torch
-
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return {"version": torch.__version__.split("+")[0],
-            "gpu": gpus > 0,
-            "threads": torch.get_num_threads(),
-            "devices": ["cpu"] + [f"cuda:{i}" for i in range(gpus)]}
-
-
-PROBES = {"tensorflow": _probe_tensorflow, "jax": _probe_jax, "torch": _probe_torch}

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         images, batch = _decode(chunk, model)
         failed += len(chunk) - len(images)
         if images:
-            probs = _predict(model, batch)
+            probs = _predict(model, batch, meta)
             for image, p in zip(images, probs):
                 writer.write(image, _top(p, names, args.top))
     writer.close()
@@ -108,12 +108,12 @@ def _decode(paths: list[str], model):
     return images, (np.stack(arrays) if arrays else None)
 
 
-def _predict(model, batch):
+def _predict(model, batch, meta):
     import numpy as np
 
-    from kvt.train import to_inputs
+    from kvt.saving import to_inputs
 
-    return np.asarray(model.predict(to_inputs(batch), verbose=0))
+    return np.asarray(model.predict(to_inputs(batch, meta), verbose=0))
 
 
 def _top(p, names: list[str], k: int) -> list[tuple[str, float]]:

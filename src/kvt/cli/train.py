@@ -13,7 +13,7 @@ from pathlib import Path
 from kvt.cli.common import (add_backend_argument, add_threads_argument, apply_threads,
                             backend_name)
 from kvt.config import APIS, RECIPES
-from kvt.models.registry import BUILTIN_MODELS
+from kvt.models import BUILTIN_MODELS
 
 SEED = RECIPES["seed"]  # the defaults --help shows
 

@@ -51,7 +51,8 @@ def keras_cache_dir() -> Path:
 def find_source(path: Path, allow_image_folder: bool = True) -> tuple[str, Path] | None:
     """Which CIFAR-10 form lies at `path`: (kind, location), or None.
 
-    kind is one of "py-dir", "py-tar", "bin-dir", "bin-tar", "folder".
+    kind is one of "py-dir", "bin-dir", "tar" (either official tarball, or any file:
+    `load` tells python from binary by the archive's members) or "folder".
     """
     if path.is_file():
         return ("tar", path)

@@ -1,20 +1,27 @@
 """Model families, registered by name and API.
 
-The tutorial's driver code keeps working::
+One file per family; importing this package imports each, and each registers its
+classes with `register_model` (timm style), so a new family needs only its file and one
+import line here. Importing the package imports no framework: a family's `build()`
+imports Keras (or TensorFlow) when it is called. The tutorial's driver code keeps
+working::
 
     from kvt.models import MiniVGGNetKeras, MiniVGGNetTF
     model = MiniVGGNetTF.build(width=32, height=32, depth=3, classes=10)
-
-Importing this package imports no framework; each class is imported (with Keras or
-TensorFlow) on first access.
 """
 
 from __future__ import annotations
 
+# Each family module registers its classes as it is imported.
+from kvt.models.minivggnet import MiniVGGNetKeras, MiniVGGNetTF
 from kvt.models.registry import get_model, list_models, register_model
 
 __all__ = ["MiniVGGNetKeras", "MiniVGGNetTF", "get_model", "list_models", "register_model",
-           "build_model"]
+           "build_model", "BUILTIN_MODELS"]
+
+# The families registered above, for --help (known without importing a framework).
+BUILTIN_MODELS = tuple(list_models(api=None))
+
 
 def build_model(name: str, api: str, input_shape, num_classes: int, activation: str,
                 native_ops: bool = False):
@@ -32,15 +39,3 @@ def build_model(name: str, api: str, input_shape, num_classes: int, activation: 
     return get_model(name, api).build(width=width, height=height, depth=depth,
                                       classes=num_classes, activation=activation,
                                       native_ops=native_ops)
-
-
-def __getattr__(attr: str):
-    if attr == "MiniVGGNetKeras":
-        from kvt.models.minivggnet import MiniVGGNetKeras
-
-        return MiniVGGNetKeras
-    if attr == "MiniVGGNetTF":
-        from kvt.models.minivggnet_tf import MiniVGGNetTF
-
-        return MiniVGGNetTF
-    raise AttributeError(f"module 'kvt.models' has no attribute {attr!r}")

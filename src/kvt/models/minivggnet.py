@@ -1,23 +1,76 @@
-"""MiniVGGNet written against the portable Keras 3 API (any backend).
-
-The tutorial's `minivggnetkeras.py`:
+"""MiniVGGNet, the tutorial's network: one layer plan, built with Keras 3 or tf.keras.
 
     [Conv2D(32, 3x3, same) -> act -> BN] x2 -> MaxPool 2x2 -> Dropout .25 ->
     [Conv2D(64, 3x3, same) -> act -> BN] x2 -> MaxPool 2x2 -> Dropout .25 ->
     Flatten -> Dense 512 -> act -> BN -> Dropout .5 -> Dense classes -> softmax
 
-With `activation="crelu"` every hidden activation but the first conv's is a CReLU
-(the tutorial's placement), computed by `kvt.layers.CReLU` with `keras.ops`, or with
-the backend's own ops when `native_ops=True`.
+`PLAN` is that stack, "act" marking where the hidden activations go. The tutorial wrote
+it twice, and its two classes keep their names and `build()` signature:
+`MiniVGGNetKeras` (its `minivggnetkeras.py`) in portable Keras 3, for any backend, and
+`MiniVGGNetTF` (its `minivggnettf.py`) in `tf.keras`, whose CReLU is TensorFlow's own
+`tf.nn.crelu` (`TFCReLU`, in `minivggnet_tf.py`), so it needs the TensorFlow backend.
+With `activation="crelu"` every hidden activation but the first conv's is a CReLU (the
+tutorial's placement). Both register themselves as "minivggnet" when `kvt.models` is
+imported; importing this module imports no framework: each `build()` imports its own.
 """
 
 from __future__ import annotations
 
-import keras
-from keras import layers
+from typing import TYPE_CHECKING, Any, Callable
 
-from kvt.layers import hidden_activation
 from kvt.models.registry import register_model
+
+if TYPE_CHECKING:
+    from keras import Model
+
+# The layers in order, each with its argument if it takes one; "act" is a hidden
+# activation. Every BatchNormalization normalises the channel (last) axis.
+PLAN: tuple[tuple[Any, ...], ...] = (
+    # first CONV => ACT => BN, twice, then POOL
+    ("conv", 32), ("act",), ("bn",),
+    ("conv", 32), ("act",), ("bn",),
+    ("pool",), ("dropout", 0.25),
+    # second CONV => ACT => BN, twice, then POOL
+    ("conv", 64), ("act",), ("bn",),
+    ("conv", 64), ("act",), ("bn",),
+    ("pool",), ("dropout", 0.25),
+    # FC => ACT => BN, then the softmax classifier
+    ("flatten",), ("dense", 512), ("act",), ("bn",), ("dropout", 0.5),
+)
+
+
+def build_plan(keras, name: str, input_shape: tuple[int, int, int], classes: int,
+               act: Callable[[bool], Any]) -> Model:
+    """`PLAN` as a `keras.Sequential` named `name`, then Dense(classes) and softmax.
+
+    Args:
+        keras: the Keras to build with (`keras`, or `tensorflow.keras`).
+        name: the model's name.
+        input_shape: `(height, width, depth)`, channels last.
+        classes: number of output classes.
+        act: makes each hidden activation layer; called with `True` for the first.
+    """
+    layers = keras.layers
+    make = {
+        "conv": lambda filters: layers.Conv2D(filters, (3, 3), padding="same"),
+        "bn": lambda: layers.BatchNormalization(axis=-1),
+        "pool": lambda: layers.MaxPooling2D(pool_size=(2, 2)),
+        "dropout": lambda rate: layers.Dropout(rate),
+        "flatten": lambda: layers.Flatten(),
+        "dense": lambda units: layers.Dense(units),
+    }
+    model = keras.Sequential(name=name)
+    model.add(keras.Input(shape=input_shape))
+    first = True
+    for kind, *args in PLAN:
+        if kind == "act":
+            model.add(act(first))
+            first = False
+        else:
+            model.add(make[kind](*args))
+    model.add(layers.Dense(classes))
+    model.add(layers.Activation("softmax"))
+    return model
 
 
 @register_model("minivggnet", api="keras")
@@ -26,7 +79,7 @@ class MiniVGGNetKeras:
 
     @staticmethod
     def build(width: int, height: int, depth: int, classes: int,
-              activation: str = "relu", native_ops: bool = False) -> keras.Model:
+              activation: str = "relu", native_ops: bool = False) -> Model:
         """Returns the uncompiled model for `height x width x depth` inputs.
 
         Args:
@@ -37,36 +90,41 @@ class MiniVGGNetKeras:
             native_ops: use the backend's own ops for the built-in activations.
                 Defaults to `False` (`keras.ops`).
         """
+        import keras
 
-        def act(first: bool = False) -> layers.Layer:
+        from kvt.layers import hidden_activation
+
+        def act(first: bool = False):
             return hidden_activation(activation, native=native_ops, first=first)
 
-        model = keras.Sequential(name="minivggnet_keras")
-        model.add(keras.Input(shape=(height, width, depth)))
-        # first CONV => ACT => BN, twice, then POOL
-        model.add(layers.Conv2D(32, (3, 3), padding="same"))
-        model.add(act(first=True))
-        model.add(layers.BatchNormalization(axis=-1))
-        model.add(layers.Conv2D(32, (3, 3), padding="same"))
-        model.add(act())
-        model.add(layers.BatchNormalization(axis=-1))
-        model.add(layers.MaxPooling2D(pool_size=(2, 2)))
-        model.add(layers.Dropout(0.25))
-        # second CONV => ACT => BN, twice, then POOL
-        model.add(layers.Conv2D(64, (3, 3), padding="same"))
-        model.add(act())
-        model.add(layers.BatchNormalization(axis=-1))
-        model.add(layers.Conv2D(64, (3, 3), padding="same"))
-        model.add(act())
-        model.add(layers.BatchNormalization(axis=-1))
-        model.add(layers.MaxPooling2D(pool_size=(2, 2)))
-        model.add(layers.Dropout(0.25))
-        # FC => ACT => BN, then the softmax classifier
-        model.add(layers.Flatten())
-        model.add(layers.Dense(512))
-        model.add(act())
-        model.add(layers.BatchNormalization())
-        model.add(layers.Dropout(0.5))
-        model.add(layers.Dense(classes))
-        model.add(layers.Activation("softmax"))
-        return model
+        return build_plan(keras, "minivggnet_keras", (height, width, depth), classes, act)
+
+
+@register_model("minivggnet", api="tf")
+class MiniVGGNetTF:
+    """The tutorial's tf.keras MiniVGGNet; `build()` keeps its signature."""
+
+    @staticmethod
+    def build(width: int, height: int, depth: int, classes: int,
+              activation: str = "crelu", native_ops: bool = False) -> Model:
+        """Returns the uncompiled model for `height x width x depth` inputs.
+
+        Args:
+            width, height, depth: input image size and channels (channels last).
+            classes: number of output classes.
+            activation: hidden activation. Defaults to `"crelu"`, the tutorial's
+                choice: `tf.nn.crelu` everywhere but after the first conv.
+            native_ops: compute the other activations with TensorFlow's own ops too
+                (`tf.nn.relu`, ...). Defaults to `False`.
+        """
+        from tensorflow import keras  # tf.keras: Keras 3 itself with TensorFlow >= 2.16
+
+        from kvt.layers import hidden_activation
+        from kvt.models.minivggnet_tf import TFCReLU
+
+        def act(first: bool = False):
+            if activation == "crelu" and not first:
+                return TFCReLU()
+            return hidden_activation(activation, native=native_ops, first=first)
+
+        return build_plan(keras, "minivggnet_tf", (height, width, depth), classes, act)

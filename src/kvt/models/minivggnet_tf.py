@@ -1,10 +1,11 @@
-"""MiniVGGNet written against `tf.keras`, calling TensorFlow's own `tf.nn.crelu`.
+"""TensorFlow's own op inside a Keras model: `TFCReLU`, the CReLU of `--api tf`.
 
-The tutorial's `minivggnettf.py`: the same network as `minivggnet.py`, but its point is
-the move Keras users make when Keras lacks something — drop down to the engine and use
-a TensorFlow op inside the Keras model. Here that op sits in `TFCReLU`, a registered,
-serializable layer (not a Python lambda), so the saved model reloads in safe mode.
-Needs the TensorFlow backend.
+The tutorial's `minivggnettf.py` made the move Keras users make when Keras lacks
+something: drop down to the engine and use a TensorFlow op (`tf.nn.crelu`) inside the
+Keras model. Here that op sits in `TFCReLU`, a registered, serializable layer (not a
+Python lambda), so the saved model reloads in safe mode. `MiniVGGNetTF` (in
+`minivggnet.py`) builds the MiniVGGNet plan with it. Imports TensorFlow: only the
+TensorFlow backend can run it.
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ from __future__ import annotations
 import tensorflow as tf
 from tensorflow import keras  # tf.keras: Keras 3 itself with TensorFlow >= 2.16
 
-from kvt.layers import crelu_output_shape, hidden_activation
-from kvt.models.registry import register_model
-
-layers = keras.layers
+from kvt.layers import crelu_output_shape
 
 
 @keras.utils.register_keras_serializable(package="kvt")
@@ -47,57 +45,3 @@ class TFCReLU(keras.layers.Layer):
         config = super().get_config()
         config.update({"axis": self.axis})
         return config
-
-
-@register_model("minivggnet", api="tf")
-class MiniVGGNetTF:
-    """The tutorial's tf.keras MiniVGGNet; `build()` keeps its signature."""
-
-    @staticmethod
-    def build(width: int, height: int, depth: int, classes: int,
-              activation: str = "crelu", native_ops: bool = False) -> keras.Model:
-        """Returns the uncompiled model for `height x width x depth` inputs.
-
-        Args:
-            width, height, depth: input image size and channels (channels last).
-            classes: number of output classes.
-            activation: hidden activation. Defaults to `"crelu"`, the tutorial's
-                choice: `tf.nn.crelu` everywhere but after the first conv.
-            native_ops: compute the other activations with TensorFlow's own ops too
-                (`tf.nn.relu`, ...). Defaults to `False`.
-        """
-
-        def act(first: bool = False) -> layers.Layer:
-            if activation == "crelu" and not first:
-                return TFCReLU()
-            return hidden_activation(activation, native=native_ops, first=first)
-
-        model = keras.Sequential(name="minivggnet_tf")
-        model.add(keras.Input(shape=(height, width, depth)))
-        # first CONV => ACT => BN, twice, then POOL
-        model.add(layers.Conv2D(32, (3, 3), padding="same"))
-        model.add(act(first=True))
-        model.add(layers.BatchNormalization(axis=-1))
-        model.add(layers.Conv2D(32, (3, 3), padding="same"))
-        model.add(act())
-        model.add(layers.BatchNormalization(axis=-1))
-        model.add(layers.MaxPooling2D(pool_size=(2, 2)))
-        model.add(layers.Dropout(0.25))
-        # second CONV => ACT => BN, twice, then POOL
-        model.add(layers.Conv2D(64, (3, 3), padding="same"))
-        model.add(act())
-        model.add(layers.BatchNormalization(axis=-1))
-        model.add(layers.Conv2D(64, (3, 3), padding="same"))
-        model.add(act())
-        model.add(layers.BatchNormalization(axis=-1))
-        model.add(layers.MaxPooling2D(pool_size=(2, 2)))
-        model.add(layers.Dropout(0.25))
-        # FC => ACT => BN, then the softmax classifier
-        model.add(layers.Flatten())
-        model.add(layers.Dense(512))
-        model.add(act())
-        model.add(layers.BatchNormalization())
-        model.add(layers.Dropout(0.5))
-        model.add(layers.Dense(classes))
-        model.add(layers.Activation("softmax"))
-        return model

@@ -1,26 +1,18 @@
 """Model registry: families registered by name and API, looked up with a helpful error.
 
 A model family is a class with a static `build(width, height, depth, classes,
-activation)` that returns an uncompiled Keras model, as the tutorial's classes had.
+activation, native_ops)` that returns an uncompiled Keras model, as the tutorial's
+classes had; `@register_model(name, api)` makes it buildable as `--model name --api
+api`. The `kvt.models` package imports every family module, so looking a model up
+needs no import here, and no framework.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Callable, TypeVar
 
+from kvt.config import APIS
 from kvt.errors import ModelError
-
-# Which module defines the models of each API. The "tf" module imports TensorFlow, so
-# it is imported only when a tf model is asked for.
-API_MODULES = {
-    "keras": "kvt.models.minivggnet",
-    "tf": "kvt.models.minivggnet_tf",
-}
-
-# The families the modules above register, named here so that --help can list them
-# without importing a framework (a test keeps the two in step).
-BUILTIN_MODELS = ("minivggnet",)
 
 _REGISTRY: dict[tuple[str, str], type] = {}
 
@@ -37,14 +29,16 @@ def register_model(name: str, api: str) -> Callable[[T], T]:
     return decorate
 
 
-def list_models(api: str = "keras") -> list[str]:
-    _import_api(api)
-    return sorted(name for name, a in _REGISTRY if a == api)
+def list_models(api: str | None = "keras") -> list[str]:
+    """The families registered for `api`; for every API if `api` is None."""
+    if api is not None:
+        _check_api(api)
+    return sorted({name for name, a in _REGISTRY if api is None or a == api})
 
 
 def get_model(name: str, api: str = "keras") -> type:
     """The family class for `name` under `api`; unknown names list the known ones."""
-    _import_api(api)
+    _check_api(api)
     try:
         return _REGISTRY[(name, api)]
     except KeyError:
@@ -54,7 +48,6 @@ def get_model(name: str, api: str = "keras") -> type:
         ) from None
 
 
-def _import_api(api: str) -> None:
-    if api not in API_MODULES:
-        raise ModelError(f"unknown api {api!r}: choose one of {', '.join(API_MODULES)}")
-    importlib.import_module(API_MODULES[api])
+def _check_api(api: str) -> None:
+    if api not in APIS:
+        raise ModelError(f"unknown api {api!r}: choose one of {', '.join(APIS)}")
