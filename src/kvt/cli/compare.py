@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from kvt.cli.common import add_threads_argument, apply_threads
-from kvt.cli.train import CONFIG_FLAGS, add_config_arguments, config_from_args, given_flags
+from kvt.cli.common import (CONFIG_FLAGS, add_config_arguments, add_threads_argument,
+                            apply_threads, config_from_args, given_flags)
 
 
 def add_parser(sub) -> None:
@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, sweep, plan) -> int:
+    from kvt.cli.common import train_argv
     from kvt.compare import RESULTS, run_sweep, unfinished
     from kvt.errors import EXIT_TRAINING
 
@@ -96,7 +97,7 @@ def _run(args: argparse.Namespace, sweep, plan) -> int:
     command = "kvt " + shlex.join(plan.command or ["compare"])
     if args.resume:
         command += f" (resumed with kvt compare --resume {shlex.quote(args.resume)})"
-    analysis, text = run_sweep(sweep, plan, plan.jobs, sys.stdout, command)
+    analysis, text = run_sweep(sweep, plan, plan.jobs, sys.stdout, command, train_argv)
     print()
     print(text, end="")
     print(f"\nresults in {sweep.path}: {', '.join(RESULTS)}")

@@ -21,6 +21,11 @@ def failure_message(run_dir: RunDir) -> str:
                  .splitlines() if ln.strip()]
     except OSError:
         lines = []
+    # The child's status.json does not carry every failure: a child refused before it
+    # claims its run (a bad config, a directory in use) leaves none (or the last
+    # session's), and a stopped run's says how to continue, not that it was cancelled.
+    # So this reads back the one line kvt.cli.main prints ("kvt train: error: ..." or
+    # "kvt train: cancelled: ..."): the one place that parses that prefix.
     for line in reversed(lines):
         if line.startswith("kvt train: "):
             return line.removeprefix("kvt train: ").removeprefix("error: ")

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from kvt import signals
 from kvt.compare.plan import Plan, Variant
@@ -24,6 +24,10 @@ from kvt.errors import Cancelled, RunError
 from kvt.runs import RunDir, write_json, write_text
 
 RESULTS = ("compare.md", "compare.json", "compare.png", "curves.png")
+# The `kvt train` command line of a run (without the program): `kvt.cli.common.train_argv`,
+# which the CLI passes in (this library sits below the CLI). Called as
+# train_argv(config_file, seed=, out=, force=True) or train_argv(resume=run_dir).
+TrainArgv = Callable[..., list[str]]
 
 
 @dataclasses.dataclass
@@ -86,9 +90,10 @@ class Sweep:
             raise RunError(f"cannot read {self.path / 'sweep.json'} ({e}): start the sweep "
                            f"again with --force") from None
 
-    def jobs(self, plan: Plan) -> list[Job]:
+    def jobs(self, plan: Plan, train_argv: TrainArgv) -> list[Job]:
         """What each (configuration, seed) still needs, seeds first so that an early
-        stop leaves every configuration with some runs."""
+        stop leaves every configuration with some runs; `train_argv` spells the
+        `kvt train` command line of each."""
         jobs = []
         for seed in plan.seeds:
             for variant in plan.variants:
@@ -102,10 +107,10 @@ class Sweep:
                     job.action = "done"
                 elif status in ("interrupted", "running") and (rd / "config.json").is_file():
                     job.action = "resume"
-                    job.argv = ["train", "--resume", str(rd.path)]
+                    job.argv = train_argv(resume=rd.path)
                 else:  # never started, or failed: from the beginning
-                    job.argv = ["train", "--config", str(self.config_path(variant)),
-                                "--seed", str(seed), "--out", str(rd.path), "--force"]
+                    job.argv = train_argv(self.config_path(variant), seed=seed,
+                                          out=rd.path, force=True)
                 jobs.append(job)
         return jobs
 
@@ -123,11 +128,11 @@ def child_env(jobs: int) -> dict[str, str]:
     return env
 
 
-def execute(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO,
+def execute(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO, train_argv: TrainArgv,
             python: str = sys.executable) -> None:
     """Runs every job that is not done, `jobs` at a time; a failed run is recorded
     by its own status.json and does not stop the others."""
-    todo = [j for j in sweep.jobs(plan) if j.action != "done"]
+    todo = [j for j in sweep.jobs(plan, train_argv) if j.action != "done"]
     total, finished = len(todo), 0
     done_before = len(plan.variants) * len(plan.seeds) - total
     if done_before:
@@ -199,11 +204,12 @@ def _outcome(job: Job, returncode: int, seconds: float) -> str:
     return f"FAILED (exit {returncode}): {failure_message(job.run_dir)}"
 
 
-def run_sweep(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO,
-              command: str, python: str = sys.executable) -> tuple[dict[str, Any], str]:
+def run_sweep(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO, command: str,
+              train_argv: TrainArgv, python: str = sys.executable
+              ) -> tuple[dict[str, Any], str]:
     """Executes what is left of the sweep, then writes the results. Returns the
     analysis and its text table."""
-    execute(sweep, plan, jobs, stream, python)
+    execute(sweep, plan, jobs, stream, train_argv, python)
     try:
         results = collect(sweep, plan)
         analysis = write_results(sweep, plan, results, command)
