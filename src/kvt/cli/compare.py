@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, sweep, plan) -> int:
     from kvt.cli.common import train_argv
-    from kvt.compare import RESULTS, run_sweep, unfinished
+    from kvt.compare import RESULTS, execute, unfinished
     from kvt.errors import EXIT_TRAINING
 
     n = len(plan.variants) * len(plan.seeds)
@@ -97,7 +97,7 @@ def _run(args: argparse.Namespace, sweep, plan) -> int:
     command = "kvt " + shlex.join(plan.command or ["compare"])
     if args.resume:
         command += f" (resumed with kvt compare --resume {shlex.quote(args.resume)})"
-    analysis, text = run_sweep(sweep, plan, plan.jobs, sys.stdout, command, train_argv)
+    analysis, text = execute(sweep, plan, plan.jobs, sys.stdout, command, train_argv)
     print()
     print(text, end="")
     print(f"\nresults in {sweep.path}: {', '.join(RESULTS)}")

@@ -26,7 +26,7 @@ plots), `sweep` (the sweep directory and the executor that trains its runs).
 from kvt.compare.plan import build_plan, parse_seeds, parse_vary
 from kvt.compare.render import write_results
 from kvt.compare.results import analyse, collect, unfinished
-from kvt.compare.sweep import RESULTS, Sweep, run_sweep
+from kvt.compare.sweep import RESULTS, Sweep, execute
 
-__all__ = ["RESULTS", "Sweep", "analyse", "build_plan", "collect", "parse_seeds",
-           "parse_vary", "run_sweep", "unfinished", "write_results"]
+__all__ = ["RESULTS", "Sweep", "analyse", "build_plan", "collect", "execute",
+           "parse_seeds", "parse_vary", "unfinished", "write_results"]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from kvt.compare import stats
 from kvt.compare.plan import Plan
-from kvt.compare.results import RunResult, analyse, unfinished
+from kvt.compare.results import SeedResult, analyse, unfinished
 from kvt.runs import write_json, write_text
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ def render_markdown(plan: Plan, analysis: dict[str, Any], command: str) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write_results(sweep: Sweep, plan: Plan, results: list[RunResult],
+def write_results(sweep: Sweep, plan: Plan, results: list[SeedResult],
                   command: str) -> dict[str, Any]:
     from kvt.report import plot_compare, plot_curves
 

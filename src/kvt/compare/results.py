@@ -36,7 +36,9 @@ def failure_message(run_dir: RunDir) -> str:
 
 
 @dataclasses.dataclass
-class RunResult:
+class SeedResult:
+    """What one run of a sweep (a configuration and a seed) came to."""
+
     label: str
     seed: int
     path: str
@@ -49,12 +51,12 @@ class RunResult:
     message: str = ""
 
 
-def collect(sweep: Sweep, plan: Plan) -> list[RunResult]:
+def collect(sweep: Sweep, plan: Plan) -> list[SeedResult]:
     results = []
     for variant in plan.variants:
         for seed in plan.seeds:
             rd = sweep.run_dir(variant, seed)
-            r = RunResult(variant.label, seed, str(rd.path), rd.status())
+            r = SeedResult(variant.label, seed, str(rd.path), rd.status())
             if r.status == "complete":
                 try:
                     m = rd.read_json("metrics.json")
@@ -73,7 +75,7 @@ def collect(sweep: Sweep, plan: Plan) -> list[RunResult]:
     return results
 
 
-def analyse(plan: Plan, results: list[RunResult]) -> dict[str, Any]:
+def analyse(plan: Plan, results: list[SeedResult]) -> dict[str, Any]:
     """Per-configuration summaries and comparisons with the baseline, as plain data."""
     by_label = {v.label: [r for r in results if r.label == v.label] for v in plan.variants}
     accs = {label: [r.accuracy for r in rs if r.status == "complete"]

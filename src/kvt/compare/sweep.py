@@ -1,6 +1,10 @@
-"""The sweep directory (see `kvt.compare`) and the running of its runs: each
-(configuration, seed) a `kvt train` child process, several at a time, stopped together
-and resumable."""
+"""The sweep directory (see `kvt.compare`) and the training of its runs.
+
+`Sweep.jobs` says what each (configuration, seed) still needs, as a `kvt train` command
+line; an executor trains the jobs (`local_pool`: child processes of this one, several at
+a time, stopped together); `execute` is the whole sweep: train what is left, then write
+the results.
+"""
 
 from __future__ import annotations
 
@@ -32,11 +36,24 @@ TrainArgv = Callable[..., list[str]]
 
 @dataclasses.dataclass
 class Job:
+    """One (configuration, seed) of a sweep: its run directory, what it still needs
+    and the `kvt train` command line that does it."""
+
     variant: Variant
     seed: int
     run_dir: RunDir
     argv: list[str] = dataclasses.field(default_factory=list)
     action: str = "start"  # start | resume | done
+
+
+# How the jobs of a sweep are trained: `executor(todo, jobs, started, finished)` runs
+# every job of `todo` (`kvt <job.argv>`, its output in the run's train.log), at most
+# `jobs` at a time; it calls `started(job)` once a job is under way and `finished(job,
+# exit code, seconds)` once it has ended, and on KeyboardInterrupt stops what it started
+# (each run checkpoints and marks itself interrupted) before letting the interrupt go on.
+# `local_pool` runs them as child processes of this one; others (Ray) stand beside it.
+Executor = Callable[[list[Job], int, Callable[[Job], None], Callable[[Job, int, float], None]],
+                    None]
 
 
 class Sweep:
@@ -128,19 +145,14 @@ def child_env(jobs: int) -> dict[str, str]:
     return env
 
 
-def execute(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO, train_argv: TrainArgv,
-            python: str = sys.executable) -> None:
-    """Runs every job that is not done, `jobs` at a time; a failed run is recorded
-    by its own status.json and does not stop the others."""
-    todo = [j for j in sweep.jobs(plan, train_argv) if j.action != "done"]
-    total, finished = len(todo), 0
-    done_before = len(plan.variants) * len(plan.seeds) - total
-    if done_before:
-        print(f"kvt compare: {done_before} runs already finished, {total} to go", file=stream,
-              flush=True)
+def local_pool(todo: list[Job], jobs: int, started: Callable[[Job], None],
+               finished: Callable[[Job, int, float], None],
+               python: str = sys.executable) -> None:
+    """The executor of this machine: each job a `python -m kvt` child process, its
+    output in the run's train.log, `jobs` at a time, each with its share of the cores
+    (`child_env`)."""
     env = child_env(jobs)
     running: dict[subprocess.Popen, tuple[Job, Any, float]] = {}
-    sweep.status.mark("running", f"{done_before} of {done_before + total} runs finished")
     try:
         while todo or running:
             while todo and len(running) < jobs:
@@ -155,21 +167,45 @@ def execute(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO, train_argv: Tra
                                             stderr=subprocess.STDOUT, env=env,
                                             stdin=subprocess.DEVNULL)
                     running[proc] = (job, log, time.perf_counter())
-                verb = "continuing" if job.action == "resume" else "starting"
-                print(f"kvt compare: {verb} {job.variant.label} seed {job.seed}", file=stream,
-                      flush=True)
+                started(job)
             time.sleep(0.2)
             for proc in [p for p in running if p.poll() is not None]:
-                job, log, started = running.pop(proc)
+                job, log, start = running.pop(proc)
                 log.close()
-                finished += 1
-                print(f"kvt compare: [{finished}/{total}] {job.variant.label} seed {job.seed}: "
-                      f"{_outcome(job, proc.returncode, time.perf_counter() - started)}",
-                      file=stream, flush=True)
-                sweep.status.mark("running", f"{done_before + finished} of "
-                                             f"{done_before + total} runs finished")
+                finished(job, proc.returncode, time.perf_counter() - start)
     except KeyboardInterrupt:
         _stop(running)
+        raise
+
+
+def train_jobs(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO, train_argv: TrainArgv,
+               executor: Executor = local_pool) -> None:
+    """Trains every job that is not done, `jobs` at a time, with `executor`; a failed
+    run is recorded by its own status.json and does not stop the others."""
+    todo = [j for j in sweep.jobs(plan, train_argv) if j.action != "done"]
+    total, finished = len(todo), 0
+    done_before = len(plan.variants) * len(plan.seeds) - total
+    if done_before:
+        print(f"kvt compare: {done_before} runs already finished, {total} to go", file=stream,
+              flush=True)
+
+    def started(job: Job) -> None:
+        verb = "continuing" if job.action == "resume" else "starting"
+        print(f"kvt compare: {verb} {job.variant.label} seed {job.seed}", file=stream,
+              flush=True)
+
+    def ended(job: Job, returncode: int, seconds: float) -> None:
+        nonlocal finished
+        finished += 1
+        print(f"kvt compare: [{finished}/{total}] {job.variant.label} seed {job.seed}: "
+              f"{_outcome(job, returncode, seconds)}", file=stream, flush=True)
+        sweep.status.mark("running", f"{done_before + finished} of "
+                                     f"{done_before + total} runs finished")
+
+    sweep.status.mark("running", f"{done_before} of {done_before + total} runs finished")
+    try:
+        executor(todo, jobs, started, ended)
+    except KeyboardInterrupt:
         raise _cancelled(sweep, "stopped; finished runs are kept, unfinished ones continue "
                                 "from their last finished epoch with") from None
 
@@ -204,12 +240,12 @@ def _outcome(job: Job, returncode: int, seconds: float) -> str:
     return f"FAILED (exit {returncode}): {failure_message(job.run_dir)}"
 
 
-def run_sweep(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO, command: str,
-              train_argv: TrainArgv, python: str = sys.executable
-              ) -> tuple[dict[str, Any], str]:
-    """Executes what is left of the sweep, then writes the results. Returns the
+def execute(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO, command: str,
+            train_argv: TrainArgv, executor: Executor = local_pool
+            ) -> tuple[dict[str, Any], str]:
+    """Trains what is left of the sweep, then writes the results. Returns the
     analysis and its text table."""
-    execute(sweep, plan, jobs, stream, train_argv, python)
+    train_jobs(sweep, plan, jobs, stream, train_argv, executor)
     try:
         results = collect(sweep, plan)
         analysis = write_results(sweep, plan, results, command)
