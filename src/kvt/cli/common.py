@@ -8,6 +8,9 @@ import argparse
 from pathlib import Path
 
 from kvt.config import APIS, BACKENDS, RECIPES
+# The one positive-integer check, TrainConfig's: positive("jobs", n) refuses a count flag
+# below 1 ("--jobs must be a positive integer, got 0"); argparse only checks the type.
+from kvt.config import _positive_int as positive
 from kvt.models.registry import BUILTIN_MODELS
 
 
@@ -62,14 +65,6 @@ def add_loading_arguments(parser: argparse.ArgumentParser) -> None:
         "--unsafe", action="store_true",
         help="load model files that need arbitrary Python code (Lambda layers); only "
              "for files from a source you trust")
-
-
-def positive(name: str, value: int) -> None:
-    """Refuses a count flag below 1 (argparse only checks that it is an integer)."""
-    if value <= 0:
-        from kvt.errors import UsageError
-
-        raise UsageError(f"--{name} must be a positive integer, got {value}")
 
 
 def load_model_from_args(args: argparse.Namespace, target: str):
