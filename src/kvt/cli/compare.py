@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from kvt.cli.common import (CONFIG_FLAGS, add_config_arguments, add_threads_argument,
-                            apply_threads, config_from_args, given_flags)
+                            apply_threads, config_from_args, given_flags, positive,
+                            train_argv)
 
 
 def add_parser(sub) -> None:
@@ -52,7 +53,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kvt.cli.common import positive
     from kvt.compare import Sweep, build_plan, parse_seeds
 
     if args.jobs is not None:
@@ -86,7 +86,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, sweep, plan) -> int:
-    from kvt.cli.common import train_argv
     from kvt.compare import RESULTS, execute, unfinished
     from kvt.errors import EXIT_TRAINING
 
