@@ -75,7 +75,7 @@ def test_train_config_flag_starts_from_a_saved_config(tmp_path, capsys):
     import json
 
     from kvt.cli import build_parser
-    from kvt.cli.train import config_from_args
+    from kvt.cli.common import config_from_args
     from kvt.errors import KvtError
 
     saved = tmp_path / "config.json"
@@ -108,7 +108,7 @@ def test_explicit_decay_wins_and_zero_means_none():
 
 def test_saved_config_reloads_to_the_same_decay_and_follows_new_epochs(tmp_path):
     from kvt.cli import build_parser
-    from kvt.cli.train import config_from_args
+    from kvt.cli.common import config_from_args
 
     for decay, after_epochs_5 in ((None, 0.01 / 5), (0.002, 0.002)):
         saved = tmp_path / "config.json"

@@ -186,7 +186,7 @@ def test_a_swallowed_signal_still_cancels_any_command(capsys, monkeypatch):
 
 
 def test_ctrl_c_while_a_sweep_writes_its_results(tmp_path, capsys, monkeypatch):
-    from kvt import compare
+    from kvt.compare import render as compare
     from kvt.compare import Sweep, build_plan
     from kvt.config import TrainConfig
     from test_compare import _fake_run

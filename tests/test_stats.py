@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from kvt import stats
+from kvt.compare import stats
 
 BASE = [0.70, 0.72, 0.74]  # mean 0.72, variance 0.0004
 OTHER = [0.73, 0.75, 0.77, 0.79]  # mean 0.76, variance 0.002/3

@@ -118,12 +118,12 @@ class TrainConfig:
                 f"for the portable model"
             )
         check_activation(self.activation)
-        _positive_int("epochs", self.epochs)
-        _positive_int("batch-size", self.batch_size)
+        check_positive("epochs", self.epochs)
+        check_positive("batch-size", self.batch_size)
         for name in ("image_size", "train_limit", "test_limit"):
             value = getattr(self, name)
             if value is not None:
-                _positive_int(name.replace("_", "-"), value)
+                check_positive(name.replace("_", "-"), value)
         if self.image_size is not None and self.image_size < MIN_IMAGE_SIDE:
             raise UsageError(
                 f"--image-size must be at least {MIN_IMAGE_SIDE} ({self.model} halves the "
@@ -198,7 +198,8 @@ def check_activation(activation: str) -> None:
         )
 
 
-def _positive_int(name: str, value: Any) -> None:
+def check_positive(name: str, value: Any) -> None:
+    """The one positive-integer check, for config fields and CLI flags alike."""
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise UsageError(f"--{name} must be a positive integer, got {value!r}")
 

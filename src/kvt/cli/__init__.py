@@ -2,6 +2,8 @@
 
 Each subcommand module defines `add_parser(subparsers)` and `run(args) -> int`, and
 imports no framework at module level, so `kvt --help` and argument errors stay instant.
+No subcommand module imports another: what they share is in `kvt.cli.common`. Signals
+are handled by `kvt.signals`' one policy, which `main()` holds for the whole command.
 """
 
 from __future__ import annotations

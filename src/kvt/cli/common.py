@@ -1,23 +1,31 @@
-"""Arguments and steps that several subcommands share."""
+"""Arguments and steps that several subcommands share: the flags that make up a
+TrainConfig (kvt train, kvt compare), the backend and thread flags, model loading, and
+the one builder of a `kvt train` command line (the runs of kvt compare)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from kvt.config import BACKENDS
+from kvt.backends import DEFAULT_BACKEND
+from kvt.config import APIS, BACKENDS, RECIPES
+# The one positive-integer check, TrainConfig's: positive("jobs", n) refuses a count flag
+# below 1 ("--jobs must be a positive integer, got 0"); argparse only checks the type.
+from kvt.config import check_positive as positive
+from kvt.models import BUILTIN_MODELS
 
 
 def add_backend_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend", choices=BACKENDS, default=None,
-        help="Keras backend (default: $KERAS_BACKEND, else tensorflow)")
+        help=f"Keras backend (default: $KERAS_BACKEND, else {DEFAULT_BACKEND})")
 
 
 def backend_name(args: argparse.Namespace) -> str:
-    """--backend, else $KERAS_BACKEND (checked), else tensorflow."""
+    """--backend, else $KERAS_BACKEND (checked), else the default backend."""
     from kvt.backends import env_backend
 
-    return args.backend or env_backend() or "tensorflow"
+    return args.backend or env_backend() or DEFAULT_BACKEND
 
 
 def add_threads_argument(parser) -> None:
@@ -60,14 +68,6 @@ def add_loading_arguments(parser: argparse.ArgumentParser) -> None:
              "for files from a source you trust")
 
 
-def positive(name: str, value: int) -> None:
-    """Refuses a count flag below 1 (argparse only checks that it is an integer)."""
-    if value <= 0:
-        from kvt.errors import UsageError
-
-        raise UsageError(f"--{name} must be a positive integer, got {value}")
-
-
 def load_model_from_args(args: argparse.Namespace, target: str):
     """The model of a run directory or .keras file, on the backend of `args`.
 
@@ -82,3 +82,130 @@ def load_model_from_args(args: argparse.Namespace, target: str):
 
     model, meta = load_model(path, unsafe=args.unsafe, imports=args.imports)
     return path, model, meta
+
+
+# --- the flags of a TrainConfig (kvt train, kvt compare) -----------------------------
+
+SEED = RECIPES["seed"]  # the defaults --help shows
+
+
+# The flags that make up a TrainConfig: argparse dests, each named as its config field
+# (except --config, the file they start from). All default to None so that `--config
+# FILE` and `--recipe` can supply what the user did not type.
+CONFIG_FLAGS = (
+    "model", "api", "activation", "native_ops", "backend", "dataset", "data_dir",
+    "image_size", "train_limit", "test_limit", "val_split", "epochs", "batch_size", "lr",
+    "decay", "momentum", "seed", "deterministic", "recipe", "config",
+)
+
+
+def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
+    """The flags that make up a TrainConfig (shared with kvt compare, which sets seeds
+    itself)."""
+    what = p.add_argument_group("model")
+    what.add_argument("--api", choices=APIS, default=None,
+                      help="keras: portable Keras 3 model; tf: tf.keras model calling "
+                           "TensorFlow ops (default: keras)")
+    add_backend_argument(what)
+    what.add_argument("--model", default=None,
+                      help=f"model family: {', '.join(BUILTIN_MODELS)} (default: minivggnet)")
+    what.add_argument("--activation", default=None,
+                      help="hidden activation: relu, crelu (tutorial placement), elu, gelu, "
+                           "swish, or your own function as module.path:function "
+                           "(default: relu)")
+    what.add_argument("--native-ops", action="store_true", default=None,
+                      help="compute activations with the backend's own ops (tf.nn.crelu, "
+                           "jax.nn.relu, torch.relu, ...) instead of keras.ops")
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", default=None,
+                      help="cifar10, digits (offline, bundled) or a folder with "
+                           "train/<class>/ and test/<class>/ images (default: cifar10)")
+    data.add_argument("--data-dir", default=None,
+                      help="where CIFAR-10 lies (default: $KVT_DATA_DIR, then the Keras "
+                           "cache, then a verified download)")
+    data.add_argument("--image-size", type=int, default=None, metavar="N",
+                      help="resize folder images to NxN, 4 <= N <= 1024")
+    data.add_argument("--train-limit", type=int, default=None, metavar="N",
+                      help="train on a stratified sample of N images")
+    data.add_argument("--test-limit", type=int, default=None, metavar="N",
+                      help="evaluate on a stratified sample of N images")
+    data.add_argument("--val-split", type=float, default=None, metavar="F",
+                      help="hold out a stratified fraction F of the training images and "
+                           "report accuracy on it instead of the test set")
+    recipe = p.add_argument_group("recipe (defaults from --recipe or --config)")
+    recipe.add_argument("--config", default=None, metavar="FILE",
+                        help="start from a saved config (a run's config.json); flags "
+                             "override its values")
+    recipe.add_argument("--recipe", default=None, choices=sorted(RECIPES),
+                        help="named hyperparameters (default: seed, the tutorial's)")
+    recipe.add_argument("--epochs", type=int, default=None, metavar="N",
+                        help=f"passes over the training set (seed recipe: {SEED['epochs']})")
+    recipe.add_argument("--batch-size", type=int, default=None, metavar="N",
+                        help=f"images per SGD step (seed recipe: {SEED['batch_size']})")
+    recipe.add_argument("--lr", type=float, default=None,
+                        help=f"initial learning rate (seed recipe: {SEED['lr']:g})")
+    recipe.add_argument("--decay", type=float, default=None,
+                        help="per-step inverse-time decay, lr_t = lr / (1 + decay * step); "
+                             "0 for none (seed recipe: lr / epochs, the tutorial's: 0.01/30 "
+                             "at 30 epochs)")
+    recipe.add_argument("--momentum", type=float, default=None,
+                        help=f"SGD momentum, 0 to <1 (seed recipe: {SEED['momentum']:g}, "
+                             f"plain SGD)")
+    if seed:
+        recipe.add_argument("--seed", type=int, default=None,
+                            help="random seed, 0 to 2**32-1 (default: 42)")
+    recipe.add_argument("--deterministic", action="store_true", default=None,
+                        help="deterministic kernels: same seed, backend and machine give "
+                             "identical results (may be slower)")
+
+
+def config_from_args(args: argparse.Namespace):
+    """The TrainConfig of `args`: --config (or --recipe), then every flag given."""
+    from kvt.config import TrainConfig
+    from kvt.errors import RunError
+
+    overrides = {field: getattr(args, field, None) for field in CONFIG_FLAGS
+                 if field not in ("recipe", "config")}
+    if overrides["backend"] is None and not args.config:
+        overrides["backend"] = backend_name(args)
+    if not args.config:
+        return TrainConfig.from_recipe(args.recipe or "seed", **overrides)
+    try:
+        base = TrainConfig.load(args.config).to_dict()
+    except OSError as e:
+        raise RunError(f"cannot read --config {args.config} ({e.strerror or e}): check the "
+                       f"path") from None
+    except (ValueError, TypeError, AttributeError) as e:
+        raise RunError(f"--config {args.config} is not a kvt config ({e}): pass a run's "
+                       f"config.json") from None
+    if args.recipe:  # the recipe's hyperparameters only; the rest stays as saved
+        base.update(RECIPES[args.recipe], recipe=args.recipe)
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(base)
+
+
+def given_flags(args: argparse.Namespace, dests) -> list[str]:
+    """The flags among `dests` that the user typed (their value is not the default
+    None/False), spelled as on the command line."""
+    return [f"--{dest.replace('_', '-')}" for dest in dests
+            if getattr(args, dest, None) not in (None, False)]
+
+
+def train_argv(config: str | Path | None = None, *, seed: int | None = None,
+               out: str | Path | None = None, force: bool = False,
+               resume: str | Path | None = None) -> list[str]:
+    """The one builder of a `kvt train` command line (after the program): a run from a
+    config file (`--config`, then `--seed`, `--out`, `--force` as given), or `--resume`
+    of a run directory. kvt compare hands it to its sweep, whose runs are these."""
+    if resume is not None:
+        return ["train", "--resume", str(resume)]
+    argv = ["train"]
+    if config is not None:
+        argv += ["--config", str(config)]
+    if seed is not None:
+        argv += ["--seed", str(seed)]
+    if out is not None:
+        argv += ["--out", str(out)]
+    if force:
+        argv.append("--force")
+    return argv

@@ -9,8 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from kvt.cli.common import add_threads_argument, apply_threads
-from kvt.cli.train import CONFIG_FLAGS, add_config_arguments, config_from_args, given_flags
+from kvt.cli.common import (CONFIG_FLAGS, add_config_arguments, add_threads_argument,
+                            apply_threads, config_from_args, given_flags, positive,
+                            train_argv)
 
 
 def add_parser(sub) -> None:
@@ -52,7 +53,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kvt.cli.common import positive
     from kvt.compare import Sweep, build_plan, parse_seeds
 
     if args.jobs is not None:
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, sweep, plan) -> int:
-    from kvt.compare import RESULTS, run_sweep, unfinished
+    from kvt.compare import RESULTS, execute, unfinished
     from kvt.errors import EXIT_TRAINING
 
     n = len(plan.variants) * len(plan.seeds)
@@ -96,7 +96,7 @@ def _run(args: argparse.Namespace, sweep, plan) -> int:
     command = "kvt " + shlex.join(plan.command or ["compare"])
     if args.resume:
         command += f" (resumed with kvt compare --resume {shlex.quote(args.resume)})"
-    analysis, text = run_sweep(sweep, plan, plan.jobs, sys.stdout, command)
+    analysis, text = execute(sweep, plan, plan.jobs, sys.stdout, command, train_argv)
     print()
     print(text, end="")
     print(f"\nresults in {sweep.path}: {', '.join(RESULTS)}")

@@ -10,29 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from kvt.cli.common import (add_backend_argument, add_threads_argument, apply_threads,
-                            backend_name)
-from kvt.config import APIS, RECIPES
-from kvt.models import BUILTIN_MODELS
-
-SEED = RECIPES["seed"]  # the defaults --help shows
-
-
-# The flags that make up a TrainConfig: argparse dests, each named as its config field
-# (except --config, the file they start from). All default to None so that `--config
-# FILE` and `--recipe` can supply what the user did not type.
-CONFIG_FLAGS = (
-    "model", "api", "activation", "native_ops", "backend", "dataset", "data_dir",
-    "image_size", "train_limit", "test_limit", "val_split", "epochs", "batch_size", "lr",
-    "decay", "momentum", "seed", "deterministic", "recipe", "config",
-)
-
-
-def given_flags(args: argparse.Namespace, dests) -> list[str]:
-    """The flags among `dests` that the user typed (their value is not the default
-    None/False), spelled as on the command line."""
-    return [f"--{dest.replace('_', '-')}" for dest in dests
-            if getattr(args, dest, None) not in (None, False)]
+from kvt.cli.common import (CONFIG_FLAGS, add_config_arguments, add_threads_argument,
+                            apply_threads, config_from_args, given_flags)
 
 
 def add_parser(sub) -> None:
@@ -60,91 +39,6 @@ def add_parser(sub) -> None:
                           "dataset and epoch lines, progress bar or report")
     add_threads_argument(out)
     p.set_defaults(run=run)
-
-
-def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
-    """The flags that make up a TrainConfig (shared with kvt compare, which sets seeds
-    itself)."""
-    what = p.add_argument_group("model")
-    what.add_argument("--api", choices=APIS, default=None,
-                      help="keras: portable Keras 3 model; tf: tf.keras model calling "
-                           "TensorFlow ops (default: keras)")
-    add_backend_argument(what)
-    what.add_argument("--model", default=None,
-                      help=f"model family: {', '.join(BUILTIN_MODELS)} (default: minivggnet)")
-    what.add_argument("--activation", default=None,
-                      help="hidden activation: relu, crelu (tutorial placement), elu, gelu, "
-                           "swish, or your own function as module.path:function "
-                           "(default: relu)")
-    what.add_argument("--native-ops", action="store_true", default=None,
-                      help="compute activations with the backend's own ops (tf.nn.crelu, "
-                           "jax.nn.relu, torch.relu, ...) instead of keras.ops")
-    data = p.add_argument_group("data")
-    data.add_argument("--dataset", default=None,
-                      help="cifar10, digits (offline, bundled) or a folder with "
-                           "train/<class>/ and test/<class>/ images (default: cifar10)")
-    data.add_argument("--data-dir", default=None,
-                      help="where CIFAR-10 lies (default: $KVT_DATA_DIR, then the Keras "
-                           "cache, then a verified download)")
-    data.add_argument("--image-size", type=int, default=None, metavar="N",
-                      help="resize folder images to NxN, 4 <= N <= 1024")
-    data.add_argument("--train-limit", type=int, default=None, metavar="N",
-                      help="train on a stratified sample of N images")
-    data.add_argument("--test-limit", type=int, default=None, metavar="N",
-                      help="evaluate on a stratified sample of N images")
-    data.add_argument("--val-split", type=float, default=None, metavar="F",
-                      help="hold out a stratified fraction F of the training images and "
-                           "report accuracy on it instead of the test set")
-    recipe = p.add_argument_group("recipe (defaults from --recipe or --config)")
-    recipe.add_argument("--config", default=None, metavar="FILE",
-                        help="start from a saved config (a run's config.json); flags "
-                             "override its values")
-    recipe.add_argument("--recipe", default=None, choices=sorted(RECIPES),
-                        help="named hyperparameters (default: seed, the tutorial's)")
-    recipe.add_argument("--epochs", type=int, default=None, metavar="N",
-                        help=f"passes over the training set (seed recipe: {SEED['epochs']})")
-    recipe.add_argument("--batch-size", type=int, default=None, metavar="N",
-                        help=f"images per SGD step (seed recipe: {SEED['batch_size']})")
-    recipe.add_argument("--lr", type=float, default=None,
-                        help=f"initial learning rate (seed recipe: {SEED['lr']:g})")
-    recipe.add_argument("--decay", type=float, default=None,
-                        help="per-step inverse-time decay, lr_t = lr / (1 + decay * step); "
-                             "0 for none (seed recipe: lr / epochs, the tutorial's: 0.01/30 "
-                             "at 30 epochs)")
-    recipe.add_argument("--momentum", type=float, default=None,
-                        help=f"SGD momentum, 0 to <1 (seed recipe: {SEED['momentum']:g}, "
-                             f"plain SGD)")
-    if seed:
-        recipe.add_argument("--seed", type=int, default=None,
-                            help="random seed, 0 to 2**32-1 (default: 42)")
-    recipe.add_argument("--deterministic", action="store_true", default=None,
-                        help="deterministic kernels: same seed, backend and machine give "
-                             "identical results (may be slower)")
-
-
-def config_from_args(args: argparse.Namespace):
-    """The TrainConfig of `args`: --config (or --recipe), then every flag given."""
-    from kvt.config import TrainConfig
-    from kvt.errors import RunError
-
-    overrides = {field: getattr(args, field, None) for field in CONFIG_FLAGS
-                 if field not in ("recipe", "config")}
-    if overrides["backend"] is None and not args.config:
-        overrides["backend"] = backend_name(args)
-    if not args.config:
-        return TrainConfig.from_recipe(args.recipe or "seed", **overrides)
-    try:
-        base = TrainConfig.load(args.config).to_dict()
-    except OSError as e:
-        raise RunError(f"cannot read --config {args.config} ({e.strerror or e}): check the "
-                       f"path") from None
-    except (ValueError, TypeError, AttributeError) as e:
-        raise RunError(f"--config {args.config} is not a kvt config ({e}): pass a run's "
-                       f"config.json") from None
-    if args.recipe:  # the recipe's hyperparameters only; the rest stays as saved
-        base.update(RECIPES[args.recipe], recipe=args.recipe)
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig.from_dict(base)
 
 
 def default_out(config) -> Path:

@@ -1,0 +1,177 @@
+"""The grid of `kvt compare`: configurations (a preset's, times every --vary) and seeds.
+
+A `Plan` is what sweep.json holds; each `Variant` is one configuration, a label and the
+fields it sets on the base config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+import typing
+from typing import Any
+
+from kvt.config import MAX_SEED, TrainConfig
+from kvt.errors import UsageError
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The tutorial's two runs: Keras with ReLU (74.32%) against tf.keras with CReLU
+    # (75.50%), both on TensorFlow.
+    "tutorial": {
+        "description": "the tutorial's Keras/ReLU against tf.keras/CReLU",
+        "configs": [{"api": "keras", "activation": "relu"},
+                    {"api": "tf", "activation": "crelu"}],
+    },
+}
+PLAN_FORMAT = 1
+# Fields a sweep may not vary: the seed is the replication axis, and the rest only
+# say where things are.
+NOT_VARIED = ("seed", "data_dir", "recipe")
+
+
+@dataclasses.dataclass
+class Variant:
+    """One configuration of the grid: a label and the fields it sets on the base."""
+
+    label: str
+    overrides: dict[str, Any]
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.=-]+", "-", self.label.replace("/", "_")).strip("-")
+
+
+@dataclasses.dataclass
+class Plan:
+    base: TrainConfig
+    variants: list[Variant]
+    seeds: list[int]
+    baseline: str
+    preset: str | None = None
+    command: list[str] = dataclasses.field(default_factory=list)
+    jobs: int = 1  # runs at a time; --resume keeps it unless -j is given again
+
+    def config(self, variant: Variant, seed: int | None = None) -> TrainConfig:
+        """The variant's TrainConfig: the base with its overrides (and `seed`, if given)."""
+        values = {**self.base.to_dict(), **variant.overrides}
+        if seed is not None:
+            values["seed"] = seed
+        return TrainConfig.from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": PLAN_FORMAT, "base": self.base.to_dict(),
+                "variants": [dataclasses.asdict(v) for v in self.variants],
+                "seeds": self.seeds, "baseline": self.baseline, "preset": self.preset,
+                "command": self.command, "jobs": self.jobs}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        if data.get("format") != PLAN_FORMAT:
+            raise ValueError(f"unknown sweep format {data.get('format')!r}")
+        return cls(TrainConfig.from_dict(data["base"]),
+                   [Variant(v["label"], v["overrides"]) for v in data["variants"]],
+                   [int(s) for s in data["seeds"]], data["baseline"], data.get("preset"),
+                   data.get("command", []), int(data.get("jobs", 1)))
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"5" means seeds 0..4; "1,7,9" means exactly those."""
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        else:
+            seeds = list(range(int(text)))
+    except ValueError:
+        seeds = []
+    if not seeds or any(not 0 <= s <= MAX_SEED for s in seeds) or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds {text!r}: give a count (5 = seeds 0..4) or a list of "
+                         f"distinct integers from 0 to {MAX_SEED} (1,7,9)")
+    return seeds
+
+
+def parse_vary(spec: str) -> tuple[str, list[Any]]:
+    """"activation=relu,crelu" -> ("activation", ["relu", "crelu"]), typed by the field."""
+    field, sep, values = spec.partition("=")
+    field = field.strip().replace("-", "_")
+    types = typing.get_type_hints(TrainConfig)
+    if not sep or not values.strip():
+        raise UsageError(f"--vary {spec!r}: write FIELD=VALUE1,VALUE2 (for example "
+                         f"activation=relu,crelu)")
+    if field not in types or field in NOT_VARIED:
+        allowed = ", ".join(f for f in types if f not in NOT_VARIED)
+        hint = " (seeds are set with --seeds)" if field == "seed" else ""
+        raise UsageError(f"--vary {spec!r}: cannot vary {field!r}{hint}; choose one of "
+                         f"{allowed}")
+    parsed = [_coerce(field, types[field], v.strip(), spec) for v in values.split(",")]
+    if len(set(map(repr, parsed))) != len(parsed):
+        raise UsageError(f"--vary {spec!r} repeats a value")
+    return field, parsed
+
+
+def _coerce(field: str, kind: Any, text: str, spec: str) -> Any:
+    args = typing.get_args(kind)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), kind) if args else kind
+    if optional and text.lower() in ("none", "null", ""):
+        return None
+    try:
+        if base is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if base is int:
+            return int(text)
+        if base is float:
+            return float(text)
+    except ValueError:
+        raise UsageError(f"--vary {spec!r}: {text!r} is not a valid {base.__name__} for "
+                         f"{field}") from None
+    return text
+
+
+def build_plan(base: TrainConfig, preset: str | None, varies: list[str], seeds: list[int],
+               baseline: str | None, command: list[str] | None = None, jobs: int = 1) -> Plan:
+    """The grid: the preset's configurations (or one) times every --vary, validated."""
+    if preset is not None and preset not in PRESETS:
+        raise UsageError(f"unknown --preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    rows: list[dict[str, Any]] = list(PRESETS[preset]["configs"]) if preset else [{}]
+    axes = [parse_vary(v) for v in varies]
+    fields = [f for f, _ in axes]
+    if len(set(fields)) != len(fields):
+        raise UsageError("each field may be given to --vary once: list all its values there")
+    clash = sorted(set(fields) & {k for row in rows for k in row})
+    if clash:
+        raise UsageError(f"--preset {preset} already sets {', '.join(clash)}: drop that --vary")
+    variants = []
+    for row in rows:
+        for values in itertools.product(*(vals for _, vals in axes)):
+            overrides = {**row, **dict(zip(fields, values))}
+            label = "/".join(_show(k, v) for k, v in overrides.items()) or "base"
+            variants.append(Variant(label, overrides))
+    if len(variants) < 2:
+        raise UsageError("a comparison needs at least two configurations: use --preset "
+                         "tutorial or --vary FIELD=A,B")
+    labels = [v.label for v in variants]
+    if baseline is None:
+        baseline = labels[0]
+    elif baseline not in labels:
+        raise UsageError(f"--baseline {baseline!r} is not one of the configurations: "
+                         f"{', '.join(labels)}")
+    plan = Plan(base, variants, seeds, baseline, preset, list(command or []), jobs)
+    for variant in variants:  # refuse impossible combinations before anything runs
+        plan.config(variant)
+    return plan
+
+
+def _show(field: str, value: Any) -> str:
+    """A value as a label part: names stand alone (relu), numbers and switches say
+    which field they set (lr=0.01, native_ops=on)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return f"{field}={'on' if value else 'off'}"
+    return f"{field}={'none' if value is None else value:g}" if isinstance(value, float) \
+        else f"{field}={value}"

@@ -1,0 +1,166 @@
+"""The results of a sweep in words and pictures: the text table `kvt compare` prints,
+compare.md, compare.json, compare.png and curves.png."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kvt.compare import stats
+from kvt.compare.plan import Plan
+from kvt.compare.results import SeedResult, analyse, unfinished
+from kvt.runs import write_json, write_text
+
+if TYPE_CHECKING:
+    from kvt.compare.sweep import Sweep
+
+
+def split_words(analysis: dict[str, Any], plan: Plan) -> str:
+    split, images = analysis["eval_split"], analysis["eval_images"]
+    if split == "validation":
+        return (f"validation split ({images} images held out of the training set, "
+                f"--val-split {plan.base.val_split:g}; the test set was not used)")
+    if split == "test":
+        return f"test split ({images} images)"
+    if analysis["splits"]:
+        return "mixed splits: " + ", ".join(f"{s} ({n} images)" for s, n in analysis["splits"])
+    return "no finished runs"
+
+
+def _pct(x: float | None, sign: bool = False) -> str:
+    if x is None or x != x:
+        return "n/a"
+    return f"{100 * x:+.2f}" if sign else f"{100 * x:.2f}"
+
+
+def tables(plan: Plan, analysis: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
+    """(configuration rows, comparison rows), header first, as strings."""
+    conf = [["configuration", "n", "failed", "mean acc %", "std", "95% CI of mean",
+             "train s/run"]]
+    for c in analysis["configurations"]:
+        secs = c["mean_train_seconds"]
+        conf.append([c["label"] + (" (baseline)" if c["baseline"] else ""), str(c["n"]),
+                     str(c["failed"]), _pct(c["mean"]), _pct(c["std"]),
+                     _interval(c["ci_low"], c["ci_high"], c["ci_clipped"]) if c["n"] > 1
+                     else "n/a",
+                     f"{secs:.0f}" if secs is not None else "n/a"])
+    comp = [["vs " + plan.baseline, "diff (points)", "95% CI (Welch)", "95% CI (bootstrap)",
+             "p", "verdict"]]
+    for d in analysis["comparisons"]:
+        comp.append([d["other"], _pct(d["diff"], sign=True),
+                     _interval(d["ci_low"], d["ci_high"], d["clipped"], sign=True),
+                     f"{_pct(d['boot_low'], True)} to {_pct(d['boot_high'], True)}",
+                     "n/a" if d["p_value"] != d["p_value"] else f"{d['p_value']:.3g}",
+                     d["verdict"]])
+    return conf, comp
+
+
+def _interval(low: float | None, high: float | None, clipped: bool, sign: bool = False) -> str:
+    return f"{_pct(low, sign)} to {_pct(high, sign)}" + (" *" if clipped else "")
+
+
+def clipping_note(analysis: dict[str, Any]) -> str | None:
+    """Why an interval marked * is cut at the end of the scale, or None if none is."""
+    ns = sorted({c["n"] for c in analysis["configurations"] if c.get("ci_clipped")} |
+                {n for d in analysis["comparisons"] if d.get("clipped")
+                 for n in (d["n_other"], d["n_baseline"])})
+    if not ns:
+        return None
+    return (f"Intervals marked * are cut to the possible range (0 to 100%, or -100 to +100 "
+            f"points): with {' or '.join(map(str, ns))} runs the 95% interval is wider than "
+            f"the scale and says nothing about where the mean lies; run more seeds for an "
+            f"informative one.")
+
+
+TEXT_COLUMNS = ("configuration", "verdict")
+
+
+def _left(header: list[str], i: int) -> bool:
+    return i == 0 or header[i] in TEXT_COLUMNS
+
+
+def fixed_columns(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if _left(rows[0], i) else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown(rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(rows[0]) + " |",
+           "|" + "|".join("---" if _left(rows[0], i) else "---:"
+                          for i in range(len(rows[0]))) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(out)
+
+
+def headline(plan: Plan, analysis: dict[str, Any]) -> str:
+    b = plan.base
+    varied = {k for v in plan.variants for k in v.overrides}
+    shared = [text for field, text in (
+        ("model", b.model), ("dataset", f"on {b.dataset}"), ("backend", f"({b.backend})"),
+        ("epochs", f"{b.epochs} epochs"), ("batch_size", f"batch {b.batch_size}"),
+        ("lr", f"lr {b.lr:g}")) if field not in varied]
+    return (f"{len(plan.variants)} configurations x {len(plan.seeds)} seeds "
+            f"({', '.join(map(str, plan.seeds))}), {' '.join(shared[:3])}, "
+            f"{', '.join(shared[3:])}; accuracy on the {split_words(analysis, plan)}")
+
+
+def render_text(plan: Plan, analysis: dict[str, Any]) -> str:
+    conf, comp = tables(plan, analysis)
+    parts = [headline(plan, analysis), "", fixed_columns(conf), "",
+             fixed_columns([r[:-1] for r in comp]), ""]
+    note = clipping_note(analysis)
+    parts += [note, ""] if note else []
+    parts += [f"{d['other']}: {d['verdict']}" for d in analysis["comparisons"]]
+    failed = unfinished(analysis)
+    if failed:
+        parts += ["", f"{len(failed)} runs did not finish:"]
+        parts += [f"  {r['label']} seed {r['seed']} ({r['status']}): {r['message']}"
+                  for r in failed]
+    return "\n".join(parts) + "\n"
+
+
+def render_markdown(plan: Plan, analysis: dict[str, Any], command: str) -> str:
+    conf, comp = tables(plan, analysis)
+    parts = ["# kvt compare", "", headline(plan, analysis) + ".", "",
+             f"Command: `{command}`", "", "## Accuracy per configuration", "",
+             markdown(conf), "", f"## Against the baseline ({plan.baseline})", "",
+             markdown(comp), "",
+             "Differences are in percentage points (other minus baseline). The Welch "
+             "interval and p-value come from Welch's t-test (no equal-variance "
+             "assumption); the bootstrap interval resamples each configuration's runs "
+             f"{stats.BOOTSTRAP_RESAMPLES} times as a check that does not assume "
+             "normality; with few runs per configuration (under about 10) it is too narrow, "
+             "so the verdict follows Welch. A difference is called only when p < 0.05."]
+    note = clipping_note(analysis)
+    if note:
+        parts += ["", note]
+    if len(analysis["comparisons"]) > 1:
+        parts.append("With several comparisons, p-values are not corrected for multiple "
+                     "testing: expect about one false call in twenty at p < 0.05.")
+    failed = unfinished(analysis)
+    if failed:
+        parts += ["", "## Runs that did not finish", ""]
+        parts += [f"- {r['label']} seed {r['seed']} ({r['status']}, `{r['path']}`): "
+                  f"{r['message']}" for r in failed]
+    return "\n".join(parts) + "\n"
+
+
+def write_results(sweep: Sweep, plan: Plan, results: list[SeedResult],
+                  command: str) -> dict[str, Any]:
+    from kvt.report import plot_compare, plot_curves
+
+    analysis = analyse(plan, results)
+    write_text(sweep.path / "compare.md", render_markdown(plan, analysis, command))
+    write_json(sweep.path / "compare.json", {"plan": plan.to_dict(), **analysis})
+    title = f"{plan.base.dataset}, {plan.base.epochs} epochs, {len(plan.seeds)} seeds"
+    groups = {c["label"]: list(c["accuracies"].values()) for c in analysis["configurations"]}
+    plot_compare(groups, sweep.path / "compare.png",
+                 f"Accuracy per configuration ({title})",
+                 f"{analysis['eval_split'] or 'evaluation'} accuracy (%)")
+    curves = {v.label: [r.history for r in results if r.label == v.label and r.history]
+              for v in plan.variants}
+    plot_curves(curves, sweep.path / "curves.png", f"Mean learning curves ({title})",
+                analysis["eval_split"] or "evaluation")
+    return analysis

@@ -1,0 +1,260 @@
+"""The sweep directory (see `kvt.compare`) and the training of its runs.
+
+`Sweep.jobs` says what each (configuration, seed) still needs, as a `kvt train` command
+line; an executor trains the jobs (`local_pool`: child processes of this one, several at
+a time, stopped together); `execute` is the whole sweep: train what is left, then write
+the results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from kvt import signals
+from kvt.compare.plan import Plan, Variant
+from kvt.compare.render import render_text, write_results
+from kvt.compare.results import collect, failure_message, unfinished
+from kvt.errors import Cancelled, RunError
+from kvt.runs import RunDir, write_json, write_text
+
+RESULTS = ("compare.md", "compare.json", "compare.png", "curves.png")
+# The `kvt train` command line of a run (without the program): `kvt.cli.common.train_argv`,
+# which the CLI passes in (this library sits below the CLI). Called as
+# train_argv(config_file, seed=, out=, force=True) or train_argv(resume=run_dir).
+TrainArgv = Callable[..., list[str]]
+
+
+@dataclasses.dataclass
+class Job:
+    """One (configuration, seed) of a sweep: its run directory, what it still needs
+    and the `kvt train` command line that does it."""
+
+    variant: Variant
+    seed: int
+    run_dir: RunDir
+    argv: list[str] = dataclasses.field(default_factory=list)
+    action: str = "start"  # start | resume | done
+
+
+# How the jobs of a sweep are trained: `executor(todo, jobs, started, finished)` runs
+# every job of `todo` (`kvt <job.argv>`, its output in the run's train.log), at most
+# `jobs` at a time; it calls `started(job)` once a job is under way and `finished(job,
+# exit code, seconds)` once it has ended, and on KeyboardInterrupt stops what it started
+# (each run checkpoints and marks itself interrupted) before letting the interrupt go on.
+# `local_pool` runs them as child processes of this one; others (Ray) stand beside it.
+Executor = Callable[[list[Job], int, Callable[[Job], None], Callable[[Job, int, float], None]],
+                    None]
+
+
+class Sweep:
+    """A sweep directory (see `kvt.compare`)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.status = RunDir(self.path)
+
+    def run_dir(self, variant: Variant, seed: int) -> RunDir:
+        return RunDir(self.path / "runs" / variant.slug / f"seed-{seed}")
+
+    def config_path(self, variant: Variant) -> Path:
+        return self.path / "configs" / f"{variant.slug}.json"
+
+    def claim(self, create: bool = True):
+        """Holds the sweep directory for this process (see `RunDir.claim`)."""
+        return self.status.claim(create)
+
+    def create(self, plan: Plan, force: bool) -> None:
+        """Writes the plan; refuses an existing sweep unless `force`, which deletes it.
+        Call it inside `claim()`."""
+        if (self.path / "sweep.json").exists():
+            if not force:
+                raise RunError(f"{self.path} already holds a sweep: continue it with --resume "
+                               f"{self.path}, choose another --out, or pass --force to start "
+                               f"over")
+            for name in ("runs", "configs"):
+                shutil.rmtree(self.path / name, ignore_errors=True)
+            for name in (*RESULTS, "status.json"):
+                (self.path / name).unlink(missing_ok=True)
+        try:
+            (self.path / "configs").mkdir(parents=True, exist_ok=True)
+            for variant in plan.variants:
+                write_text(self.config_path(variant), plan.config(variant).to_json() + "\n")
+            self.save(plan)
+        except OSError as e:
+            raise RunError(f"cannot write the sweep directory {self.path} ({e.strerror or e}): "
+                           f"choose a writable --out") from None
+
+    def save(self, plan: Plan) -> None:
+        write_json(self.path / "sweep.json", plan.to_dict())
+
+    def load(self) -> Plan:
+        try:
+            return Plan.from_dict(json.loads((self.path / "sweep.json").read_text()))
+        except FileNotFoundError:
+            raise RunError(f"{self.path} is not a kvt compare directory (no sweep.json): pass "
+                           f"the --out of the sweep to continue") from None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise RunError(f"cannot read {self.path / 'sweep.json'} ({e}): start the sweep "
+                           f"again with --force") from None
+
+    def jobs(self, plan: Plan, train_argv: TrainArgv) -> list[Job]:
+        """What each (configuration, seed) still needs, seeds first so that an early
+        stop leaves every configuration with some runs; `train_argv` spells the
+        `kvt train` command line of each."""
+        jobs = []
+        for seed in plan.seeds:
+            for variant in plan.variants:
+                rd = self.run_dir(variant, seed)
+                job = Job(variant, seed, rd)
+                status = rd.status()
+                if rd.path.is_dir():
+                    with rd.claim(create=False):  # refuses a run another process is training
+                        pass
+                if status == "complete":
+                    job.action = "done"
+                elif status in ("interrupted", "running") and (rd / "config.json").is_file():
+                    job.action = "resume"
+                    job.argv = train_argv(resume=rd.path)
+                else:  # never started, or failed: from the beginning
+                    job.argv = train_argv(self.config_path(variant), seed=seed,
+                                          out=rd.path, force=True)
+                jobs.append(job)
+        return jobs
+
+
+def child_env(jobs: int) -> dict[str, str]:
+    """The children's environment: with several at once, each gets its share of cores
+    (TensorFlow and PyTorch threads) unless the user has set the counts."""
+    env = dict(os.environ)
+    if jobs > 1:
+        share = str(max(1, (os.cpu_count() or 1) // jobs))
+        for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+            env.setdefault(name, share)
+        env.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def local_pool(todo: list[Job], jobs: int, started: Callable[[Job], None],
+               finished: Callable[[Job, int, float], None],
+               python: str = sys.executable) -> None:
+    """The executor of this machine: each job a `python -m kvt` child process, its
+    output in the run's train.log, `jobs` at a time, each with its share of the cores
+    (`child_env`)."""
+    env = child_env(jobs)
+    running: dict[subprocess.Popen, tuple[Job, Any, float]] = {}
+    try:
+        while todo or running:
+            while todo and len(running) < jobs:
+                job = todo.pop(0)
+                # A child that was started is always known, so that a stop reaches it.
+                with signals.deferred():
+                    job.run_dir.path.mkdir(parents=True, exist_ok=True)
+                    log = open(job.run_dir / "train.log", "a")
+                    log.write(f"$ kvt {shlex.join(job.argv)}\n")
+                    log.flush()
+                    proc = subprocess.Popen([python, "-m", "kvt", *job.argv], stdout=log,
+                                            stderr=subprocess.STDOUT, env=env,
+                                            stdin=subprocess.DEVNULL)
+                    running[proc] = (job, log, time.perf_counter())
+                started(job)
+            time.sleep(0.2)
+            for proc in [p for p in running if p.poll() is not None]:
+                job, log, start = running.pop(proc)
+                log.close()
+                finished(job, proc.returncode, time.perf_counter() - start)
+    except KeyboardInterrupt:
+        _stop(running)
+        raise
+
+
+def train_jobs(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO, train_argv: TrainArgv,
+               executor: Executor = local_pool) -> None:
+    """Trains every job that is not done, `jobs` at a time, with `executor`; a failed
+    run is recorded by its own status.json and does not stop the others."""
+    todo = [j for j in sweep.jobs(plan, train_argv) if j.action != "done"]
+    total, finished = len(todo), 0
+    done_before = len(plan.variants) * len(plan.seeds) - total
+    if done_before:
+        print(f"kvt compare: {done_before} runs already finished, {total} to go", file=stream,
+              flush=True)
+
+    def started(job: Job) -> None:
+        verb = "continuing" if job.action == "resume" else "starting"
+        print(f"kvt compare: {verb} {job.variant.label} seed {job.seed}", file=stream,
+              flush=True)
+
+    def ended(job: Job, returncode: int, seconds: float) -> None:
+        nonlocal finished
+        finished += 1
+        print(f"kvt compare: [{finished}/{total}] {job.variant.label} seed {job.seed}: "
+              f"{_outcome(job, returncode, seconds)}", file=stream, flush=True)
+        sweep.status.mark("running", f"{done_before + finished} of "
+                                     f"{done_before + total} runs finished")
+
+    sweep.status.mark("running", f"{done_before} of {done_before + total} runs finished")
+    try:
+        executor(todo, jobs, started, ended)
+    except KeyboardInterrupt:
+        raise _cancelled(sweep, "stopped; finished runs are kept, unfinished ones continue "
+                                "from their last finished epoch with") from None
+
+
+def _cancelled(sweep: Sweep, words: str) -> Cancelled:
+    """Marks the sweep interrupted; the error that says how to continue it."""
+    hint = f"kvt compare --resume {shlex.quote(str(sweep.path))}"
+    with signals.deferred():
+        sweep.status.mark("interrupted", f"continue with {hint}")
+    return Cancelled(f"{words}: {hint}")
+
+
+def _stop(running: dict[subprocess.Popen, tuple[Job, Any, float]]) -> None:
+    """Asks every child to stop (they checkpoint and mark themselves interrupted)."""
+    for proc in running:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    for proc, (_, log, _) in running.items():
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _outcome(job: Job, returncode: int, seconds: float) -> str:
+    if returncode == 0 and job.run_dir.status() == "complete":
+        metrics = job.run_dir.read_json("metrics.json")
+        return f"{100 * metrics['accuracy']:.2f}% in {seconds:.0f} s"
+    return f"FAILED (exit {returncode}): {failure_message(job.run_dir)}"
+
+
+def execute(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO, command: str,
+            train_argv: TrainArgv, executor: Executor = local_pool
+            ) -> tuple[dict[str, Any], str]:
+    """Trains what is left of the sweep, then writes the results. Returns the
+    analysis and its text table."""
+    train_jobs(sweep, plan, jobs, stream, train_argv, executor)
+    try:
+        results = collect(sweep, plan)
+        analysis = write_results(sweep, plan, results, command)
+        finished = len(results) - len(unfinished(analysis))
+        with signals.deferred():
+            signals.check()
+            sweep.status.mark("complete", f"{finished} of {len(results)} runs finished")
+            signals.settled()  # the results are whole: a late signal changes nothing
+    except KeyboardInterrupt:
+        raise _cancelled(sweep, "stopped while writing the results; every run is kept: "
+                                "write them with") from None
+    return analysis, render_text(plan, analysis)
