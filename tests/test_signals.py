@@ -223,6 +223,22 @@ def test_real_signal_during_framework_start_up(tmp_path):
     assert (proc.returncode, status) == (130, None) and not run.exists()
 
 
+def test_signal_while_a_child_interpreter_starts_is_held_for_kvts_policy(tmp_path):
+    """kvt compare starts its children with the signals blocked (signals.children_held):
+    a Ctrl-C to the process group that lands while a child's interpreter is still
+    starting (before kvt has imported anything) waits for kvt's policy, and the child
+    ends "cancelled", not with Python's KeyboardInterrupt traceback."""
+    from kvt import signals
+
+    run = tmp_path / "run"
+    with signals.children_held():
+        proc = start_kvt(tmp_path, "train", *TINY, "--out", str(run))
+    proc.send_signal(signal.SIGINT)  # at once: the child has not yet imported kvt
+    out, err = proc.communicate(timeout=HANG)
+    status = assert_cancelled_or_complete(run, proc.returncode, out, err, expect_run=False)
+    assert (proc.returncode, status) == (130, None) and not run.exists()
+
+
 def test_real_signals_at_moments_and_delays(signalled_trainings, tmp_path, capsys):
     """The report: Ctrl-C a few seconds in (while the model's graph was built; where an
     interrupt used to vanish into XLA's gc callback, or surface as a TensorFlow error)

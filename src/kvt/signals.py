@@ -15,6 +15,8 @@ while `policy()` is active:
   status write) runs, and raises at its end;
 - `received()` says whether a signal came, so that any error after it counts as the
   interrupt that caused it, not as a failure;
+- `children_held()` starts child processes with the signals blocked until their own
+  policy is in place;
 - `settled()` ends the policy's interest: the work is saved, and a late signal may no
   longer turn a finished run into an interrupted one.
 
@@ -91,6 +93,14 @@ def policy(final: bool = False) -> Iterator[None]:
                 if signal.getsignal(sig) is not signal.SIG_IGN}
     previous_hook = sys.unraisablehook
     sys.unraisablehook = _unraisable(previous_hook)
+    # A process started by `children_held()` begins with the signals blocked; one that
+    # came while its interpreter started is delivered now, noted, and raised by the
+    # command's first check().
+    _state.deferred += 1
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)  # runs the handlers at once
+    finally:
+        _state.deferred -= 1
     try:
         yield
     finally:
@@ -129,6 +139,19 @@ def deferred() -> Iterator[None]:
         if len(_state.received) > before and _state.armed and not _state.settled:
             _state.armed = False
             raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def children_held() -> Iterator[None]:
+    """Processes started in this block begin with SIGINT and SIGTERM blocked, so that a
+    signal sent to a process group while a `kvt` child is still starting its interpreter
+    waits for that child's policy() (which unblocks them) instead of ending it with a
+    KeyboardInterrupt traceback. This process's own signals wait until the block ends."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def settled() -> None:

@@ -89,6 +89,7 @@ def _main(argv: list[str] | None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         try:
+            signals.check()  # a signal held while this process started (children_held)
             code = int(args.run(args) or 0)
             signals.check()  # a signal that a library swallowed still cancels the command
             return code

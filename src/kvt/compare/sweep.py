@@ -163,9 +163,10 @@ def local_pool(todo: list[Job], jobs: int, started: Callable[[Job], None],
                     log = open(job.run_dir / "train.log", "a")
                     log.write(f"$ kvt {shlex.join(job.argv)}\n")
                     log.flush()
-                    proc = subprocess.Popen([python, "-m", "kvt", *job.argv], stdout=log,
-                                            stderr=subprocess.STDOUT, env=env,
-                                            stdin=subprocess.DEVNULL)
+                    with signals.children_held():
+                        proc = subprocess.Popen([python, "-m", "kvt", *job.argv], stdout=log,
+                                                stderr=subprocess.STDOUT, env=env,
+                                                stdin=subprocess.DEVNULL)
                     running[proc] = (job, log, time.perf_counter())
                 started(job)
             time.sleep(0.2)
