@@ -132,3 +132,34 @@ def test_config_backend_must_match_the_running_backend():
     dataset = load_dataset("digits").limit(100, 30, seed=0)
     with pytest.raises(BackendError, match="asks for backend jax but Keras runs on tensorflow"):
         fit(TrainConfig(dataset="digits", backend="jax", epochs=1), dataset)
+
+
+def test_bf16_trains_in_bfloat16_with_float32_weights_and_softmax(tmp_path, capsys):
+    """--precision bf16: every layer but the output computes in bfloat16 (Keras'
+    mixed_bfloat16), the weights stay float32, the softmax and its probabilities are
+    float32; the run records it, and the saved model reloads and evaluates as such."""
+    import json
+
+    from conftest import run_cli
+
+    out = tmp_path / "bf16"
+    code, _, err = run_cli(capsys, "train", "--dataset", "digits", "--train-limit", "40",
+                           "--test-limit", "20", "--epochs", "1", "--batch-size", "8",
+                           "--precision", "bf16", "--out", str(out))
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["config"]["precision"] == "bf16"
+    model, _ = load_model(out / "model.keras")
+    conv = next(layer for layer in model.layers if layer.weights)
+    assert (conv.compute_dtype, conv.variable_dtype) == ("bfloat16", "float32")
+    assert all(w.dtype == "float32" for w in model.weights)
+    assert model.layers[-1].compute_dtype == "float32"
+    x = to_inputs(load_dataset("digits").x_test[:4])
+    assert keras.backend.standardize_dtype(model(x).dtype) == "float32"
+    assert keras.backend.standardize_dtype(conv(x).dtype) == "bfloat16"
+    code, _, err = run_cli(capsys, "evaluate", str(out))
+    assert code == 0, err
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the build
+    code, _, err = run_cli(capsys, "train", "--dataset", "digits", "--precision", "fp16")
+    assert code == 2 and "--precision: invalid choice: 'fp16'" in err
+    with pytest.raises(Exception, match="unknown --precision 'fp16'"):
+        TrainConfig(precision="fp16")

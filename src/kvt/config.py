@@ -37,6 +37,9 @@ BACKENDS = tuple(FRAMEWORKS)  # tensorflow, jax, torch
 # Hidden activations by name; "crelu" doubles the channels it sees. Any other
 # activation is a user function named "module.path:function".
 ACTIVATIONS = ("relu", "crelu", "elu", "gelu", "swish")
+# What the layers compute in: "float32" (the tutorial's), or "bf16" (Keras'
+# `mixed_bfloat16` policy: bfloat16 compute, float32 variables, the softmax in float32).
+PRECISIONS = ("float32", "bf16")
 # MiniVGGNet halves the image twice (2x2 max pooling): a side below 4 pools to nothing.
 MIN_IMAGE_SIDE = 4
 # Its first dense layer has 64 * (side / 4)**2 * 512 weights: 2.1 billion (8.6 GB of
@@ -78,6 +81,8 @@ class TrainConfig:
         deterministic: ask the backend for deterministic kernels, so that two runs
             with the same seed, backend and machine give identical results.
         recipe: the name of the recipe the defaults came from.
+        precision: `"float32"`, or `"bf16"` to compute in bfloat16 with float32
+            variables and a float32 softmax (Keras' `mixed_bfloat16`).
     """
 
     model: str = "minivggnet"
@@ -99,6 +104,7 @@ class TrainConfig:
     seed: int = 42
     deterministic: bool = False
     recipe: str = "seed"
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -118,6 +124,9 @@ class TrainConfig:
                 f"for the portable model"
             )
         check_activation(self.activation)
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"unknown --precision {self.precision!r}: choose one of "
+                             f"{', '.join(PRECISIONS)}")
         check_positive("epochs", self.epochs)
         check_positive("batch-size", self.batch_size)
         for name in ("image_size", "train_limit", "test_limit"):

@@ -67,7 +67,7 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 def build_and_compile(config: TrainConfig, input_shape, num_classes: int):
     """The config's model, compiled with its optimiser recipe."""
     model = build_model(config.model, config.api, input_shape, num_classes, config.activation,
-                        config.native_ops)
+                        config.native_ops, config.precision)
     lr: Any = config.lr
     if config.resolved_decay > 0:
         lr = keras2_decay(config.lr, config.resolved_decay)

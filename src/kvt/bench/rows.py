@@ -4,9 +4,8 @@ its step counts, its precision, the result it reports)."""
 
 from __future__ import annotations
 
-import contextlib
 import time
-from typing import Any, Iterator
+from typing import Any
 
 from kvt.bench.flops import TRAIN_FACTOR, keras_flops
 from kvt.bench.spec import RowSpec
@@ -17,27 +16,6 @@ NUM_CLASSES = 10
 
 
 # --- precision ----------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def precision_policy(precision: str) -> Iterator[None]:
-    """Layers built inside compute in `precision` ("bf16": Keras' `mixed_bfloat16`,
-    variables stay float32); the previous global policy comes back afterwards."""
-    import keras
-
-    previous = keras.mixed_precision.global_policy()
-    if precision == "bf16":
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
-def float32_output(model) -> None:
-    """The last layer (the softmax) computes in float32, so that probabilities and the
-    loss keep float32's range and resolution under a bf16 policy."""
-    model.layers[-1].dtype_policy = "float32"
-
 
 def dtypes(model, x) -> dict[str, str]:
     """What a model really computes in, from real tensors: the first layer's output,
@@ -58,14 +36,12 @@ def build_keras_model(spec: RowSpec, input_shape, num_classes: int, compiled: bo
     from kvt.train import build_and_compile
 
     config = TrainConfig(api=spec.api, activation=spec.activation, backend=spec.backend,
-                         batch_size=spec.batch_size)
-    with precision_policy(spec.precision):
-        if compiled:
-            model = build_and_compile(config, input_shape, num_classes)
-        else:
-            model = build_model(config.model, spec.api, input_shape, num_classes,
-                                spec.activation)
-    float32_output(model)
+                         batch_size=spec.batch_size, precision=spec.precision)
+    if compiled:
+        model = build_and_compile(config, input_shape, num_classes)
+    else:
+        model = build_model(config.model, spec.api, input_shape, num_classes,
+                            spec.activation, precision=spec.precision)
     if compiled and spec.steps_per_execution > 1:
         model.compile(optimizer=model.optimizer, loss="categorical_crossentropy",
                       metrics=["accuracy"], steps_per_execution=spec.steps_per_execution)

@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from kvt.backends import DEFAULT_BACKEND
-from kvt.config import APIS, BACKENDS, RECIPES
+from kvt.config import APIS, BACKENDS, PRECISIONS, RECIPES
 # The one positive-integer check, TrainConfig's: positive("jobs", n) refuses a count flag
 # below 1 ("--jobs must be a positive integer, got 0"); argparse only checks the type.
 from kvt.config import check_positive as positive
@@ -95,7 +95,7 @@ SEED = RECIPES["seed"]  # the defaults --help shows
 CONFIG_FLAGS = (
     "model", "api", "activation", "native_ops", "backend", "dataset", "data_dir",
     "image_size", "train_limit", "test_limit", "val_split", "epochs", "batch_size", "lr",
-    "decay", "momentum", "seed", "deterministic", "recipe", "config",
+    "decay", "momentum", "seed", "deterministic", "precision", "recipe", "config",
 )
 
 
@@ -157,6 +157,10 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
     recipe.add_argument("--deterministic", action="store_true", default=None,
                         help="deterministic kernels: same seed, backend and machine give "
                              "identical results (may be slower)")
+    recipe.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="what the layers compute in: float32, or bf16 (bfloat16 "
+                             "compute, float32 weights and softmax; fast only on CPUs and "
+                             "GPUs with bf16 units) (default: float32)")
 
 
 def config_from_args(args: argparse.Namespace):

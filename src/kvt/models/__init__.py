@@ -12,6 +12,9 @@ working::
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 # Each family module registers its classes as it is imported.
 from kvt.models.minivggnet import MiniVGGNetKeras, MiniVGGNetTF
 from kvt.models.registry import get_model, list_models, register_model
@@ -24,8 +27,9 @@ BUILTIN_MODELS = tuple(list_models(api=None))
 
 
 def build_model(name: str, api: str, input_shape, num_classes: int, activation: str,
-                native_ops: bool = False):
-    """Builds the registered family `name` for `api` (uncompiled)."""
+                native_ops: bool = False, precision: str = "float32"):
+    """Builds the registered family `name` for `api` (uncompiled), its layers computing
+    in `precision` (`kvt.config.PRECISIONS`; the output layer always in float32)."""
     from kvt.config import MIN_IMAGE_SIDE, check_activation
     from kvt.errors import DataError
 
@@ -36,6 +40,27 @@ def build_model(name: str, api: str, input_shape, num_classes: int, activation: 
             f"the images are {width}x{height} but {name} needs at least "
             f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} (it halves them twice with 2x2 pooling): "
             f"pass --image-size {MIN_IMAGE_SIDE} or more")
-    return get_model(name, api).build(width=width, height=height, depth=depth,
-                                      classes=num_classes, activation=activation,
-                                      native_ops=native_ops)
+    family = get_model(name, api)
+    with precision_policy(precision):
+        model = family.build(width=width, height=height, depth=depth, classes=num_classes,
+                             activation=activation, native_ops=native_ops)
+    if precision != "float32":
+        # The softmax in float32, so that probabilities and the loss keep float32's
+        # range and resolution (Keras' advice for mixed precision).
+        model.layers[-1].dtype_policy = "float32"
+    return model
+
+
+@contextlib.contextmanager
+def precision_policy(precision: str) -> Iterator[None]:
+    """Layers built inside compute in `precision` ("bf16": Keras' `mixed_bfloat16`,
+    variables stay float32); the previous global policy comes back afterwards."""
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    if precision == "bf16":
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
