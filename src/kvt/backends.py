@@ -19,6 +19,7 @@ import platform
 import re
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any, Iterator
 
 from kvt.errors import BackendError, UsageError
@@ -54,6 +55,12 @@ def env_backend() -> str | None:
                      f"{', '.join(FRAMEWORKS)}, unset it, or pass --backend")
 
 
+def cache_dir() -> Path:
+    """kvt's cache (decoded datasets, JAX's compiled programs): `KVT_CACHE_DIR`, default
+    `~/.cache/kvt`; `KVT_NO_CACHE=1` turns it off."""
+    return Path(os.environ.get("KVT_CACHE_DIR", Path.home() / ".cache" / "kvt")).expanduser()
+
+
 def select(backend: str, deterministic: bool = False) -> None:
     """Makes `backend` the Keras backend of this process.
 
@@ -85,6 +92,12 @@ def select(backend: str, deterministic: bool = False) -> None:
             )
         return
     os.environ["KERAS_BACKEND"] = backend
+    if backend == "jax" and not os.environ.get("KVT_NO_CACHE"):
+        # XLA's compiled programs persist in kvt's cache, so that the next process that
+        # trains the same model (a resume, the next seed of a sweep, a rerun) loads them
+        # instead of compiling again: a digits run's first epoch took 7.5 s cold and 2.8 s
+        # warm on this project's 2-core CPU. The user's own setting wins.
+        os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(cache_dir() / "jax"))
     if deterministic and backend == "jax":
         flag = "--xla_gpu_deterministic_ops=true"
         if flag not in os.environ.get("XLA_FLAGS", ""):

@@ -141,6 +141,10 @@ def child_env(jobs: int) -> dict[str, str]:
         for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
             env.setdefault(name, share)
         env.setdefault("TF_NUM_INTEROP_THREADS", "1")
+        # Several children on one GPU: JAX would take 75% of its memory each, TensorFlow
+        # all of it, at start-up; PyTorch allocates as it goes. (Ignored on a CPU.)
+        env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 / jobs:.2f}")
+        env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

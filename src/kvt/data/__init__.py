@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kvt.backends import cache_dir
 from kvt.errors import DataError
 
 NAMED = ("cifar10", "digits")
@@ -146,10 +147,6 @@ def _stratified_index(y: np.ndarray, n: int, seed: int):
 
 
 # --- on-disk cache of decoded arrays ----------------------------------------------
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("KVT_CACHE_DIR", Path.home() / ".cache" / "kvt")).expanduser()
-
 
 def _signature(kind: str, path: Path, image_size: int | None) -> str:
     from kvt.data import folder
