@@ -13,8 +13,8 @@ from kvt.runs import RunDir
 from kvt.saving import load_model, read_model_meta, to_inputs
 from kvt.train import fit
 
-ARTIFACTS = ["config.json", "status.json", "history.csv", "metrics.json", "report.txt",
-             "plot.png", "confusion_matrix.png", "model.keras"]
+ARTIFACTS = ["config.json", "summary.txt", "status.json", "history.csv", "metrics.json",
+             "report.txt", "plot.png", "confusion_matrix.png", "model.keras"]
 
 
 @pytest.mark.learning

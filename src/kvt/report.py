@@ -1,6 +1,6 @@
-"""What runs report: metrics and the classification report from a model's predictions,
-and the four plots: a run's training curves and confusion matrix, a comparison's
-accuracies per configuration and its mean curves."""
+"""What runs report: the model's summary (summary.txt), metrics and the classification
+report from a model's predictions, and the four plots: a run's training curves and
+confusion matrix, a comparison's accuracies per configuration and its mean curves."""
 
 from __future__ import annotations
 
@@ -15,6 +15,31 @@ import numpy as np
 from kvt.runs import write_atomic
 
 EPSILON = 1e-7  # Keras' clip for log(p) in categorical cross-entropy
+
+
+def model_summary(model, config, input_shape, num_classes: int) -> str:
+    """summary.txt: what was built (family, API, activation, precision, input, classes),
+    its parameter counts, its FLOPs per image (`kvt.models.flops`) and Keras' own
+    layer-by-layer summary."""
+    from kvt.models.flops import TRAIN_FACTOR, keras_flops
+
+    lines: list[str] = []
+    model.summary(print_fn=lambda text, *args, **kwargs: lines.append(text), line_length=78)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    total = sum(int(np.prod(w.shape)) for w in model.weights)
+    forward, uncounted = keras_flops(model)
+    native = " (native ops)" if config.native_ops else ""
+    head = [
+        f"model: {config.model}, --api {config.api}, activation {config.activation}{native}, "
+        f"precision {config.precision}",
+        f"input: {'x'.join(str(d) for d in input_shape)}, {num_classes} classes",
+        f"parameters: {total:,} ({trainable:,} trainable, {total - trainable:,} not)",
+        f"FLOPs per image: {forward / 1e6:.1f} M forward, {TRAIN_FACTOR * forward / 1e6:.1f} M "
+        f"training ({TRAIN_FACTOR} x forward)"
+        + (f"; not counted: {', '.join(uncounted)}" if uncounted else ""),
+        "",
+    ]
+    return "\n".join(head + [line.rstrip() for line in "\n".join(lines).splitlines()]) + "\n"
 
 
 def evaluate_predictions(probs: np.ndarray, y_true: np.ndarray,

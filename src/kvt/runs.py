@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from kvt.data import Dataset
 
 CHECKPOINT = "checkpoint.npz"  # present while training; removed once the run is complete
-ARTIFACTS = ("config.json", "status.json", "history.csv", "metrics.json", "report.txt",
+ARTIFACTS = ("config.json", "summary.txt", "status.json", "history.csv", "metrics.json",
+             "report.txt",
              "plot.png", "confusion_matrix.png", "model.keras", CHECKPOINT)
 LOCK = ".kvt.lock"  # the claim of the process working on a run (or sweep) directory
 

@@ -28,7 +28,7 @@ from kvt.config import TrainConfig
 from kvt.data import Dataset, load_dataset
 from kvt.errors import BackendError, RunError, UsageError
 from kvt.models import build_model
-from kvt.report import evaluate_predictions, plot_confusion, plot_training
+from kvt.report import evaluate_predictions, model_summary, plot_confusion, plot_training
 from kvt.runs import CHECKPOINT, RunDir, config_record, write_atomic, write_json, write_text
 from kvt.saving import model_meta, save_model, to_inputs
 
@@ -119,6 +119,8 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
         if run_dir is not None:
             if not (resume and (run_dir / "config.json").is_file()):
                 write_json(run_dir / "config.json", config_record(config, dataset))
+            write_text(run_dir / "summary.txt", model_summary(
+                model, config, dataset.input_shape, dataset.num_classes))
             run_dir.mark("running", progress.summary())
         for epoch in range(progress.done, config.epochs):
             order = epoch_order(config.seed, epoch, n_train)

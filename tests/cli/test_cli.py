@@ -96,7 +96,18 @@ def _bad_inputs(tmp_path: Path, digits_runs):
         (["predict", run, str(corrupt)], 3, "cannot decode image"),
         (["predict", run, str(tmp_path / "missing.png")], 3, "missing.png does not exist"),
         (["predict", run, str(corrupt), "--top", "0"], 2, "--top must be a positive integer"),
+        (["info", str(tmp_path)], 6, "is not a kvt run directory (it has no config.json)"),
+        (["info", str(incomplete_config(tmp_path))], 6, "has no summary.txt"),
+        (["train", "--precision", "fp16"], 2, "invalid choice: 'fp16'"),
     ]
+
+
+def incomplete_config(tmp_path: Path) -> Path:
+    """A run directory from before kvt wrote summary.txt."""
+    old = tmp_path / "old-run"
+    old.mkdir()
+    (old / "config.json").write_text("{}")
+    return old
 
 
 def test_every_bad_input_gets_one_line_and_its_exit_code(tmp_path, capsys, digits_runs,
@@ -275,6 +286,29 @@ def test_quiet_train_prints_one_line_and_threads_are_set(tmp_path, capsys, monke
                                       "TF_NUM_INTEROP_THREADS": "1"}
     code, _, err = run_cli(capsys, "train", "--dataset", "digits", "--threads", "0")
     assert code == 2 and "--threads must be a positive integer, got 0" in err
+
+
+def test_info_run_prints_the_models_summary_without_a_framework(digits_runs):
+    """summary.txt (written as training starts) and `kvt info RUN`, which prints it
+    without importing a framework: the model, its parameters, its FLOPs per image."""
+    summary = (digits_runs["keras"] / "summary.txt").read_text()
+    head = summary.splitlines()
+    assert head[0] == "model: minivggnet, --api keras, activation crelu, precision float32"
+    assert head[1] == "input: 8x8x1, 10 classes"
+    from kvt.models.flops import keras_flops
+    from kvt.saving import load_model
+
+    model, _ = load_model(digits_runs["keras"] / "model.keras")
+    total = sum(int(np.prod(w.shape)) for w in model.weights)
+    assert head[2].startswith(f"parameters: {total:,} (")
+    assert head[3].startswith(f"FLOPs per image: {keras_flops(model)[0] / 1e6:.1f} M forward")
+    assert "Total params" in summary and "conv2d" in summary
+    code = ("import sys; from kvt.cli import main; code = main(['info', sys.argv[1]]); "
+            "assert not {'tensorflow', 'jax', 'torch', 'keras'} & set(sys.modules); "
+            "sys.exit(code)")
+    out = subprocess.run([sys.executable, "-c", code, str(digits_runs["keras"])],
+                         capture_output=True, text=True, timeout=HANG)
+    assert out.returncode == 0 and out.stdout == summary, out.stderr
 
 
 def test_evaluate_test_limit_takes_a_stratified_sample(capsys, digits_runs):

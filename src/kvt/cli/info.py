@@ -1,4 +1,5 @@
-"""`kvt info`: what is installed and usable — backends, versions, devices, CPU, threads.
+"""`kvt info`: what is installed and usable — backends, versions, devices, CPU, threads;
+`kvt info RUN`: the model a run trained (its summary.txt).
 
 What each framework reports is asked through `kvt.backends` (`PROBES`); this module
 only prints it.
@@ -11,6 +12,7 @@ import contextlib
 import importlib.metadata
 import os
 import platform
+from pathlib import Path
 from typing import Iterator
 
 from kvt.backends import DEFAULT_BACKEND, PROBES, THREAD_VARIABLES
@@ -24,11 +26,17 @@ def add_parser(sub) -> None:
         "info", help="show backends, versions, devices, CPU features and threads",
         description="Show which Keras backends are installed and usable, their versions and "
                     "devices (and whether a GPU is visible to each), the CPU's features and "
-                    "thread settings. Imports each installed framework.")
+                    "thread settings. Imports each installed framework. With a run "
+                    "directory: the model it trained (layers, parameters, FLOPs per image), "
+                    "from its summary.txt, without importing a framework.")
+    p.add_argument("run_dir", nargs="?", metavar="RUN",
+                   help="a run directory: print its model summary instead")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.run_dir is not None:
+        return _run_summary(Path(args.run_dir))
     from kvt import __version__, backends
 
     print(f"kvt {__version__}, Python {platform.python_version()}, "
@@ -49,6 +57,20 @@ def run(args: argparse.Namespace) -> int:
     with _checked_keras_backend():
         for name in backends.FRAMEWORKS:
             _print_row(name, installed[name])
+    return 0
+
+
+def _run_summary(path: Path) -> int:
+    from kvt.errors import RunError
+
+    summary = path / "summary.txt"
+    if not (path / "config.json").is_file():
+        raise RunError(f"{path} is not a kvt run directory (it has no config.json): give "
+                       f"the --out of a kvt train")
+    if not summary.is_file():
+        raise RunError(f"{path} has no summary.txt (it was trained before kvt wrote "
+                       f"one): train it again, or read its model with kvt.load_model")
+    print(summary.read_text(), end="")
     return 0
 
 
