@@ -31,8 +31,9 @@ forward and 161 MFLOP per training image. `pct_of_peak` is the row's training GF
 The peak is measured on the CPU: a row whose framework computes on a GPU (`device`
 "gpu") gets no `pct_of_peak`.
 
-Precision `bf16`: the row builds its model under Keras' `mixed_bfloat16` policy (bf16
-compute, float32 variables) with the last layer, the softmax, in float32; the PyTorch
+Precision `bf16`: the row builds its model as `kvt train --precision bf16` does
+(`kvt.models.build_model`: Keras' `mixed_bfloat16`, bf16 compute, float32 variables,
+the last layer, the softmax, in float32); the PyTorch
 yardstick runs under `torch.autocast(bfloat16)`. Each row reads `compute_dtype` (the
 first layer's output), `variable_dtype` and `output_dtype` from real tensors after
 training. `steps_per_execution` is Keras' compile option, for kvt rows only.
@@ -47,8 +48,9 @@ framework's own start-up included.
 
 The package imports no framework at import time (`kvt bench --help` relies on it); a
 row imports its own. Its modules, each importing only those before it: `spec` (RowSpec,
-the plan of rows), `flops` (counting), `peak` (the matmul peak), `rows` (a kvt row, the
-precision helpers), `yardsticks` (the plain PyTorch and tf.function loops), `runner`
+the plan of rows), `flops` (counting: Keras layers through `kvt.models.flops`, torch
+modules with hooks), `peak` (the matmul peak), `rows` (a kvt row, what a model computes
+in), `yardsticks` (the plain PyTorch and tf.function loops), `runner`
 (each row in its own process, one at a time), `render` (the table).
 """
 
