@@ -163,3 +163,26 @@ def test_bf16_trains_in_bfloat16_with_float32_weights_and_softmax(tmp_path, caps
     assert code == 2 and "--precision: invalid choice: 'fp16'" in err
     with pytest.raises(Exception, match="unknown --precision 'fp16'"):
         TrainConfig(precision="fp16")
+
+
+def test_steps_per_execution_is_recorded_and_refused_on_torch(tmp_path, capsys):
+    """--steps-per-execution N goes to Keras' compile (N steps per call into the compiled
+    step): the run records it and trains every image; PyTorch's trainer cannot, so it is
+    refused with the reason."""
+    import json
+
+    from conftest import run_cli
+
+    out = tmp_path / "spe"
+    code, _, err = run_cli(capsys, "train", "--dataset", "digits", "--train-limit", "64",
+                           "--test-limit", "20", "--epochs", "1", "--batch-size", "8",
+                           "--steps-per-execution", "4", "--out", str(out))
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["config"]["steps_per_execution"] == 4
+    model, _ = load_model(out / "model.keras")
+    assert int(model.optimizer.iterations) == 8  # 64 images at batch 8, in 2 calls of 4
+    code, _, err = run_cli(capsys, "train", "--dataset", "digits", "--backend", "torch",
+                           "--steps-per-execution", "2")
+    assert code == 2 and "--steps-per-execution 2 needs --backend tensorflow or jax" in err
+    code, _, err = run_cli(capsys, "train", "--dataset", "digits", "--steps-per-execution", "0")
+    assert code == 2 and "--steps-per-execution must be a positive integer, got 0" in err

@@ -83,6 +83,8 @@ class TrainConfig:
         recipe: the name of the recipe the defaults came from.
         precision: `"float32"`, or `"bf16"` to compute in bfloat16 with float32
             variables and a float32 softmax (Keras' `mixed_bfloat16`).
+        steps_per_execution: training steps per call into the compiled step (Keras'
+            compile option): fewer returns to Python per epoch. TensorFlow and JAX only.
     """
 
     model: str = "minivggnet"
@@ -105,6 +107,7 @@ class TrainConfig:
     deterministic: bool = False
     recipe: str = "seed"
     precision: str = "float32"
+    steps_per_execution: int = 1
 
     def __post_init__(self) -> None:
         self.validate()
@@ -127,6 +130,11 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise UsageError(f"unknown --precision {self.precision!r}: choose one of "
                              f"{', '.join(PRECISIONS)}")
+        check_positive("steps-per-execution", self.steps_per_execution)
+        if self.steps_per_execution > 1 and self.backend == "torch":
+            raise UsageError(
+                f"--steps-per-execution {self.steps_per_execution} needs --backend "
+                f"tensorflow or jax: Keras' PyTorch trainer runs one step per call")
         check_positive("epochs", self.epochs)
         check_positive("batch-size", self.batch_size)
         for name in ("image_size", "train_limit", "test_limit"):

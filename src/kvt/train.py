@@ -72,7 +72,8 @@ def build_and_compile(config: TrainConfig, input_shape, num_classes: int):
     if config.resolved_decay > 0:
         lr = keras2_decay(config.lr, config.resolved_decay)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum),
-                  loss="categorical_crossentropy", metrics=["accuracy"])
+                  loss="categorical_crossentropy", metrics=["accuracy"],
+                  steps_per_execution=config.steps_per_execution)
     return model
 
 

@@ -36,15 +36,13 @@ def build_keras_model(spec: RowSpec, input_shape, num_classes: int, compiled: bo
     from kvt.train import build_and_compile
 
     config = TrainConfig(api=spec.api, activation=spec.activation, backend=spec.backend,
-                         batch_size=spec.batch_size, precision=spec.precision)
+                         batch_size=spec.batch_size, precision=spec.precision,
+                         steps_per_execution=spec.steps_per_execution)
     if compiled:
         model = build_and_compile(config, input_shape, num_classes)
     else:
         model = build_model(config.model, spec.api, input_shape, num_classes,
                             spec.activation, precision=spec.precision)
-    if compiled and spec.steps_per_execution > 1:
-        model.compile(optimizer=model.optimizer, loss="categorical_crossentropy",
-                      metrics=["accuracy"], steps_per_execution=spec.steps_per_execution)
     return model
 
 

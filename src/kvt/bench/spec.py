@@ -80,6 +80,10 @@ def plan(backends: list[str], apis: list[str], activations: list[str],
             _note_once(notes, f"skipped --api tf on {backend}: the tf.keras model calls "
                               f"TensorFlow ops, so it needs --backend tensorflow")
             continue
+        if spe > 1 and backend == "torch":
+            _note_once(notes, "skipped --steps-per-execution above 1 on torch: Keras' PyTorch "
+                              "trainer runs one step per call")
+            continue
         rows.append(RowSpec("kvt", backend, api, activation, precision, batch, spe, **common))
     for yardstick, activation, precision, batch in itertools.product(
             yardsticks, activations, precisions, batch_sizes):

@@ -95,7 +95,8 @@ SEED = RECIPES["seed"]  # the defaults --help shows
 CONFIG_FLAGS = (
     "model", "api", "activation", "native_ops", "backend", "dataset", "data_dir",
     "image_size", "train_limit", "test_limit", "val_split", "epochs", "batch_size", "lr",
-    "decay", "momentum", "seed", "deterministic", "precision", "recipe", "config",
+    "decay", "momentum", "seed", "deterministic", "precision", "steps_per_execution",
+    "recipe", "config",
 )
 
 
@@ -161,6 +162,9 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
                         help="what the layers compute in: float32, or bf16 (bfloat16 "
                              "compute, float32 weights and softmax; fast only on CPUs and "
                              "GPUs with bf16 units) (default: float32)")
+    recipe.add_argument("--steps-per-execution", type=int, default=None, metavar="N",
+                        help="training steps per call into the compiled step: fewer "
+                             "returns to Python per epoch (TensorFlow, JAX) (default: 1)")
 
 
 def config_from_args(args: argparse.Namespace):
