@@ -198,6 +198,6 @@ def test_training_through_each_backend_on_digits(tmp_path, backend):
     if backend == "jax":  # XLA's compiled programs persist in kvt's cache for the next run
         assert any((tmp_path / "cache" / "jax").iterdir())
     # Chance is 0.1. Measured by make test-stress (2-core AMD EPYC, 2026-11-27; seeds
-    # 0-9 at 1 thread, seed 0 at 2 threads):
-    # jax 0.867-0.944 (mean 0.917, sd 0.024), torch 0.864-0.967 (mean 0.917, sd 0.029).
+    # 0-9 at 1 thread, seeds 0-4 at 2 threads, n = 15):
+    # jax 0.867-0.944 (mean 0.917, sd 0.022), torch 0.864-0.967 (mean 0.917, sd 0.027).
     learned(f"digits {backend}/crelu native test accuracy", metrics["test_accuracy"], 0.6)

@@ -25,8 +25,8 @@ def test_train_and_evaluate_on_a_slice_of_real_cifar10(tmp_path, capsys, cifar_s
     # above chance (0.1; its sd over 3,000 images is 0.55 points). The test accuracy after
     # 188 steps is not a guarantee: it depends on how far BatchNorm's moving averages have
     # come (seen from 10% to 29% across seeds, batch sizes and machines). Measured by
-    # make test-stress (2-core AMD EPYC, 2026-11-27; seeds 0-9 at 1 thread, seed 0 at
-    # 2 threads): 0.356-0.388 (mean 0.373, sd 0.009).
+    # make test-stress (2-core AMD EPYC, 2026-11-27; seeds 0-9 at 1 thread, seeds 0-4
+    # at 2 threads, n = 15): 0.355-0.388 (mean 0.372, sd 0.0095).
     learned("cifar10 slice train accuracy, epoch 2", metrics["final_train_accuracy"], 0.15)
     assert set(metrics["per_class"]) == CLASSES and metrics["test_images"] == 1000
 
