@@ -26,7 +26,7 @@ def model_summary(model, config, input_shape, num_classes: int) -> str:
     lines: list[str] = []
     model.summary(print_fn=lambda text, *args, **kwargs: lines.append(text), line_length=78)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    total = sum(int(np.prod(w.shape)) for w in model.weights)
+    total = model.count_params()
     forward, uncounted = keras_flops(model)
     native = " (native ops)" if config.native_ops else ""
     head = [
