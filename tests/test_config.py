@@ -1,5 +1,6 @@
 import json
 import math
+import re
 
 import pytest
 
@@ -118,3 +119,31 @@ def test_saved_config_reloads_to_the_same_decay_and_follows_new_epochs(tmp_path)
         assert again == c and again.resolved_decay == c.resolved_decay
         args = build_parser().parse_args(["train", "--config", str(saved), "--epochs", "5"])
         assert config_from_args(args).resolved_decay == pytest.approx(after_epochs_5)
+
+
+def test_fast_recipe_is_complete_and_resets_what_the_seed_recipe_sets():
+    """Each recipe names every recipe field, so that `--config RUN --recipe R` (which
+    applies a recipe over a saved config) leaves nothing of the other recipe behind."""
+    assert set(RECIPES["fast"]) == set(RECIPES["seed"])
+    fast = TrainConfig.from_recipe("fast")
+    assert (fast.schedule, fast.augment, fast.nesterov) == ("warmup-cosine", "flip-translate",
+                                                            True)
+    assert fast.resolved_decay == 0.0  # the schedule sets the learning rate, not decay
+    seed = TrainConfig.from_dict({**fast.to_dict(), **RECIPES["seed"], "recipe": "seed"})
+    assert seed == TrainConfig.from_recipe("seed")
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"schedule": "step"}, "unknown --schedule 'step': choose one of keras2, warmup-cosine"),
+    ({"augment": "mixup"}, "unknown --augment 'mixup': choose one of none, flip, flip-translate"),
+    ({"schedule": "warmup-cosine", "decay": 0.01}, "--decay 0.01 is Keras 2's decay"),
+    ({"schedule": "warmup-cosine", "epochs": 2, "warmup_epochs": 3.0},
+     "--warmup-epochs 3 is longer than the 2 epochs of training"),
+    ({"warmup_epochs": 1.0}, "--warmup-epochs applies to --schedule warmup-cosine"),
+    ({"weight_decay": -1e-4}, "--weight-decay must be a finite number >= 0.0 and < 1.0"),
+    ({"label_smoothing": 1.0}, "--label-smoothing must be a finite number >= 0.0 and < 1.0"),
+    ({"warmup_epochs": float("nan")}, "--warmup-epochs must be a finite number"),
+])
+def test_nonsense_recipe_fields_are_refused_by_name(overrides, words):
+    with pytest.raises(UsageError, match=re.escape(words)):
+        TrainConfig(**overrides)

@@ -186,3 +186,46 @@ def test_steps_per_execution_is_recorded_and_refused_on_torch(tmp_path, capsys):
     assert code == 2 and "--steps-per-execution 2 needs --backend tensorflow or jax" in err
     code, _, err = run_cli(capsys, "train", "--dataset", "digits", "--steps-per-execution", "0")
     assert code == 2 and "--steps-per-execution must be a positive integer, got 0" in err
+
+
+def test_warmup_cosine_rises_to_lr_then_falls_to_zero_at_the_last_step():
+    from kvt.train import build_and_compile
+
+    config = TrainConfig.from_recipe("fast", epochs=4, warmup_epochs=1.0, lr=0.1)
+    model = build_and_compile(config, (8, 8, 1), 10, train_images=1000)
+    optimizer = model.optimizer
+    assert optimizer.nesterov and optimizer.momentum == 0.9
+    assert optimizer.weight_decay == pytest.approx(config.weight_decay)
+    schedule = keras.optimizers.schedules.deserialize(optimizer.get_config()["learning_rate"])
+    steps = -(-1000 // config.batch_size)  # 2 steps per epoch at batch 512
+    lr = [float(schedule(s)) for s in range(4 * steps + 1)]
+    assert lr[0] == pytest.approx(0.0, abs=1e-9)
+    assert lr[steps] == pytest.approx(0.1)  # the peak at the end of the warm-up
+    assert lr[4 * steps] == pytest.approx(0.0, abs=1e-9)  # zero at the last step
+    assert all(a <= b for a, b in zip(lr[:steps], lr[1:steps + 1]))
+    assert all(a >= b for a, b in zip(lr[steps:], lr[steps + 1:]))
+    loss = model.loss
+    assert isinstance(loss, keras.losses.CategoricalCrossentropy)
+    assert loss.get_config()["label_smoothing"] == pytest.approx(config.label_smoothing)
+
+
+def test_fast_recipe_trains_and_records_every_recipe_field(tmp_path, capsys):
+    """`--recipe fast` with a flag overridden: config.json holds the recipe's fields, the
+    run takes every step of the schedule, which ends at 0."""
+    import json
+
+    from conftest import run_cli
+
+    out = tmp_path / "fast"
+    code, stdout, err = run_cli(capsys, "train", "--recipe", "fast", "--dataset", "digits",
+                                "--train-limit", "128", "--test-limit", "40", "--epochs", "2",
+                                "--batch-size", "32", "--no-nesterov", "--out", str(out))
+    assert code == 0, err
+    assert "lr 0 to 0.1 over 1 epochs, cosine to 0 (--recipe fast)" in stdout
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert {k: config[k] for k in ("recipe", "schedule", "augment", "nesterov", "epochs")} == \
+        {"recipe": "fast", "schedule": "warmup-cosine", "augment": "flip-translate",
+         "nesterov": False, "epochs": 2}
+    model, _ = load_model(out / "model.keras")
+    assert int(model.optimizer.iterations) == 8  # 128 images at batch 32, 2 epochs
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)

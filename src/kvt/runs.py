@@ -283,7 +283,8 @@ def config_record(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
         # What `decay: null` (the tutorial's lr / epochs) came to for this run.
         "optimizer": {"lr": config.lr, "decay": config.resolved_decay,
                       "decay_from": "lr / epochs" if config.decay is None else "--decay",
-                      "momentum": config.momentum},
+                      "momentum": config.momentum, "nesterov": config.nesterov,
+                      "schedule": config.schedule, "weight_decay": config.weight_decay},
         "environment": backends.describe(),
         "kvt": __version__,
         "command": sys.argv,

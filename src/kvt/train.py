@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from kvt import backends, keras2_decay, signals
+from kvt.augment import augment_epoch
 from kvt.callbacks import EpochTimer, InterruptCheck, NanGuard, epoch_line
 from kvt.checkpoint import (Progress, RestoreRng, recording_failure, restore_checkpoint,
                             save_checkpoint)
@@ -64,17 +65,38 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def build_and_compile(config: TrainConfig, input_shape, num_classes: int):
-    """The config's model, compiled with its optimiser recipe."""
+def build_and_compile(config: TrainConfig, input_shape, num_classes: int,
+                      train_images: int | None = None):
+    """The config's model, compiled with its optimiser recipe. `train_images` (the
+    training set's size) sets the steps of a `warmup-cosine` schedule."""
     model = build_model(config.model, config.api, input_shape, num_classes, config.activation,
                         config.native_ops, config.precision)
-    lr: Any = config.lr
-    if config.resolved_decay > 0:
-        lr = keras2_decay(config.lr, config.resolved_decay)
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum),
-                  loss="categorical_crossentropy", metrics=["accuracy"],
+    optimizer = keras.optimizers.SGD(
+        learning_rate=learning_rate(config, train_images), momentum=config.momentum,
+        nesterov=config.nesterov, weight_decay=config.weight_decay or None)
+    loss: Any = "categorical_crossentropy"
+    if config.label_smoothing:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"],
                   steps_per_execution=config.steps_per_execution)
     return model
+
+
+def learning_rate(config: TrainConfig, train_images: int | None = None) -> Any:
+    """The config's learning rate: a number, or a Keras schedule over optimizer steps."""
+    if config.schedule == "warmup-cosine":
+        if train_images is None:
+            raise ValueError("a warmup-cosine schedule needs the number of training images")
+        steps_per_epoch = -(-train_images // config.batch_size)
+        total = steps_per_epoch * config.epochs
+        warmup = round(steps_per_epoch * config.warmup_epochs)
+        # From 0 up to lr over the warm-up, then a cosine from lr down to 0 at `total`.
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=max(total - warmup, 1), alpha=0.0,
+            warmup_target=config.lr, warmup_steps=warmup)
+    if config.resolved_decay > 0:
+        return keras2_decay(config.lr, config.resolved_decay)
+    return config.lr
 
 
 def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
@@ -105,7 +127,7 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
     x_train, x_test = to_inputs(dataset.x_train), to_inputs(dataset.x_test)
     y_train = keras.utils.to_categorical(dataset.y_train, dataset.num_classes)
     y_test = keras.utils.to_categorical(dataset.y_test, dataset.num_classes)
-    model = build_and_compile(config, dataset.input_shape, dataset.num_classes)
+    model = build_and_compile(config, dataset.input_shape, dataset.num_classes, n_train)
     progress = Progress(config.epochs)
     if resume and run_dir is not None and (run_dir / CHECKPOINT).is_file():
         progress = restore_checkpoint(model, config, run_dir / CHECKPOINT)
@@ -125,7 +147,8 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
             run_dir.mark("running", progress.summary())
         for epoch in range(progress.done, config.epochs):
             order = epoch_order(config.seed, epoch, n_train)
-            fitted = model.fit(x_train[order], y_train[order], validation_data=(x_test, y_test),
+            x_epoch = augment_epoch(x_train[order], config.augment, config.seed, epoch)
+            fitted = model.fit(x_epoch, y_train[order], validation_data=(x_test, y_test),
                                batch_size=config.batch_size, initial_epoch=epoch,
                                epochs=epoch + 1, shuffle=False,
                                verbose=1 if interactive else 0, callbacks=callbacks)

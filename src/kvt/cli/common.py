@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from kvt.backends import DEFAULT_BACKEND
-from kvt.config import APIS, BACKENDS, PRECISIONS, RECIPES
+from kvt.config import APIS, AUGMENTS, BACKENDS, PRECISIONS, RECIPES, SCHEDULES
 # The one positive-integer check, TrainConfig's: positive("jobs", n) refuses a count flag
 # below 1 ("--jobs must be a positive integer, got 0"); argparse only checks the type.
 from kvt.config import check_positive as positive
@@ -95,9 +95,11 @@ SEED = RECIPES["seed"]  # the defaults --help shows
 CONFIG_FLAGS = (
     "model", "api", "activation", "native_ops", "backend", "dataset", "data_dir",
     "image_size", "train_limit", "test_limit", "val_split", "epochs", "batch_size", "lr",
-    "decay", "momentum", "seed", "deterministic", "precision", "steps_per_execution",
-    "recipe", "config",
+    "decay", "momentum", "nesterov", "schedule", "warmup_epochs", "weight_decay",
+    "label_smoothing", "augment", "seed", "deterministic", "precision",
+    "steps_per_execution", "recipe", "config",
 )
+FAST = RECIPES["fast"]
 
 
 def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
@@ -138,20 +140,43 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
                         help="start from a saved config (a run's config.json); flags "
                              "override its values")
     recipe.add_argument("--recipe", default=None, choices=sorted(RECIPES),
-                        help="named hyperparameters (default: seed, the tutorial's)")
+                        help="named hyperparameters: seed (the tutorial's, the default) or fast "
+                             "(a modern schedule for the same network)")
     recipe.add_argument("--epochs", type=int, default=None, metavar="N",
-                        help=f"passes over the training set (seed recipe: {SEED['epochs']})")
+                        help=f"passes over the training set (seed recipe: {SEED['epochs']}; "
+                             f"fast: {FAST['epochs']})")
     recipe.add_argument("--batch-size", type=int, default=None, metavar="N",
-                        help=f"images per SGD step (seed recipe: {SEED['batch_size']})")
+                        help=f"images per SGD step (seed recipe: {SEED['batch_size']}; "
+                             f"fast: {FAST['batch_size']})")
     recipe.add_argument("--lr", type=float, default=None,
-                        help=f"initial learning rate (seed recipe: {SEED['lr']:g})")
+                        help=f"initial learning rate, the peak for warmup-cosine (seed recipe: "
+                             f"{SEED['lr']:g}; fast: {FAST['lr']:g})")
     recipe.add_argument("--decay", type=float, default=None,
                         help="per-step inverse-time decay, lr_t = lr / (1 + decay * step); "
                              "0 for none (seed recipe: lr / epochs, the tutorial's: 0.01/30 "
                              "at 30 epochs)")
     recipe.add_argument("--momentum", type=float, default=None,
                         help=f"SGD momentum, 0 to <1 (seed recipe: {SEED['momentum']:g}, "
-                             f"plain SGD)")
+                             f"plain SGD; fast: {FAST['momentum']:g})")
+    recipe.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
+                        help="Nesterov momentum (seed recipe: off; fast: on)")
+    recipe.add_argument("--schedule", choices=SCHEDULES, default=None,
+                        help="keras2: --lr / (1 + --decay * step), the tutorial's; "
+                             "warmup-cosine: linear from 0 to --lr over --warmup-epochs, "
+                             "then a cosine to 0 (seed recipe: keras2; fast: warmup-cosine)")
+    recipe.add_argument("--warmup-epochs", type=float, default=None, metavar="E",
+                        help=f"warm-up of --schedule warmup-cosine, in epochs (fast: "
+                             f"{FAST['warmup_epochs']:g})")
+    recipe.add_argument("--weight-decay", type=float, default=None, metavar="W",
+                        help=f"Keras' decoupled weight decay: each step shrinks every "
+                             f"weight by lr*W (seed recipe: 0; fast: {FAST['weight_decay']:g})")
+    recipe.add_argument("--label-smoothing", type=float, default=None, metavar="S",
+                        help=f"label smoothing of the cross-entropy, 0 to <1 (seed recipe: 0; "
+                             f"fast: {FAST['label_smoothing']:g})")
+    recipe.add_argument("--augment", choices=AUGMENTS, default=None,
+                        help="per-epoch training augmentation, the same on every backend: "
+                             "left-right flips, and shifts of up to 2 pixels (seed recipe: "
+                             "none; fast: flip-translate)")
     if seed:
         recipe.add_argument("--seed", type=int, default=None,
                             help="random seed, 0 to 2**32-1 (default: 42)")

@@ -55,10 +55,14 @@ def announce(config, dataset) -> None:
           f"{len(dataset.y_test)} {split} images, {w}x{h}x{c}, {dataset.num_classes} classes",
           flush=True)
     native = ", native ops" if config.native_ops else ""
+    if config.schedule == "warmup-cosine":
+        lr = (f"lr 0 to {config.lr:g} over {config.warmup_epochs:g} epochs, cosine to 0 "
+              f"(--recipe {config.recipe})")
+    else:
+        lr = f"lr {config.lr:g} (decay {config.resolved_decay:.3g} per step)"
     print(f"kvt: training {config.model} (--api {config.api}, {config.activation}{native}) on "
           f"{config.backend} for {config.epochs} epochs, batch {config.batch_size}, "
-          f"lr {config.lr:g} (decay {config.resolved_decay:.3g} per step), seed {config.seed}",
-          flush=True)
+          f"{lr}, seed {config.seed}", flush=True)
 
 
 def resume_target(args: argparse.Namespace):

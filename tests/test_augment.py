@@ -1,0 +1,58 @@
+"""The per-epoch augmentation: what each kind does to an image, and that its draw
+depends on (seed, epoch) alone."""
+
+import numpy as np
+import pytest
+
+from kvt.augment import TRANSLATE, augment_epoch, translate
+
+
+def images(n=64, side=8, channels=3):
+    return np.random.default_rng(0).random((n, side, side, channels), dtype=np.float32)
+
+
+def test_none_returns_the_images_as_they_are():
+    x = images()
+    assert augment_epoch(x, "none", seed=1, epoch=0) is x
+
+
+def test_flip_mirrors_about_half_left_right_and_leaves_the_rest():
+    x = images(n=400)
+    before = x.copy()
+    out = augment_epoch(x, "flip", seed=3, epoch=2)
+    np.testing.assert_array_equal(x, before)  # the input is not modified
+    same = np.all(out == x, axis=(1, 2, 3))
+    mirrored = np.all(out == x[:, :, ::-1], axis=(1, 2, 3))
+    assert np.all(same | mirrored)
+    assert 120 < mirrored.sum() < 280  # Binomial(400, 1/2): 5 standard deviations is 50
+
+
+def test_translate_moves_each_image_by_its_offset_with_reflected_borders():
+    x = images(n=3, side=8)
+    offsets = np.array([[TRANSLATE, 0, 2 * TRANSLATE], [TRANSLATE, 2 * TRANSLATE, 1]])
+    out = translate(x, offsets)
+    assert out.shape == x.shape and out.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(out[0], x[0])  # offset (r, r): no move
+    padded = np.pad(x, ((0, 0), (TRANSLATE,) * 2, (TRANSLATE,) * 2, (0, 0)), mode="reflect")
+    for i in range(3):
+        dy, dx = offsets[0, i], offsets[1, i]
+        np.testing.assert_array_equal(out[i], padded[i, dy:dy + 8, dx:dx + 8])
+    # image 1 moved 2 pixels left: its column 0 is the original's column 2
+    np.testing.assert_array_equal(out[1, TRANSLATE:, 0], x[1, :8 - TRANSLATE, 2])
+
+
+@pytest.mark.parametrize("kind", ["flip", "flip-translate"])
+def test_the_draw_depends_on_seed_and_epoch_only(kind):
+    x = images()
+    a = augment_epoch(x, kind, seed=5, epoch=1)
+    np.testing.assert_array_equal(a, augment_epoch(x, kind, seed=5, epoch=1))
+    assert not np.array_equal(a, augment_epoch(x, kind, seed=5, epoch=2))
+    assert not np.array_equal(a, augment_epoch(x, kind, seed=6, epoch=1))
+
+
+def test_flip_translate_keeps_dtype_and_values_from_the_image():
+    x = (images() * 255).astype(np.uint8)
+    out = augment_epoch(x, "flip-translate", seed=0, epoch=0)
+    assert out.dtype == np.uint8 and out.shape == x.shape
+    for i in range(len(x)):  # every pixel comes from the same image
+        assert set(np.unique(out[i])) <= set(np.unique(x[i]))
