@@ -164,9 +164,11 @@ def cifar_slice(tmp_path_factory):
 # One deterministic digits run per backend, trained straight through, and one killed
 # (SIGKILL) after epoch 2 and resumed: three processes per backend prove both that two
 # processes train identically (--deterministic) and that resume is exact.
-RESUME_ARGS = ["--dataset", "digits", "--epochs", "4", "--batch-size", "16", "--train-limit",
-               "480", "--test-limit", "128", "--seed", TEST_SEED, "--activation", "crelu",
-               "--deterministic"]
+# The fast recipe's schedule (warm-up + cosine over optimizer steps), Nesterov momentum,
+# weight decay and per-epoch augmentation must all continue where they stopped.
+RESUME_ARGS = ["--dataset", "digits", "--recipe", "fast", "--lr", "0.02", "--epochs", "4",
+               "--batch-size", "16", "--train-limit", "480", "--test-limit", "128", "--seed",
+               TEST_SEED, "--activation", "crelu", "--deterministic"]
 
 
 @pytest.fixture(scope="session", params=[
