@@ -243,3 +243,83 @@ def test_intervals_at_two_seeds_stay_within_0_and_100_with_a_note(tmp_path):
     for line in md.splitlines():  # no interval outside the scale anywhere
         for number in re.findall(r"-?\d+\.\d+", line):
             assert abs(float(number)) <= 100, line
+
+
+def test_tutorial_2x2_reports_two_effects_their_interaction_and_the_tutorials_runs(tmp_path):
+    base = TrainConfig.from_recipe()
+    plan = build_plan(base, "tutorial-2x2", [], [0, 1, 2], None)
+    assert [v.label for v in plan.variants] == ["keras/relu", "keras/crelu", "tf/relu",
+                                                "tf/crelu"]
+    sweep = Sweep(tmp_path / "sweep")
+    sweep.create(plan, force=False)
+    shifts = {"keras/relu": 0.0, "keras/crelu": 0.01, "tf/relu": 0.0, "tf/crelu": 0.01}
+    for variant in plan.variants:
+        for seed, noise in enumerate([-0.01, 0.0, 0.01]):
+            _fake_run(sweep.run_dir(variant, seed), 0.74 + shifts[variant.label] + noise)
+    analysis = write_results(sweep, plan, collect(sweep, plan), "kvt compare ...")
+    f = analysis["factorial"]
+    assert f["factors"] == ["api", "activation"]
+    assert f["levels"] == [["keras", "tf"], ["relu", "crelu"]]
+    api, act, inter = f["effects"]
+    assert api["estimate"] == pytest.approx(0.0, abs=1e-12)
+    assert act["estimate"] == pytest.approx(0.01)
+    assert inter["estimate"] == pytest.approx(0.0, abs=1e-12)
+    keras_relu, tf_crelu = analysis["tutorial"]
+    assert keras_relu["label"] == "keras/relu" and keras_relu["tutorial"] == 0.7432
+    assert keras_relu["percentile"] == pytest.approx(200 / 3)  # above 0.73 and 0.74
+    assert tf_crelu["percentile"] == pytest.approx(200 / 3)  # above 0.74 and 0.75
+    assert keras_relu["comparable"]  # the seed recipe, 30 epochs, the whole test split
+    md = (sweep.path / "compare.md").read_text()
+    assert "## Two effects and their interaction (2x2)" in md
+    assert "| activation | activation crelu minus relu, averaged over api | +1.00 |" in md
+    assert "98.3% CI" in md and "Holm" in md
+    assert "## The tutorial's runs" in md and "the tutorial's 74.32% is at or above 67%" in md
+    assert "only indicative" not in md
+
+
+def test_a_grid_that_is_not_2x2_has_no_factorial_analysis(tmp_path):
+    plan = build_plan(TrainConfig.from_recipe(), None, ["activation=relu,crelu,gelu"], [0, 1],
+                      None)
+    sweep = Sweep(tmp_path / "sweep")
+    sweep.create(plan, force=False)
+    for variant in plan.variants:
+        for seed in (0, 1):
+            _fake_run(sweep.run_dir(variant, seed), 0.7 + 0.01 * seed)
+    analysis = write_results(sweep, plan, collect(sweep, plan), "kvt compare ...")
+    assert analysis["factorial"] is None and analysis["tutorial"] is None
+
+
+def test_extend_adds_seeds_and_keeps_the_finished_runs(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    base = TrainConfig.from_recipe(dataset="digits", epochs=1, batch_size=8, train_limit=400,
+                                   test_limit=100)
+    plan = build_plan(base, None, ["activation=relu,crelu"], [0, 1], None)
+    sweep = Sweep(out)
+    sweep.create(plan, force=False)
+    for variant in plan.variants:  # seeds 0 and 1 "finished" (no model: never retrained)
+        for seed in (0, 1):
+            _fake_run(sweep.run_dir(variant, seed), 0.8 + 0.01 * seed)
+    code, _, err = run_cli(capsys, "compare", "--extend", str(out), "--seeds", "2")
+    assert code == 2 and "already has 2 seeds (0, 1); give more than 2" in err
+    code, _, err = run_cli(capsys, "compare", "--extend", str(out))
+    assert code == 2 and "--extend needs --seeds" in err
+    code, _, err = run_cli(capsys, "compare", "--extend", str(out), "--seeds", "3", "--epochs",
+                           "2")
+    assert code == 2 and "--extend continues a sweep with its saved plan: drop --epochs" in err
+    code, _, err = run_cli(capsys, "compare", "--resume", str(out), "--seeds", "3")
+    assert code == 2 and "use --extend SWEEP --seeds N" in err
+
+    proc = _compare(["--extend", str(out), "--seeds", "3", "-j", "2"], tmp_path)
+    stdout, stderr = proc.communicate(timeout=HANG)
+    assert proc.returncode == 0, stdout + stderr
+    assert "4 runs already finished, 2 to go" in stdout
+    saved = json.loads((out / "compare.json").read_text())
+    assert saved["plan"]["seeds"] == [0, 1, 2]
+    assert [c["n"] for c in saved["configurations"]] == [3, 3]
+    for label in ("relu", "crelu"):
+        accs = saved["configurations"][0 if label == "relu" else 1]["accuracies"]
+        assert accs["0"] == 0.8 and accs["1"] == 0.81  # the finished runs, untouched
+        assert RunDir(out / "runs" / label / "seed-2").status() == "complete"
+    assert "extended with kvt compare --extend" in (out / "compare.md").read_text()
+    code, _, err = run_cli(capsys, "compare", "--extend", str(out), "--seeds", "1,2")
+    assert code == 2 and "already has every one of these seeds" in err

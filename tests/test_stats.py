@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pytest
 
 from kvt.compare import stats
@@ -91,3 +93,58 @@ def test_intervals_are_cut_to_the_possible_range_and_say_so():
     assert (d.ci_low, d.ci_high, d.clipped) == (-1.0, 1.0, True)
     assert "anywhere from -100.00 to +100.00 points (the interval reaches the limits" in d.verdict
     assert not stats.compare("keras/relu", BASE, "tf/crelu", OTHER).clipped
+
+
+def test_a_two_sample_contrast_is_welchs_test():
+    from kvt.compare.stats import contrast, welch
+
+    a, b = [0.70, 0.72, 0.75, 0.71], [0.74, 0.78, 0.73, 0.79, 0.77]
+    est, se, df, low, high, p = contrast([a, b], [-1, 1])
+    w_diff, w_se, w_df, w_low, w_high, w_p = welch(a, b)
+    assert (est, se, df, p) == pytest.approx((w_diff, w_se, w_df, w_p))
+    assert (low, high) == pytest.approx((w_low, w_high))
+
+
+def test_holm_adjusts_in_order_and_never_decreases():
+    from kvt.compare.stats import holm
+
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # 0.9 cannot fall below 1.0
+
+
+def test_factorial_recovers_the_effects_of_an_additive_grid():
+    """Cells = base + api effect + activation effect (+ interaction), the same noise in
+    each: the estimates are exactly those effects, the family-wise intervals hold them."""
+    from kvt.compare.stats import factorial
+
+    noise = [-0.01, 0.0, 0.012, -0.002, 0.004]
+    def cell(shift):
+        return [0.74 + shift + e for e in noise]
+    cells = {("keras", "relu"): cell(0.0), ("keras", "crelu"): cell(0.01),
+             ("tf", "relu"): cell(0.002), ("tf", "crelu"): cell(0.01 + 0.002 + 0.03)}
+    api, act, inter = factorial(cells, ("api", "activation"), (("keras", "tf"), ("relu", "crelu")))
+    assert api.estimate == pytest.approx(0.002 + 0.03 / 2)
+    assert act.estimate == pytest.approx(0.01 + 0.03 / 2)
+    assert inter.estimate == pytest.approx(0.03)
+    assert inter.ci_low < 0.03 < inter.ci_high and inter.p_holm < 0.05
+    assert "after Holm's correction" in inter.verdict and inter.verdict.startswith("+3.00")
+    assert api.p_holm >= api.p_value  # adjusted p-values are never smaller
+    # family-wise: each interval at 1 - 0.05/3, wider than a plain 95% one
+    from kvt.compare.stats import contrast
+    plain = contrast(list(cells.values()), (1, -1, -1, 1))
+    assert inter.ci_high - inter.ci_low > plain[4] - plain[3]
+
+
+def test_factorial_needs_two_runs_per_cell():
+    from kvt.compare.stats import factorial
+
+    cells = {("a", "x"): [0.7, 0.71], ("a", "y"): [0.7], ("b", "x"): [0.7, 0.72],
+             ("b", "y"): [0.7, 0.73]}
+    assert factorial(cells, ("f", "g"), (("a", "b"), ("x", "y"))) is None
+
+
+def test_position_of_a_single_value_in_a_sample():
+    from kvt.compare.stats import position
+
+    pct, z = position(0.7432, [0.73, 0.74, 0.75, 0.76])
+    assert pct == 50.0 and z == pytest.approx((0.7432 - 0.745) / np.std([0.73, 0.74, 0.75, 0.76], ddof=1))

@@ -23,17 +23,23 @@ def add_parser(sub) -> None:
                     "and a bootstrap check. Writes compare.md, compare.json, compare.png "
                     "and curves.png. The flags of kvt train set what every configuration "
                     "shares.",
-        epilog="examples: kvt compare --preset tutorial --seeds 5 | kvt compare --vary "
-               "activation=relu,crelu --vary backend=tensorflow,jax --seeds 3 --epochs 10 "
-               "-j 2 | kvt compare --resume runs/compare-20261201-120000")
+        epilog="examples: kvt compare --preset tutorial --seeds 5 | kvt compare --preset "
+               "tutorial-2x2 --seeds 5 | kvt compare --vary activation=relu,crelu --vary "
+               "backend=tensorflow,jax --seeds 3 --epochs 10 -j 2 | kvt compare --resume "
+               "runs/compare-20261201-120000 | kvt compare --extend "
+               "runs/compare-20261201-120000 --seeds 10")
     grid = p.add_argument_group("grid")
     grid.add_argument("--preset", default=None,
-                      help="named configurations: tutorial (keras/relu against tf/crelu)")
+                      help="named configurations: tutorial (keras/relu against tf/crelu), "
+                           "tutorial-2x2 ({keras, tf} x {relu, crelu}: the API's effect, the "
+                           "activation's and their interaction)")
     grid.add_argument("--vary", action="append", default=[], metavar="FIELD=A,B",
                       help="try each value of a config field (repeatable; the grid is every "
                            "combination), e.g. activation=relu,crelu")
-    grid.add_argument("--seeds", default="3",
-                      help="how many seeds (5 = seeds 0..4) or which (1,7,9) (default: 3)")
+    grid.add_argument("--seeds", default=None,
+                      help="how many seeds (5 = seeds 0..4) or which (1,7,9) (default: 3); "
+                           "with --extend, a count is how many the sweep should have, a list "
+                           "the seeds to add")
     grid.add_argument("--baseline", default=None, metavar="LABEL",
                       help="the configuration the others are compared with (default: the "
                            "first)")
@@ -47,6 +53,9 @@ def add_parser(sub) -> None:
                      help="sweep directory (default: runs/compare-<time>)")
     out.add_argument("--resume", default=None, metavar="SWEEP_DIR",
                      help="continue an interrupted sweep: finished runs are kept")
+    out.add_argument("--extend", default=None, metavar="SWEEP_DIR",
+                     help="add seeds to a sweep (with --seeds): its runs are kept, the new "
+                          "seeds' runs are trained, and the results are written again")
     out.add_argument("--force", action="store_true", help="start over in an existing --out")
     add_threads_argument(out)
     p.set_defaults(run=run)
@@ -58,31 +67,67 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs is not None:
         positive("jobs", args.jobs)
     apply_threads(args)  # through the environment, every child run gets --threads threads
-    if args.resume:
+    existing = args.resume or args.extend
+    if existing:
+        from kvt.errors import UsageError
+
+        if args.resume and args.extend:
+            raise UsageError("--resume and --extend both continue a sweep: give one (--extend "
+                             "also finishes what an interrupted sweep left)")
+        flag = "--resume" if args.resume else "--extend"
         given = given_flags(args, (*CONFIG_FLAGS, "out", "preset", "baseline", "force"))
         given += ["--vary"] if args.vary else []
+        if args.resume and args.seeds is not None:
+            given.append("--seeds (to add seeds, use --extend SWEEP --seeds N)")
         if given:
-            from kvt.errors import UsageError
-            raise UsageError(f"--resume continues a sweep with its saved plan: drop "
+            raise UsageError(f"{flag} continues a sweep with its saved plan: drop "
                              f"{', '.join(given)}")
-        sweep = Sweep(args.resume)
+        if args.extend and args.seeds is None:
+            raise UsageError("--extend needs --seeds: how many seeds the sweep should have "
+                             "(10 = seeds 0..9) or which to add (12,13)")
+        sweep = Sweep(existing)
         sweep.load()  # a folder that is not a sweep is refused before it is claimed
     else:
         base = config_from_args(args)
-        plan = build_plan(base, args.preset, args.vary, parse_seeds(args.seeds), args.baseline,
+        plan = build_plan(base, args.preset, args.vary, parse_seeds(args.seeds or "3"),
+                          args.baseline,
                           command=sys.argv[1:] if sys.argv[1:2] == ["compare"] else None,
                           jobs=args.jobs or 1)
         sweep = Sweep(args.out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     # Held for the whole sweep: a second compare (or --force) on it is refused at once.
-    with sweep.claim(create=not args.resume):
-        if args.resume:
+    with sweep.claim(create=not existing):
+        if existing:
             plan = sweep.load()
+            changed = False
+            if args.extend:
+                plan.seeds = extended_seeds(plan.seeds, args.seeds, sweep.path)
+                changed = True
             if args.jobs is not None and args.jobs != plan.jobs:
                 plan.jobs = args.jobs  # and the next --resume keeps the new count
+                changed = True
+            if changed:
                 sweep.save(plan)
         else:
             sweep.create(plan, force=args.force)
         return _run(args, sweep, plan)
+
+
+def extended_seeds(seeds: list[int], text: str, path) -> list[int]:
+    """The sweep's seeds after `--extend --seeds text`: a count N means seeds 0..N-1
+    (it must add some), a list adds those seeds."""
+    from kvt.compare import parse_seeds
+    from kvt.errors import UsageError
+
+    wanted = parse_seeds(text)
+    if "," not in text and len(wanted) <= len(seeds):
+        raise UsageError(f"--extend --seeds {text}: {path} already has {len(seeds)} seeds "
+                         f"({', '.join(map(str, seeds))}); give more than {len(seeds)}, or "
+                         f"list the seeds to add (e.g. {max(seeds) + 1},{max(seeds) + 2})")
+    added = [s for s in wanted if s not in seeds]
+    if not added:
+        raise UsageError(f"--extend --seeds {text}: {path} already has every one of these "
+                         f"seeds; name seeds it does not have")
+    return seeds + added
 
 
 def _run(args: argparse.Namespace, sweep, plan) -> int:
@@ -96,6 +141,9 @@ def _run(args: argparse.Namespace, sweep, plan) -> int:
     command = "kvt " + shlex.join(plan.command or ["compare"])
     if args.resume:
         command += f" (resumed with kvt compare --resume {shlex.quote(args.resume)})"
+    if args.extend:
+        command += (f" (extended with kvt compare --extend {shlex.quote(args.extend)} --seeds "
+                    f"{shlex.quote(args.seeds)})")
     analysis, text = execute(sweep, plan, plan.jobs, sys.stdout, command, train_argv)
     print()
     print(text, end="")

@@ -15,12 +15,23 @@ from typing import Any
 from kvt.config import MAX_SEED, TrainConfig
 from kvt.errors import UsageError
 
+# The tutorial's two single runs (seed recipe, 30 epochs, test split, TensorFlow 1.x).
+TUTORIAL_RESULTS = {"keras/relu": 0.7432, "tf/crelu": 0.7550}
 PRESETS: dict[str, dict[str, Any]] = {
     # The tutorial's two runs: Keras with ReLU (74.32%) against tf.keras with CReLU
     # (75.50%), both on TensorFlow.
     "tutorial": {
         "description": "the tutorial's Keras/ReLU against tf.keras/CReLU",
         "configs": [{"api": "keras", "activation": "relu"},
+                    {"api": "tf", "activation": "crelu"}],
+    },
+    # The tutorial changed two things at once; the 2x2 grid separates them: the API's
+    # effect, the activation's, and whether one changes the other (the interaction).
+    "tutorial-2x2": {
+        "description": "{keras, tf} x {relu, crelu}: the API and the activation apart",
+        "configs": [{"api": "keras", "activation": "relu"},
+                    {"api": "keras", "activation": "crelu"},
+                    {"api": "tf", "activation": "relu"},
                     {"api": "tf", "activation": "crelu"}],
     },
 }

@@ -54,6 +54,45 @@ def tables(plan: Plan, analysis: dict[str, Any]) -> tuple[list[list[str]], list[
     return conf, comp
 
 
+def factorial_rows(analysis: dict[str, Any]) -> list[list[str]] | None:
+    f = analysis.get("factorial")
+    if not f:
+        return None
+    conf = f"{100 * f['confidence']:.1f}% CI"
+    rows = [["effect", "meaning", "estimate (points)", conf, "p", "p (Holm)"]]
+    for e in f["effects"]:
+        rows.append([e["name"], e["meaning"], _pct(e["estimate"], sign=True),
+                     _interval(e["ci_low"], e["ci_high"], False, sign=True),
+                     "n/a" if e["p_value"] != e["p_value"] else f"{e['p_value']:.3g}",
+                     "n/a" if e["p_holm"] != e["p_holm"] else f"{e['p_holm']:.3g}"])
+    return rows
+
+
+def factorial_words(analysis: dict[str, Any]) -> list[str]:
+    f = analysis.get("factorial")
+    if not f:
+        return []
+    (fa, fb), ((a0, a1), (b0, b1)) = f["factors"], f["levels"]
+    return ([f"2x2 grid: {fa} ({a0} -> {a1}) x {fb} ({b0} -> {b1}); {f['method']}."] +
+            [f"{e['name']}: {e['verdict']}" for e in f["effects"]])
+
+
+def tutorial_words(analysis: dict[str, Any]) -> list[str]:
+    rows = analysis.get("tutorial")
+    if not rows:
+        return []
+    lines = ["The tutorial's single runs against this sweep's seeds:"]
+    for t in rows:
+        z = "" if t["z"] != t["z"] else f", {t['z']:+.1f} standard deviations from the mean"
+        lines.append(f"  {t['label']}: the tutorial's {100 * t['tutorial']:.2f}% is at or above "
+                     f"{t['percentile']:.0f}% of its {t['n']} runs here{z}")
+    if not rows[0]["comparable"]:
+        lines.append("  (the tutorial trained the seed recipe for 30 epochs on all of CIFAR-10 "
+                     "and reported test accuracy; this sweep differs, so this is only "
+                     "indicative)")
+    return lines
+
+
 def _interval(low: float | None, high: float | None, clipped: bool, sign: bool = False) -> str:
     return f"{_pct(low, sign)} to {_pct(high, sign)}" + (" *" if clipped else "")
 
@@ -71,7 +110,7 @@ def clipping_note(analysis: dict[str, Any]) -> str | None:
             f"informative one.")
 
 
-TEXT_COLUMNS = ("configuration", "verdict")
+TEXT_COLUMNS = ("configuration", "verdict", "meaning")
 
 
 def _left(header: list[str], i: int) -> bool:
@@ -113,6 +152,12 @@ def render_text(plan: Plan, analysis: dict[str, Any]) -> str:
     note = clipping_note(analysis)
     parts += [note, ""] if note else []
     parts += [f"{d['other']}: {d['verdict']}" for d in analysis["comparisons"]]
+    effects = factorial_rows(analysis)
+    if effects:
+        parts += ["", fixed_columns([r[:1] + r[2:] for r in effects]), "",
+                  *factorial_words(analysis)]
+    tutorial = tutorial_words(analysis)
+    parts += ["", *tutorial] if tutorial else []
     failed = unfinished(analysis)
     if failed:
         parts += ["", f"{len(failed)} runs did not finish:"]
@@ -139,6 +184,14 @@ def render_markdown(plan: Plan, analysis: dict[str, Any], command: str) -> str:
     if len(analysis["comparisons"]) > 1:
         parts.append("With several comparisons, p-values are not corrected for multiple "
                      "testing: expect about one false call in twenty at p < 0.05.")
+    effects = factorial_rows(analysis)
+    if effects:
+        parts += ["", "## Two effects and their interaction (2x2)", "", markdown(effects), "",
+                  *factorial_words(analysis)]
+    tutorial = tutorial_words(analysis)
+    if tutorial:
+        parts += ["", "## The tutorial's runs", "", tutorial[0], "",
+                  *[f"- {line.strip()}" for line in tutorial[1:]]]
     failed = unfinished(analysis)
     if failed:
         parts += ["", "## Runs that did not finish", ""]

@@ -7,7 +7,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from kvt.compare import stats
-from kvt.compare.plan import Plan
+from kvt.compare.plan import TUTORIAL_RESULTS, Plan
 from kvt.runs import RunDir
 
 if TYPE_CHECKING:
@@ -100,11 +100,73 @@ def analyse(plan: Plan, results: list[SeedResult]) -> dict[str, Any]:
     complete = [r for r in results if r.status == "complete"]
     splits = sorted({(r.eval_split, r.eval_images) for r in complete})
     return {"configurations": configurations, "comparisons": comparisons,
+            "factorial": factorial(plan, accs),
+            "tutorial": tutorial_positions(plan, accs, splits),
             "eval_split": splits[0][0] if len(splits) == 1 else None,
             "eval_images": splits[0][1] if len(splits) == 1 else None,
             "splits": [list(s) for s in splits],
             "runs": [{k: v for k, v in dataclasses.asdict(r).items() if k != "history"}
                      for r in results]}
+
+
+def factorial_axes(plan: Plan) -> tuple[tuple[str, str], tuple[tuple[str, str], ...]] | None:
+    """The two fields and their levels (reference first) if the configurations form a 2x2
+    grid (every one sets the same two fields, each to one of two values, and every
+    combination is there), else None."""
+    keys = {tuple(sorted(v.overrides)) for v in plan.variants}
+    if len(plan.variants) != 4 or len(keys) != 1 or len(next(iter(keys))) != 2:
+        return None
+    fields = tuple(plan.variants[0].overrides)  # in the order the grid gives them
+    levels = []
+    for f in fields:
+        values = list(dict.fromkeys(v.overrides[f] for v in plan.variants))
+        if len(values) != 2:
+            return None
+        levels.append(tuple(values))
+    combos = {tuple(v.overrides[f] for f in fields) for v in plan.variants}
+    if len(combos) != 4:
+        return None
+    return fields, tuple(levels)
+
+
+def factorial(plan: Plan, accs: dict[str, list[float]]) -> dict[str, Any] | None:
+    """The 2x2 analysis (`stats.factorial`) as plain data, or None if the grid is not
+    2x2 or a cell has fewer than 2 finished runs."""
+    axes = factorial_axes(plan)
+    if axes is None:
+        return None
+    fields, levels = axes
+    cells = {tuple(str(v.overrides[f]) for f in fields): accs[v.label] for v in plan.variants}
+    str_levels = tuple(tuple(str(x) for x in lv) for lv in levels)
+    effects = stats.factorial(cells, fields, str_levels)
+    if effects is None:
+        return None
+    return {"factors": list(fields), "levels": [list(lv) for lv in str_levels],
+            "confidence": 1 - stats.ALPHA / len(effects),
+            "method": "Welch-Satterthwaite contrasts of the four configuration means (no "
+                      "equal-variance assumption); intervals Bonferroni-adjusted and "
+                      "p-values Holm-adjusted over the three effects",
+            "effects": [dataclasses.asdict(e) for e in effects]}
+
+
+def tutorial_positions(plan: Plan, accs: dict[str, list[float]],
+                       splits: list[tuple[Any, Any]]) -> list[dict[str, Any]] | None:
+    """For a tutorial preset: where the tutorial's single result for each of its two
+    configurations sits in this sweep's seed-to-seed spread of that configuration."""
+    if plan.preset not in ("tutorial", "tutorial-2x2"):
+        return None
+    b = plan.base
+    comparable = (b.recipe == "seed" and b.epochs == 30 and b.train_limit is None
+                  and b.test_limit is None and [s[0] for s in splits] == ["test"])
+    out = []
+    for label, value in TUTORIAL_RESULTS.items():
+        sample = accs.get(label, [])
+        if not sample:
+            continue
+        pct, z = stats.position(value, sample)
+        out.append({"label": label, "tutorial": value, "n": len(sample),
+                    "percentile": pct, "z": z, "comparable": comparable})
+    return out
 
 
 def unfinished(analysis: dict[str, Any]) -> list[dict[str, Any]]:

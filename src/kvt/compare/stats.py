@@ -148,3 +148,101 @@ def verdict(other: str, baseline: str, diff: float, low: float, high: float, p: 
             f"{100 * high:+.2f} points" + (" (the interval reaches the limits of the scale: "
                                            "more seeds are needed to narrow it)" if clipped
                                            else ""))
+
+
+# --- a 2x2 factorial: two effects and their interaction --------------------------------
+
+@dataclasses.dataclass
+class Effect:
+    """A contrast of configuration means (a main effect or an interaction), in fractions:
+    the estimate, its Welch-Satterthwaite standard error and degrees of freedom, the
+    interval at the family-wise confidence (each effect at 1 - ALPHA / family), the raw
+    and the Holm-adjusted p-value, and the verdict."""
+
+    name: str
+    meaning: str
+    estimate: float
+    se: float
+    df: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    p_holm: float
+    verdict: str
+
+
+def contrast(samples: Sequence[Sequence[float]], weights: Sequence[float],
+             confidence: float = CONFIDENCE) -> tuple[float, float, float, float, float, float]:
+    """(estimate, se, df, ci_low, ci_high, p) of sum(w_i * mean_i), each sample with its
+    own variance (Welch-Satterthwaite degrees of freedom, no equal-variance assumption).
+    Needs at least 2 values per sample."""
+    from scipy import stats
+
+    xs = [np.asarray(s, dtype=float) for s in samples]
+    estimate = float(sum(w * x.mean() for w, x in zip(weights, xs)))
+    parts = [w * w * x.var(ddof=1) / len(x) for w, x in zip(weights, xs)]
+    var = float(sum(parts))
+    if var == 0:
+        return estimate, 0.0, math.nan, estimate, estimate, (1.0 if estimate == 0 else 0.0)
+    df = var ** 2 / sum(p * p / (len(x) - 1) for p, x in zip(parts, xs) if p > 0)
+    se = math.sqrt(var)
+    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+    p = float(2 * stats.t.sf(abs(estimate) / se, df))
+    return estimate, se, float(df), estimate - half, estimate + half, p
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (family-wise error), in the input's order."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def factorial(cells: dict[tuple[str, str], Sequence[float]], factors: tuple[str, str],
+              levels: tuple[tuple[str, str], tuple[str, str]]) -> list[Effect] | None:
+    """The two main effects and the interaction of a 2x2 grid, or None if a cell has
+    fewer than 2 runs. `cells[(a, b)]` holds the accuracies at level a of the first
+    factor and b of the second; each factor's first level is its reference. A main
+    effect is the change from the reference level averaged over the other factor's two
+    levels; the interaction is how much the second factor's effect changes with the
+    first. Intervals are family-wise: each at 1 - ALPHA/3 (Bonferroni), and the
+    p-values Holm-adjusted over the three effects."""
+    (a0, a1), (b0, b1) = levels
+    if any(len(cells[(a, b)]) < 2 for a in (a0, a1) for b in (b0, b1)):
+        return None
+    order = [(a0, b0), (a0, b1), (a1, b0), (a1, b1)]
+    samples = [cells[k] for k in order]
+    fa, fb = factors
+    specs = [  # name, meaning, weights over `order`
+        (fa, f"{fa} {a1} minus {a0}, averaged over {fb}", (-0.5, -0.5, 0.5, 0.5)),
+        (fb, f"{fb} {b1} minus {b0}, averaged over {fa}", (-0.5, 0.5, -0.5, 0.5)),
+        (f"{fa} x {fb}", f"the {fb} effect under {fa} {a1} minus under {a0}", (1, -1, -1, 1)),
+    ]
+    confidence = 1 - ALPHA / len(specs)
+    raw = [contrast(samples, w, confidence) for _, _, w in specs]
+    adjusted = holm([r[5] for r in raw])
+    effects = []
+    for (name, meaning, _), (est, se, df, low, high, p), p_holm in zip(specs, raw, adjusted):
+        low, high, _ = clip(low, high, -1.0, 1.0)
+        if se == 0:
+            words = "identical in every run" if est == 0 else "no spread to judge by"
+        elif p_holm < ALPHA:
+            words = (f"{100 * est:+.2f} points ({100 * low:+.2f} to {100 * high:+.2f}), "
+                     f"p = {p_holm:.3g} after Holm's correction")
+        else:
+            words = (f"no evidence of an effect (p = {p_holm:.2f} after Holm's correction); "
+                     f"it lies between {100 * low:+.2f} and {100 * high:+.2f} points")
+        effects.append(Effect(name, meaning, est, se, df, low, high, p, p_holm, words))
+    return effects
+
+
+def position(value: float, sample: Sequence[float]) -> tuple[float, float]:
+    """Where a single value sits in a sample: (the percentage of the sample at or below
+    it, its distance from the sample mean in sample standard deviations)."""
+    x = np.asarray(sample, dtype=float)
+    pct = float(100 * np.mean(x <= value))
+    std = float(x.std(ddof=1)) if len(x) > 1 else math.nan
+    return pct, (value - float(x.mean())) / std if std else math.nan
