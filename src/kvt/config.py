@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kvt.backends import DEFAULT_BACKEND, FRAMEWORKS
-from kvt.errors import ModelError, UsageError
+from kvt.errors import BackendError, ModelError, UsageError
 
 # The tutorial's recipe ("Keras vs. TensorFlow", 2018): MiniVGGNet on CIFAR-10,
 # 74.32% (Keras, ReLU) and 75.50% (tf.keras, CReLU) test accuracy after 30 epochs,
@@ -82,6 +82,18 @@ SCHEDULES = ("keras2", "warmup-cosine")
 # sees the same images: "flip" mirrors half the images left-right, "flip-translate"
 # also shifts each image by up to TRANSLATE pixels each way (reflected borders).
 AUGMENTS = ("none", "flip", "flip-translate")
+# How one run spreads over several devices of one machine: "none"; "mirrored",
+# TensorFlow's MirroredStrategy; "data-parallel", Keras' DataParallel distribution on
+# JAX. "multi-worker" (several machines) is refused with the reason: see DISTRIBUTE_REFUSED.
+DISTRIBUTES = ("none", "mirrored", "data-parallel", "multi-worker")
+DISTRIBUTE_BACKEND = {"mirrored": "tensorflow", "data-parallel": "jax"}
+DISTRIBUTE_REFUSED = {
+    "multi-worker": "TensorFlow's MultiWorkerMirroredStrategy fails inside Keras 3's trainer "
+                    "(keras-team/keras#20585, tensorflow#72388); for several machines run a "
+                    "sweep's runs on them with kvt compare --executor ray",
+    "torch": "Keras' PyTorch trainer has no data-parallel mode: PyTorch's "
+             "DistributedDataParallel needs a training loop of its own",
+}
 # NumPy (np.random.seed, which Keras' set_random_seed calls) takes seeds 0..2**32-1.
 MAX_SEED = 2**32 - 1
 FUNCTION_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -121,6 +133,10 @@ class TrainConfig:
             `lr * weight_decay`).
         label_smoothing: the categorical cross-entropy's label smoothing.
         augment: `"none"`, `"flip"` or `"flip-translate"` (see `AUGMENTS`).
+        distribute, devices: spread each step's batch over `devices` devices of this
+            machine (`DISTRIBUTES`): `"mirrored"` on TensorFlow, `"data-parallel"` on
+            JAX; without GPUs, `devices` logical CPU devices are made (for tests).
+            `batch_size` stays the global batch.
         seed: seeds Python, NumPy and the backend.
         deterministic: ask the backend for deterministic kernels, so that two runs
             with the same seed, backend and machine give identical results.
@@ -158,6 +174,8 @@ class TrainConfig:
     weight_decay: float = RECIPES["seed"]["weight_decay"]
     label_smoothing: float = RECIPES["seed"]["label_smoothing"]
     augment: str = RECIPES["seed"]["augment"]
+    distribute: str = "none"
+    devices: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -187,6 +205,7 @@ class TrainConfig:
                 f"tensorflow or jax: Keras' PyTorch trainer runs one step per call")
         check_positive("epochs", self.epochs)
         check_positive("batch-size", self.batch_size)
+        self._check_distribute()
         for name in ("image_size", "train_limit", "test_limit"):
             value = getattr(self, name)
             if value is not None:
@@ -226,6 +245,34 @@ class TrainConfig:
             raise UsageError(f"unknown --augment {self.augment!r}: choose one of "
                              f"{', '.join(AUGMENTS)}")
         check_seed(self.seed)
+
+    def _check_distribute(self) -> None:
+        if self.distribute not in DISTRIBUTES:
+            raise UsageError(f"unknown --distribute {self.distribute!r}: choose one of "
+                             f"{', '.join(DISTRIBUTES)}")
+        if self.distribute in DISTRIBUTE_REFUSED:
+            raise BackendError(f"--distribute {self.distribute} is not supported: "
+                               f"{DISTRIBUTE_REFUSED[self.distribute]}")
+        if self.devices is not None:
+            check_positive("devices", self.devices)
+            if self.distribute == "none":
+                raise UsageError(f"--devices {self.devices} spreads a run over devices: give "
+                                 f"--distribute mirrored (TensorFlow) or data-parallel (JAX)")
+        if self.distribute == "none":
+            return
+        needed = DISTRIBUTE_BACKEND[self.distribute]
+        if self.backend == "torch":
+            raise BackendError(f"--distribute {self.distribute} needs --backend {needed}: "
+                               f"{DISTRIBUTE_REFUSED['torch']}")
+        if self.backend != needed:
+            other = next(d for d, b in DISTRIBUTE_BACKEND.items() if b == self.backend)
+            raise BackendError(f"--distribute {self.distribute} runs on --backend {needed}; "
+                               f"on {self.backend} use --distribute {other}")
+        if self.distribute == "data-parallel" and self.devices and \
+                self.batch_size % self.devices:
+            raise UsageError(f"--batch-size {self.batch_size} does not split evenly over "
+                             f"--devices {self.devices}: data-parallel gives every device the "
+                             f"same share; choose a multiple of {self.devices}")
 
     @property
     def resolved_decay(self) -> float:

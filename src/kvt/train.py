@@ -20,7 +20,7 @@ from typing import Any, TextIO
 import keras
 import numpy as np
 
-from kvt import backends, keras2_decay, signals
+from kvt import backends, distribute, keras2_decay, signals
 from kvt.augment import augment_epoch
 from kvt.callbacks import EpochTimer, InterruptCheck, NanGuard, epoch_line
 from kvt.checkpoint import (Progress, RestoreRng, recording_failure, restore_checkpoint,
@@ -77,8 +77,12 @@ def build_and_compile(config: TrainConfig, input_shape, num_classes: int,
     loss: Any = "categorical_crossentropy"
     if config.label_smoothing:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"],
-                  steps_per_execution=config.steps_per_execution)
+    # Data-parallel evaluation pads with zero-weight images (kvt.distribute), which only
+    # weighted metrics leave out; without sample weights the two are the same.
+    metrics = {"weighted_metrics" if config.distribute == "data-parallel" else "metrics":
+               ["accuracy"]}
+    model.compile(optimizer=optimizer, loss=loss, steps_per_execution=config.steps_per_execution,
+                  **metrics)
     return model
 
 
@@ -108,7 +112,16 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
     state, history), so that `resume=True` continues from the last finished epoch and
     ends where an uninterrupted run would have. The training data is visited in an
     order that depends only on (seed, epoch), not on how many processes the run took.
+    With `config.distribute`, all of it happens in the strategy's scope
+    (`kvt.distribute`).
     """
+    with distribute.scope(config) as replicas:
+        return _fit(config, dataset, run_dir, plot_path, stream, resume, replicas)
+
+
+def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
+         plot_path: str | Path | None, stream: TextIO | None, resume: bool,
+         replicas: distribute.Replicas) -> TrainResult:
     stream = stream or sys.stdout
     if config.backend != keras.backend.backend():
         raise BackendError(
@@ -127,7 +140,12 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
     x_train, x_test = to_inputs(dataset.x_train), to_inputs(dataset.x_test)
     y_train = keras.utils.to_categorical(dataset.y_train, dataset.num_classes)
     y_test = keras.utils.to_categorical(dataset.y_test, dataset.num_classes)
-    model = build_and_compile(config, dataset.input_shape, dataset.num_classes, n_train)
+    model = build_and_compile(config, dataset.input_shape, dataset.num_classes,
+                              replicas.usable(n_train))
+    if replicas.kind == "mirrored":
+        distribute.synchronize_batchnorm(model, True)
+    x_val, y_val, w_val = distribute.padded(replicas, x_test, y_test)
+    validation = (x_val, y_val, w_val) if len(x_val) > len(x_test) else (x_test, y_test)
     progress = Progress(config.epochs)
     if resume and run_dir is not None and (run_dir / CHECKPOINT).is_file():
         progress = restore_checkpoint(model, config, run_dir / CHECKPOINT)
@@ -146,12 +164,15 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
                 model, config, dataset.input_shape, dataset.num_classes))
             run_dir.mark("running", progress.summary())
         for epoch in range(progress.done, config.epochs):
-            order = epoch_order(config.seed, epoch, n_train)
+            order = epoch_order(config.seed, epoch, n_train)[:replicas.usable(n_train)]
             x_epoch = augment_epoch(x_train[order], config.augment, config.seed, epoch)
-            fitted = model.fit(x_epoch, y_train[order], validation_data=(x_test, y_test),
+            fitted = model.fit(x_epoch, y_train[order], validation_data=validation,
                                batch_size=config.batch_size, initial_epoch=epoch,
                                epochs=epoch + 1, shuffle=False,
                                verbose=1 if interactive else 0, callbacks=callbacks)
+            if len(x_val) > len(x_test):  # Keras divides by the padded count
+                fitted.history["val_loss"] = [v * len(x_val) / len(x_test)
+                                              for v in fitted.history["val_loss"]]
             signals.check()
             with signals.deferred():  # an epoch that finished is saved whole
                 progress.add_epoch(fitted.history, timer.epoch_seconds[-1],
@@ -165,8 +186,10 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
                 print(epoch_line(epoch, config.epochs, fitted.history, timer.epoch_seconds[-1],
                                  timer.train_seconds[-1], n_train), file=stream, flush=True)
         history = progress.history
-        probs = np.asarray(model.predict(x_test, batch_size=max(config.batch_size, 256),
-                                         verbose=0, callbacks=[InterruptCheck()]))
+        predict_batch = max(config.batch_size, 256)
+        predict_batch += -predict_batch % replicas.count  # an equal share per device
+        probs = np.asarray(model.predict(x_val, batch_size=predict_batch, verbose=0,
+                                         callbacks=[InterruptCheck()]))[:len(x_test)]
         signals.check()
         metrics, report, matrix = evaluate_predictions(probs, dataset.y_test,
                                                        dataset.class_names)
@@ -181,6 +204,7 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
             "final_train_accuracy": history["accuracy"][-1],
             "final_train_loss": history["loss"][-1],
             "sessions": progress.sessions,
+            "replicas": replicas.count,
         })
         result = TrainResult(config, model, history, metrics, report, run_dir)
         if run_dir is not None:
@@ -211,6 +235,7 @@ def write_run(result: TrainResult, dataset: Dataset, matrix: np.ndarray,
     plot_training(result.history, rd / "plot.png", dataset.name, result.config)
     plot_confusion(matrix, dataset.class_names, rd / "confusion_matrix.png",
                    f"Confusion matrix, {dataset.name} test set")
+    distribute.synchronize_batchnorm(result.model, False)  # the file loads on every backend
     save_model(result.model, rd / "model.keras", model_meta(result.config, dataset))
     write_json(rd / "metrics.json", result.metrics)
     if plot_path is not None:

@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from kvt.backends import DEFAULT_BACKEND
-from kvt.config import APIS, AUGMENTS, BACKENDS, PRECISIONS, RECIPES, SCHEDULES
+from kvt.config import APIS, AUGMENTS, BACKENDS, DISTRIBUTES, PRECISIONS, RECIPES, SCHEDULES
 # The one positive-integer check, TrainConfig's: positive("jobs", n) refuses a count flag
 # below 1 ("--jobs must be a positive integer, got 0"); argparse only checks the type.
 from kvt.config import check_positive as positive
@@ -97,7 +97,7 @@ CONFIG_FLAGS = (
     "image_size", "train_limit", "test_limit", "val_split", "epochs", "batch_size", "lr",
     "decay", "momentum", "nesterov", "schedule", "warmup_epochs", "weight_decay",
     "label_smoothing", "augment", "seed", "deterministic", "precision",
-    "steps_per_execution", "recipe", "config",
+    "steps_per_execution", "distribute", "devices", "recipe", "config",
 )
 FAST = RECIPES["fast"]
 
@@ -119,6 +119,14 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
     what.add_argument("--native-ops", action="store_true", default=None,
                       help="compute activations with the backend's own ops (tf.nn.crelu, "
                            "jax.nn.relu, torch.relu, ...) instead of keras.ops")
+    what.add_argument("--distribute", choices=DISTRIBUTES, default=None,
+                      help="spread each step's batch over this machine's devices: mirrored "
+                           "(TensorFlow's MirroredStrategy), data-parallel (Keras' "
+                           "DataParallel on JAX); --batch-size stays the global batch; "
+                           "multi-worker is refused with the reason (default: none)")
+    what.add_argument("--devices", type=int, default=None, metavar="N",
+                      help="with --distribute: use N devices (the first N GPUs; without "
+                           "GPUs, N logical CPU devices) (default: every GPU, or the CPU)")
     data = p.add_argument_group("data")
     data.add_argument("--dataset", default=None,
                       help="cifar10, digits (offline, bundled) or a folder with "

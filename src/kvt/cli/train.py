@@ -118,11 +118,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, config, run_dir):
-    from kvt import backends, signals
+    from kvt import backends, distribute, signals
     from kvt.errors import Cancelled
 
     try:
         backends.select(config.backend, deterministic=config.deterministic)
+        distribute.prepare(config)  # logical devices: before the framework starts
         backends.import_keras()
         signals.check()  # a Ctrl-C that the framework's start-up swallowed
         from kvt.models import get_model
