@@ -55,14 +55,28 @@ LOCK = ".kvt.lock"  # the claim of the process working on a run (or sweep) direc
 # --- atomic writes ------------------------------------------------------------------
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Calls `write(tmp)` for a temporary sibling of `path`, then renames it to `path`."""
+    """Calls `write(tmp)` for a temporary sibling of `path`, then renames it to `path`.
+
+    `write` may make a file or a folder (an exported SavedModel). A folder replaces an
+    existing one whole: the old one is renamed aside, then deleted. If `write` fails,
+    whatever it left at `tmp` is removed and `path` stays as it was.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         write(tmp)
-        os.replace(tmp, path)
+        if tmp.is_dir() and path.is_dir():
+            old = path.with_name(f".{path.name}.{os.getpid()}.old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
         raise
     return path
 
