@@ -133,6 +133,15 @@ def test_sweep_killed_then_resumed_keeps_finished_runs(tmp_path):
     for name in ("compare.md", "compare.png", "curves.png"):
         assert (out / name).is_file()
     assert RunDir(out).status() == "complete"
+    # `tensorboard --logdir SWEEP` finds every run's logs, named by configuration and seed
+    from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+
+    board = EventMultiplexer().AddRunsFromDirectory(str(out)).Reload()
+    assert sorted(board.Runs()) == sorted(f"runs/{c}/seed-{s}/logs/{f}"
+                                          for c in ("relu", "crelu") for s in (0, 1)
+                                          for f in ("train", "validation"))
+    assert [e.step for e in board.Tensors("runs/crelu/seed-1/logs/validation",
+                                          "epoch_accuracy")] == [0]
 
 
 def test_failed_runs_are_reported_and_do_not_sink_the_sweep(tmp_path):

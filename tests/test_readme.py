@@ -49,6 +49,39 @@ def test_readme_snippet_loads_a_tf_api_model_as_written(tmp_path, digits_runs, s
     assert "'TFCReLU'" in out.stdout and "OUT (None, 10)" in out.stdout, out.stdout
 
 
+DEPLOY = python_blocks('"runs/demo/config.json"')
+DEPLOY_FORMATS = ["saved_model", "onnx", "litert"]
+
+
+def test_readme_has_one_deploy_snippet_per_format():
+    assert [b.splitlines()[0].split(":")[0] for b in DEPLOY] == ["# SavedModel", "# ONNX",
+                                                                 "# LiteRT"]
+
+
+@pytest.mark.parametrize("snippet, fmt", list(zip(DEPLOY, DEPLOY_FORMATS)), ids=DEPLOY_FORMATS)
+def test_readme_deploy_snippet_classifies_an_image_as_kvt_predict_does(
+        tmp_path, capsys, digits_runs, snippet, fmt):
+    """Each snippet, as written, in a process of its own beside runs/demo and digit.png."""
+    from PIL import Image
+
+    from conftest import run_cli
+    from kvt.data import load_dataset
+
+    run = tmp_path / "runs" / "demo"
+    shutil.copytree(digits_runs["keras"], run)
+    code, out, err = run_cli(capsys, "export", str(run), "--format", fmt, "--check-images", "20")
+    assert code == 0, err
+    Image.fromarray(load_dataset("digits").x_test[7][..., 0]).save(tmp_path / "digit.png")
+    code, out, err = run_cli(capsys, "predict", str(run), str(tmp_path / "digit.png"),
+                             "--top", "1")
+    assert code == 0, err
+    expected = out.strip().split(": ")[1]  # "<class> <probability>"
+    done = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=HANG)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == expected, done.stdout
+
+
 # The tutorial's train_network_keras.py / train_network_tf.py (PyImageSearch, 2018), with
 # only the migration note's changes (marked "changed:") and CIFAR-10 swapped for a slice
 # of digits so that it runs in seconds (marked "test:").

@@ -33,6 +33,58 @@ def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(killed_and_resumed)
     assert metrics["accuracy"] == json.loads((full / "metrics.json").read_text())["accuracy"]
 
 
+def _event_files(run, folder):
+    """[{tag: [(step, value), ...]}, ...]: each event file of run/logs/folder, in the order
+    the files were opened."""
+    import tensorflow as tf
+
+    files = sorted((run / "logs" / folder).glob("events.out.tfevents.*"),
+                   key=lambda f: int(f.name.split(".")[3]))  # the time it was opened
+    found = []
+    for f in files:
+        scalars: dict = {}
+        for event in tf.compat.v1.train.summary_iterator(str(f)):
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append(
+                    (event.step, float(tf.make_ndarray(value.tensor))))
+        found.append(scalars)
+    return found
+
+
+def test_tensorboard_logs_continue_across_a_resume(killed_and_resumed):
+    """Each session writes one event file per folder: the first session's holds the
+    epochs it checkpointed, the resumed session's the rest, none twice; together they
+    hold what history.csv holds."""
+    run = killed_and_resumed
+    done = len(run.killed.history)  # epochs checkpointed when the first session was killed
+    assert 1 <= done < 4
+    for path, sessions in ((run.full, [range(4)]), (run.part, [range(done), range(done, 4)])):
+        train, validation = _event_files(path, "train"), _event_files(path, "validation")
+        for files, tags in ((train, {"epoch_loss", "epoch_accuracy", "epoch_learning_rate",
+                                     "epoch_images_per_second"}),
+                            (validation, {"epoch_loss", "epoch_accuracy"})):
+            assert len(files) == len(sessions), path
+            for scalars, epochs in zip(files, sessions):
+                assert set(scalars) == tags
+                for tag, values in scalars.items():
+                    assert [step for step, _ in values] == list(epochs), (path, tag)
+
+        def series(files, tag):
+            return [v for scalars in files for _, v in scalars[tag]]
+
+        rows = history(path)
+        for files, name in ((train, "loss"), (train, "accuracy"), (validation, "val_loss"),
+                            (validation, "val_accuracy")):
+            np.testing.assert_allclose(series(files, "epoch_" + name.removeprefix("val_")),
+                                       [float(r[name]) for r in rows], rtol=1e-5)
+        # lr_t = lr / (1 + decay * t) after each epoch's 30 steps (RESUME_ARGS: 480 images,
+        # batch 16, 4 epochs: decay lr / epochs = 0.0025)
+        np.testing.assert_allclose(series(train, "epoch_learning_rate"),
+                                   [0.01 / (1 + 0.0025 * 30 * e) for e in (1, 2, 3, 4)],
+                                   rtol=1e-5)
+        assert all(v > 0 for v in series(train, "epoch_images_per_second"))
+
+
 def test_ctrl_c_saves_says_how_to_resume_and_exits_130(signalled_trainings, tmp_path,
                                                         capsys):
     """A real SIGINT after epoch 1 (one of conftest's signalled processes)."""
@@ -160,16 +212,32 @@ def test_disk_full_while_checkpointing_says_how_to_continue(tmp_path, capsys, mo
     assert [int(r["epoch"]) for r in history(run)] == [1, 2, 3]
 
 
-def test_force_restart_removes_a_stale_checkpoint(tmp_path, capsys):
+def test_force_restart_removes_a_stale_checkpoint_and_logs(tmp_path, capsys):
     from kvt.runs import RunDir
 
     run = tmp_path / "run"
     run.mkdir()
     (run / "checkpoint.npz").write_bytes(b"old")
+    (run / "logs" / "train").mkdir(parents=True)
+    (run / "logs" / "train" / "events.out.tfevents.1.old").write_bytes(b"old")
     code, _, err = run_cli(capsys, "train", "--dataset", "digits", "--out", str(run))
-    assert code == 6 and "already holds a run (checkpoint.npz)" in err
+    assert code == 6 and "already holds a run (checkpoint.npz, logs)" in err
     RunDir(run).create(force=True)
     assert not (run / "checkpoint.npz").exists()
+    assert not (run / "logs").exists()  # no old run's curves in the new run's TensorBoard
+
+
+def test_training_without_tensorboard_installed_says_so_and_trains(tmp_path, capsys,
+                                                                   monkeypatch):
+    from kvt import train
+
+    monkeypatch.setattr(train, "tensorboard_installed", lambda: False)
+    run = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", *SMALL, "--epochs", "1", "--out", str(run))
+    assert code == 0, err
+    assert err.strip() == ("kvt: note: no TensorBoard logs for this run: the tensorboard "
+                           "package is not installed (pip install tensorboard)")
+    assert (run / "model.keras").is_file() and not (run / "logs").exists()
 
 
 @pytest.mark.parametrize("when", ["config.json", "status.json"])

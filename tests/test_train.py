@@ -25,6 +25,8 @@ def test_training_on_digits_writes_a_complete_readable_run(digits_runs, api):
         assert (run / name).is_file(), name
     assert run.status() == "complete"
     assert not list(run.path.glob(".*tmp*"))
+    for folder in ("train", "validation"):  # TensorBoard's (tests/test_resume.py reads them)
+        assert len(list((run / "logs" / folder).glob("events.out.tfevents.*"))) == 1
 
     saved = run.read_json("config.json")
     config = TrainConfig.from_dict(saved["config"])

@@ -73,3 +73,11 @@ def test_train_save_and_load_with_a_user_function(user_module, tmp_path, capsys)
     assert code == 0, err
     code, stdout, err = run_cli(capsys, "evaluate", model_file, "--import", "nosuchmodule_xyz")
     assert code == 4 and "cannot import --import nosuchmodule_xyz" in err
+    # kvt export loads it the same way; the artifact holds the traced function, not the module
+    for name in ("userpkg_acts.acts", "userpkg_acts"):
+        sys.modules.pop(name, None)
+    code, stdout, err = run_cli(capsys, "export", model_file, "--format", "onnx")
+    assert code == 4 and "--import userpkg_acts.acts" in err and not (out / "model.onnx").exists()
+    code, stdout, err = run_cli(capsys, "export", model_file, "--format", "onnx",
+                                "--import", user_module, "--check-images", "60")
+    assert code == 0 and "top-1 agreement 60/60 (100.00%)" in stdout, err

@@ -150,7 +150,9 @@ def import_keras():
 
 
 @contextlib.contextmanager
-def filtered_stderr() -> Iterator[None]:
+def filtered_stderr(noise: re.Pattern[str] = _STARTUP_NOISE) -> Iterator[None]:
+    """Drops the lines of stderr that match `noise` (TensorFlow's start-up chatter by
+    default) and replays the others when the block ends."""
     # The noise is written by C++ straight to file descriptor 2, so sys.stderr alone
     # cannot catch it: point fd 2 at a file, then replay what is not noise.
     sys.stderr.flush()
@@ -165,7 +167,7 @@ def filtered_stderr() -> Iterator[None]:
             os.close(saved)
             capture.seek(0)
             for line in capture.read().decode(errors="replace").splitlines(keepends=True):
-                if not _STARTUP_NOISE.match(line):
+                if not noise.match(line):
                     sys.stderr.write(line)
             sys.stderr.flush()
 

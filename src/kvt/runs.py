@@ -9,6 +9,7 @@
     confusion_matrix.png    test-set confusion matrix
     model.keras             the trained model; reloads with safe_mode=True (`kvt.saving`)
     checkpoint.npz          while training: the state after the last finished epoch
+    logs/                   TensorBoard event files: train/ and validation/ scalars per epoch
 
 Each file is written to a temporary name in the same folder and renamed into place, so
 a reader sees the old file or the new one, never half of one. `status.json` says
@@ -29,6 +30,7 @@ import csv
 import fcntl
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -43,23 +45,38 @@ if TYPE_CHECKING:
     from kvt.data import Dataset
 
 CHECKPOINT = "checkpoint.npz"  # present while training; removed once the run is complete
+LOGS = "logs"  # TensorBoard's event files, one per folder per training session
 ARTIFACTS = ("config.json", "summary.txt", "status.json", "history.csv", "metrics.json",
              "report.txt",
-             "plot.png", "confusion_matrix.png", "model.keras", CHECKPOINT)
+             "plot.png", "confusion_matrix.png", "model.keras", CHECKPOINT, LOGS)
 LOCK = ".kvt.lock"  # the claim of the process working on a run (or sweep) directory
 
 
 # --- atomic writes ------------------------------------------------------------------
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Calls `write(tmp)` for a temporary sibling of `path`, then renames it to `path`."""
+    """Calls `write(tmp)` for a temporary sibling of `path`, then renames it to `path`.
+
+    `write` may make a file or a folder (an exported SavedModel). A folder replaces an
+    existing one whole: the old one is renamed aside, then deleted. If `write` fails,
+    whatever it left at `tmp` is removed and `path` stays as it was.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         write(tmp)
-        os.replace(tmp, path)
+        if tmp.is_dir() and path.is_dir():
+            old = path.with_name(f".{path.name}.{os.getpid()}.old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
         raise
     return path
 
@@ -207,7 +224,10 @@ class RunDir:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             for name in existing:  # --force: no stale artifact may survive into the new run
-                (self.path / name).unlink()
+                if (self.path / name).is_dir():
+                    shutil.rmtree(self.path / name)  # logs/: no old run's curves in the new one
+                else:
+                    (self.path / name).unlink()
             probe = self.path / f".write-test-{os.getpid()}"
             probe.write_text("")
             probe.unlink()

@@ -33,12 +33,16 @@ SCALE = 1.0 / 255.0  # images are stored as 0..255 and fed to the model in [0, 1
 
 # --- input scaling ----------------------------------------------------------------------
 
+def input_scale(meta: dict[str, Any] | None = None) -> float:
+    """The input scale that a model file's metadata `meta` records (`SCALE`, what
+    training uses, when `meta` is None or records none, as files of older kvt versions
+    do)."""
+    return SCALE if meta is None else meta.get("scale", SCALE)
+
+
 def to_inputs(images: np.ndarray, meta: dict[str, Any] | None = None) -> np.ndarray:
-    """Stored 0..255 images as model inputs: float32, times the input scale that a model
-    file's metadata `meta` records (`SCALE`, what training uses, when `meta` is None or
-    records none, as files of older kvt versions do)."""
-    scale = SCALE if meta is None else meta.get("scale", SCALE)
-    return images.astype(np.float32) * np.float32(scale)
+    """Stored 0..255 images as model inputs: float32, times `input_scale(meta)`."""
+    return images.astype(np.float32) * np.float32(input_scale(meta))
 
 
 def model_meta(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:

@@ -12,6 +12,7 @@ plots), `kvt.signals` (the interrupt policy). Imports Keras: call
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 from pathlib import Path
@@ -22,7 +23,8 @@ import numpy as np
 
 from kvt import backends, distribute, keras2_decay, signals
 from kvt.augment import augment_epoch
-from kvt.callbacks import EpochTimer, InterruptCheck, NanGuard, epoch_line
+from kvt.callbacks import (EpochLog, EpochTimer, InterruptCheck, NanGuard, epoch_line,
+                           tensorboard_installed)
 from kvt.checkpoint import (Progress, RestoreRng, recording_failure, restore_checkpoint,
                             save_checkpoint)
 from kvt.config import TrainConfig
@@ -30,7 +32,7 @@ from kvt.data import Dataset, load_dataset
 from kvt.errors import BackendError, RunError, UsageError
 from kvt.models import build_model
 from kvt.report import evaluate_predictions, model_summary, plot_confusion, plot_training
-from kvt.runs import CHECKPOINT, RunDir, config_record, write_atomic, write_json, write_text
+from kvt.runs import CHECKPOINT, LOGS, RunDir, config_record, write_atomic, write_json, write_text
 from kvt.saving import model_meta, save_model, to_inputs
 
 # The validation holdout does not move with the training seed: every run of a sweep is
@@ -154,9 +156,13 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
     callbacks: list[Any] = [timer, NanGuard(), InterruptCheck()]
     if progress.rng:
         callbacks.append(RestoreRng(config.backend, progress.rng))
+    board = tensorboard_log(run_dir, timer)
+    if board is not None:
+        callbacks.append(board)
     interactive = stream.isatty()
     # From the moment status.json says "running", an interrupt or error must change it.
-    with signals.policy(), recording_failure(run_dir, progress):
+    with signals.policy(), recording_failure(run_dir, progress), \
+            (contextlib.closing(board) if board else contextlib.nullcontext()):
         if run_dir is not None:
             if not (resume and (run_dir / "config.json").is_file()):
                 write_json(run_dir / "config.json", config_record(config, dataset))
@@ -182,6 +188,8 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
                     progress.saved = progress.done
                     run_dir.write_history(progress.history)
                     run_dir.mark("running", progress.summary())
+                if board is not None:
+                    board.commit()
             if not interactive:  # printed once the epoch is on disk
                 print(epoch_line(epoch, config.epochs, fitted.history, timer.epoch_seconds[-1],
                                  timer.train_seconds[-1], n_train), file=stream, flush=True)
@@ -213,6 +221,18 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
         elif plot_path is not None:
             plot_training(history, plot_path, dataset.name, config)
     return result
+
+
+def tensorboard_log(run_dir: RunDir | None, timer: EpochTimer) -> EpochLog | None:
+    """The run's TensorBoard callback, writing to `run_dir/logs`; None without a run
+    directory, or (after a one-line note) without the tensorboard package."""
+    if run_dir is None:
+        return None
+    if not tensorboard_installed():
+        print("kvt: note: no TensorBoard logs for this run: the tensorboard package is not "
+              "installed (pip install tensorboard)", file=sys.stderr, flush=True)
+        return None
+    return EpochLog(run_dir / LOGS, timer)
 
 
 def _name_split(metrics: dict[str, Any], split: str) -> dict[str, Any]:

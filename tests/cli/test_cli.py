@@ -21,7 +21,8 @@ def test_help_and_argument_errors_import_no_framework():
         "for argv in (['--help'], ['train', '--help'], ['train', '--epochs', '0'],\n"
         "             ['predict', '--help'], ['compare', '--help'], ['evaluate', '--help'],\n"
         "             ['train', '--epochs', 'x'], ['predict', 'm.keras', 'a.png', '--top', '0'],\n"
-        "             ['bench', '--help'], ['bench', '--precision', 'x']):\n"
+        "             ['bench', '--help'], ['bench', '--precision', 'x'],\n"
+        "             ['export', '--help'], ['export', 'm.keras', '--format', 'x']):\n"
         "    try:\n"
         "        codes.append(main(argv))\n"
         "    except SystemExit as e:\n"
@@ -30,7 +31,7 @@ def test_help_and_argument_errors_import_no_framework():
         "print('CODES', codes, 'HEAVY', heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG)
-    assert "CODES [0, 0, 2, 0, 0, 0, 2, 2, 0, 2] HEAVY []" in out.stdout, out.stdout + out.stderr
+    assert "CODES [0, 0, 2, 0, 0, 0, 2, 2, 0, 2, 0, 2] HEAVY []" in out.stdout, out.stdout + out.stderr
 
 
 def test_console_script_runs_with_exit_codes():

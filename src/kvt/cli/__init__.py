@@ -24,6 +24,7 @@ COMMANDS = {
     "compare": "kvt.cli.compare",
     "info": "kvt.cli.info",
     "bench": "kvt.cli.bench",
+    "export": "kvt.cli.export",
 }
 
 

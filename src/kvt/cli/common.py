@@ -84,6 +84,43 @@ def load_model_from_args(args: argparse.Namespace, target: str):
     return path, model, meta
 
 
+# A --test-limit sample does not depend on any run's seed, so that two models are always
+# evaluated (or an export checked) on the same images.
+SAMPLE_SEED = 0
+
+
+def load_test_data(args: argparse.Namespace, path: Path, model, meta: dict, limit: int | None,
+                   verb: str):
+    """The test split to judge `model` (loaded from `path`) on: the dataset of --dataset
+    (with --data-dir), else the one its file says it was trained on; a stratified sample
+    of `limit` images, the same every time. Refuses images or classes that do not fit
+    the model ("`verb` on the dataset the model was trained on"). Returns (dataset, class
+    names)."""
+    from kvt.data import load_dataset
+    from kvt.errors import DataError, UsageError
+
+    dataset_name = args.dataset or meta.get("dataset")
+    if not dataset_name:
+        raise UsageError(f"{path} does not say which dataset it was trained on: pass --dataset")
+    data_dir = args.data_dir if args.dataset else (args.data_dir or meta.get("data_dir"))
+    dataset = load_dataset(dataset_name, data_dir, meta.get("image_size"))
+    if limit:
+        dataset = dataset.limit(None, limit, seed=SAMPLE_SEED)
+    expected = tuple(model.input_shape[1:])
+    if dataset.input_shape != expected:
+        raise DataError(
+            f"{dataset.name} has images of shape {dataset.input_shape} but the model takes "
+            f"{expected}: {verb} on the dataset the model was trained on"
+        )
+    class_names = meta.get("class_names") or dataset.class_names
+    if len(class_names) != dataset.num_classes:
+        raise DataError(
+            f"the model knows {len(class_names)} classes but {dataset.name} has "
+            f"{dataset.num_classes}: {verb} on the dataset the model was trained on"
+        )
+    return dataset, list(class_names)
+
+
 # --- the flags of a TrainConfig (kvt train, kvt compare) -----------------------------
 
 SEED = RECIPES["seed"]  # the defaults --help shows

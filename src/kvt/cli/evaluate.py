@@ -6,12 +6,7 @@ import argparse
 from pathlib import Path
 
 from kvt.cli.common import (add_backend_argument, add_loading_arguments, load_model_from_args,
-                            positive)
-
-
-# The --test-limit sample does not depend on any run's seed, so that two models are
-# always evaluated on the same images.
-LIMIT_SEED = 0
+                            load_test_data, positive)
 
 
 def add_parser(sub) -> None:
@@ -38,36 +33,15 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from kvt.errors import DataError, UsageError
-
     positive("batch-size", args.batch_size)
     if args.test_limit is not None:
         positive("test-limit", args.test_limit)
     path, model, meta = load_model_from_args(args, args.target)
 
-    from kvt.data import load_dataset
     from kvt.report import evaluate_predictions
     from kvt.saving import to_inputs
 
-    dataset_name = args.dataset or meta.get("dataset")
-    if not dataset_name:
-        raise UsageError(f"{path} does not say which dataset it was trained on: pass --dataset")
-    data_dir = args.data_dir if args.dataset else (args.data_dir or meta.get("data_dir"))
-    dataset = load_dataset(dataset_name, data_dir, meta.get("image_size"))
-    if args.test_limit:
-        dataset = dataset.limit(None, args.test_limit, seed=LIMIT_SEED)
-    expected = tuple(model.input_shape[1:])
-    if dataset.input_shape != expected:
-        raise DataError(
-            f"{dataset.name} has images of shape {dataset.input_shape} but the model takes "
-            f"{expected}: evaluate on the dataset the model was trained on"
-        )
-    class_names = meta.get("class_names") or dataset.class_names
-    if len(class_names) != dataset.num_classes:
-        raise DataError(
-            f"the model knows {len(class_names)} classes but {dataset.name} has "
-            f"{dataset.num_classes}: evaluate on the dataset the model was trained on"
-        )
+    dataset, class_names = load_test_data(args, path, model, meta, args.test_limit, "evaluate")
     probs = np.asarray(model.predict(to_inputs(dataset.x_test, meta), batch_size=args.batch_size,
                                      verbose=0))
     metrics, report, _ = evaluate_predictions(probs, dataset.y_test, list(class_names))
