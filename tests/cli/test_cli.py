@@ -67,7 +67,7 @@ def _bad_inputs(tmp_path: Path, digits_runs):
         (["train", "--seed", "4294967296"], 2, "--seed must be an integer from 0 to 4294967295"),
         (["train", "--epochs", "three"], 2, "invalid int value: 'three'"),
         (["train", "--api", "tf", "--backend", "jax"], 2, "needs --backend tensorflow"),
-        (["train", "--recipe", "fast"], 2, "invalid choice: 'fast'"),
+        (["train", "--recipe", "turbo"], 2, "invalid choice: 'turbo'"),
         (["train", "--activation", "sigmoidal"], 4, "unknown activation 'sigmoidal'"),
         (["train", "--model", "resnet50"], 4, "unknown model 'resnet50' for --api keras: known"),
         (["train", "--dataset", "digits", "--activation", "nosuchmodule_xyz:f"], 4,
@@ -247,10 +247,16 @@ def test_train_help_documents_every_flag_and_the_recipe_defaults(capsys):
 
     code, out, _ = run_cli(capsys, "train", "--help")
     flat = " ".join(out.split())
-    for flag, words in [("--epochs N", f"(seed recipe: {RECIPES['seed']['epochs']})"),
-                        ("--batch-size N", f"(seed recipe: {RECIPES['seed']['batch_size']})"),
-                        ("--lr LR", "(seed recipe: 0.01)"),
-                        ("--momentum MOMENTUM", "(seed recipe: 0, plain SGD)"),
+    seed, fast = RECIPES["seed"], RECIPES["fast"]
+    for flag, words in [("--epochs N", f"(seed recipe: {seed['epochs']}; fast: {fast['epochs']})"),
+                        ("--batch-size N", f"(seed recipe: {seed['batch_size']}; fast: "
+                                           f"{fast['batch_size']})"),
+                        ("--lr LR", f"(seed recipe: 0.01; fast: {fast['lr']:g})"),
+                        ("--momentum MOMENTUM", "(seed recipe: 0, plain SGD; fast: 0.9)"),
+                        ("--schedule {keras2,warmup-cosine}", "(seed recipe: keras2; fast: "
+                                                              "warmup-cosine)"),
+                        ("--augment {none,flip,flip-translate}", "(seed recipe: none; fast: "
+                                                                 "flip-translate)"),
                         ("--decay DECAY", "seed recipe: lr / epochs"),
                         ("--model MODEL", "model family: minivggnet"),
                         ("--threads N", "use at most N CPU threads"),
