@@ -16,7 +16,7 @@ from conftest import run_cli
 from kvt import backends
 from processes import HANG, child_env, history, kvt, start_and_stop, weights
 
-TINY = ["--dataset", "digits", "--epochs", "2", "--batch-size", "16", "--train-limit", "32",
+TINY = ["--dataset", "digits", "--epochs", "1", "--batch-size", "16", "--train-limit", "32",
         "--test-limit", "31", "--seed", "3"]
 
 
