@@ -156,10 +156,10 @@ def test_pack_and_swap_in_replace_a_run_directory_whole(tmp_path):
     assert [p.name for p in here.path.parent.iterdir()] == ["seed-0"]  # nothing left beside
 
 
-def test_threads_follow_the_cpus_ray_grants():
+def test_threads_follow_the_cpus_ray_grants_and_no_gpu_is_seen():
     env = _child_env(3)
     assert (env["OMP_NUM_THREADS"], env["TF_NUM_INTRAOP_THREADS"],
-            env["TF_NUM_INTEROP_THREADS"]) == ("3", "3", "1")
+            env["TF_NUM_INTEROP_THREADS"], env["CUDA_VISIBLE_DEVICES"]) == ("3", "3", "1", "")
 
 
 def test_without_ray_the_executor_is_one_line_with_the_pip_command(tmp_path):

@@ -5,7 +5,7 @@ A task asks Ray for `cpus_per_run` CPUs and runs the same `kvt train` command li
 the local pool (`Sweep.train_argv`, its paths relative to the sweep directory) in a
 subprocess on its node, its output appended to the run's train.log, its threads
 (OMP_NUM_THREADS, TF_NUM_INTRAOP_THREADS; TF_NUM_INTEROP_THREADS 1) set to the CPUs Ray
-granted it.
+granted it. Runs train on CPUs only: Ray reserves no GPU for them, so they see none.
 
 Where the run directory is written (`storage`):
 
@@ -460,10 +460,13 @@ def _wait_unclaimed(rd: RunDir) -> None:
 
 
 def _child_env(threads: int) -> dict[str, str]:
-    """The environment of a run's kvt train: as many threads as Ray granted CPUs."""
+    """The environment of a run's kvt train: as many threads as Ray granted CPUs, and
+    no GPU. Ray reserves none for a run, and leaves the node's GPUs visible to a task
+    that asked for none: several runs would each take a whole GPU's memory."""
     env = dict(os.environ)
     for name in THREAD_VARIABLES:
         env[name] = "1" if name == "TF_NUM_INTEROP_THREADS" else str(threads)
+    env["CUDA_VISIBLE_DEVICES"] = ""
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
