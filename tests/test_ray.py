@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from events import wait_for_text
-from kvt.compare.ray_executor import MARKER, _child_env, pack, swap_in
+from kvt.compare.ray_executor import (MARKER, NotShared, _child_env, _run_task, pack,
+                                      swap_in)
 from kvt.runs import LOCK, RunDir
 from processes import HANG, child_env, kvt
 
@@ -160,6 +161,23 @@ def test_threads_follow_the_cpus_ray_grants_and_no_gpu_is_seen():
     env = _child_env(3)
     assert (env["OMP_NUM_THREADS"], env["TF_NUM_INTRAOP_THREADS"],
             env["TF_NUM_INTEROP_THREADS"], env["CUDA_VISIBLE_DEVICES"]) == ("3", "3", "1", "")
+
+
+def test_a_node_that_does_not_see_a_shared_sweep_directory_says_so(tmp_path):
+    class Context:  # what a Ray task's runtime context tells
+        def get_assigned_resources(self):
+            return {"CPU": 1.0}
+
+        def get_node_id(self):
+            return "ab" * 28
+
+    (tmp_path / MARKER).write_text("the driver's token")
+    spec = {"root": str(tmp_path), "token": "another session's token", "storage": "shared",
+            "cpus": 1, "run": "runs/relu/seed-0", "files": None, "start": [], "resume": []}
+    with pytest.raises(NotShared, match="does not see the sweep directory .* use "
+                                        "--ray-storage auto"):
+        _run_task(spec, Context())
+    assert not (tmp_path / "runs").exists()
 
 
 def test_without_ray_the_executor_is_one_line_with_the_pip_command(tmp_path):

@@ -37,6 +37,7 @@ runs a task imports this module, so kvt must be installed on every node.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -256,10 +257,9 @@ class RayExecutor:
         """The exit code of a finished task, its run directory in place."""
         try:
             result = ray.get(ref)
-        except ray.exceptions.RayTaskError as e:  # the task itself failed (after retries)
-            cause = getattr(e, "cause", None) or e
-            note(job.run_dir, f"the Ray task failed: {_first_line(cause)}")
-            return getattr(cause, "returncode", 1)
+        except ray.exceptions.RayTaskError as e:  # the task raised (NotShared, a bug)
+            note(job.run_dir, f"the Ray task failed: {_first_line(getattr(e, 'cause', e))}")
+            return 1
         except ray.exceptions.RayError as e:  # its worker or node died RETRIES + 1 times
             note(job.run_dir, f"Ray could not run it ({_first_line(e)}; retried "
                               f"{RETRIES} times)")
@@ -282,7 +282,8 @@ class RayExecutor:
                 except Exception:  # cancelled before it ran, or its result is gone
                     continue
                 if result.get("files") is not None:
-                    swap_in(running[ref][0].run_dir, result["files"])
+                    with contextlib.suppress(RunError):  # then it goes on from before
+                        swap_in(running[ref][0].run_dir, result["files"])
         for ref in pending:
             ray.cancel(ref, force=True)
 
