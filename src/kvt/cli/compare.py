@@ -140,13 +140,14 @@ def run(args: argparse.Namespace) -> int:
                 plan.jobs = args.jobs  # and the next --resume keeps the new count
             if plan.executor == "ray":
                 plan.ray = ray_settings(args, plan.ray)
-            if plan.to_dict() != before:
-                sweep.save(plan)
-        # Connected before a new sweep is written: a cluster that cannot be reached (or
-        # that has no node for --cpus-per-run) leaves no sweep directory behind.
+        # Connected before the plan is written: a cluster that cannot be reached (or that
+        # has no node for --cpus-per-run) leaves no new sweep directory behind, and an
+        # existing sweep's saved settings as they were.
         with _executor(sweep, plan) as executor:
             if not existing:
                 sweep.create(plan, force=args.force)
+            elif plan.to_dict() != before:
+                sweep.save(plan)
             return _run(args, sweep, plan, executor)
 
 

@@ -13,7 +13,7 @@ Where the run directory is written (`storage`):
   filesystem every node mounts there: NFS, a cluster filesystem). The task trains in the
   sweep directory itself, as the local pool does. A node knows that it sees the sweep
   directory when it reads the marker file (MARKER) this session wrote there, with the
-  session's random token in it.
+  session's random token in it; one that does not fails the run and says so.
 - copy: the driver ships the configuration file and what the run directory holds (a
   checkpoint to continue from, its train.log) with the task; the node trains in a
   temporary directory of its own and returns the run directory as a tar archive, which
@@ -22,14 +22,16 @@ Where the run directory is written (`storage`):
 - auto (the default): the files travel with every task, and a node uses the sweep
   directory where it sees it, its own copy where it does not.
 
-A task whose worker process dies (killed, out of memory, its node lost) or whose
-`kvt train` is killed by a signal is retried by Ray, up to RETRIES times. A retry looks
-afresh at what the run needs (`next_action`, as `Sweep.jobs` does): a run in a shared
-sweep directory continues from its last finished epoch, a copied one starts again from
-the state the driver holds; either way each run is trained to the end once and counted
-once. Ctrl-C or SIGTERM to `kvt compare` cancels the tasks: each sends SIGTERM to its
-`kvt train`, which checkpoints and marks itself interrupted, as under the local pool (a
-copied run's progress comes back where Ray still returns the cancelled task's result).
+A task whose worker process dies (killed, out of memory, its node lost) is retried by
+Ray, up to RETRIES times; a run whose `kvt train` is killed by a signal that its task did
+not send (the OOM killer) is continued by the task itself, up to RETRIES times. Each
+attempt looks afresh at what the run needs (`next_action`, as `Sweep.jobs` does): a run
+in the sweep directory, or in its node's copy within one task, continues from its last
+finished epoch; a copied run whose worker died starts again from the state the driver
+holds. Either way each run is trained to its end once and counted once. Ctrl-C or
+SIGTERM to `kvt compare` cancels the tasks: each sends SIGTERM to its `kvt train`, which
+checkpoints and marks itself interrupted, as under the local pool (a copied run's
+progress comes back where Ray still returns the cancelled task's result).
 
 `import ray` happens only when a sweep uses this executor (`import_ray`); a worker that
 runs a task imports this module, so kvt must be installed on every node.
