@@ -1,5 +1,5 @@
 # make demo   fresh machine -> .venv, install kvt, train on the bundled digits set (offline)
-# make test   fresh machine -> .venv, install kvt with every engine and exporter, run the whole test suite
+# make test   fresh machine -> .venv, install kvt with every engine, exporter and Ray, run the whole test suite
 # make test-stress   the learning (10 seeds) and tolerance tests at 1 and 2 threads: their margins
 PYTHON ?= python3
 # make test covers every engine. torch 2.13.0 is pinned because that release's CPU build

@@ -73,7 +73,8 @@ def within(measure: str, value: float, limit: float) -> None:
 # that none is built twice. killed_and_resumed's groups come with its parameters (one per
 # backend, so that the backends can run side by side).
 XDIST_GROUPS = {"digits_runs": "digits_runs", "parity": "parity",
-                "signalled_trainings": "signalled_trainings"}
+                "signalled_trainings": "signalled_trainings",
+                "ray_reference": "ray", "ray_cluster": "ray"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups

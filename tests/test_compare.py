@@ -177,6 +177,12 @@ def test_compare_refusals(tmp_path, capsys):
         (["--resume", str(tmp_path / "nope")], 6, "is not a kvt compare directory"),
         (["--resume", str(sweep), "--epochs", "3"], 2, "drop --epochs"),
         (["--preset", "tutorial", "--val-split", "1.5"], 2, "--val-split must be a finite"),
+        (["--preset", "tutorial", "--ray-address", "auto"], 2,
+         "--ray-address goes with --executor ray"),
+        (["--preset", "tutorial", "--executor", "ray", "--threads", "2"], 2,
+         "--threads does not apply to --executor ray"),
+        (["--preset", "tutorial", "--executor", "ray", "--cpus-per-run", "0"], 2,
+         "--cpus-per-run must be a positive integer, got 0"),
     ]
     for argv, code, words in cases:
         got, out, err = run_cli(capsys, "compare", *argv)

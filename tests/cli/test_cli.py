@@ -22,16 +22,17 @@ def test_help_and_argument_errors_import_no_framework():
         "             ['predict', '--help'], ['compare', '--help'], ['evaluate', '--help'],\n"
         "             ['train', '--epochs', 'x'], ['predict', 'm.keras', 'a.png', '--top', '0'],\n"
         "             ['bench', '--help'], ['bench', '--precision', 'x'],\n"
-        "             ['export', '--help'], ['export', 'm.keras', '--format', 'x']):\n"
+        "             ['export', '--help'], ['export', 'm.keras', '--format', 'x'],\n"
+        "             ['compare', '--executor', 'ray', '--cpus-per-run', '0']):\n"
         "    try:\n"
         "        codes.append(main(argv))\n"
         "    except SystemExit as e:\n"
         "        codes.append(e.code)\n"
-        "heavy = [m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules]\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'jax', 'torch', 'ray') if m in sys.modules]\n"
         "print('CODES', codes, 'HEAVY', heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG)
-    assert "CODES [0, 0, 2, 0, 0, 0, 2, 2, 0, 2, 0, 2] HEAVY []" in out.stdout, out.stdout + out.stderr
+    assert "CODES [0, 0, 2, 0, 0, 0, 2, 2, 0, 2, 0, 2, 2] HEAVY []" in out.stdout, out.stdout + out.stderr
 
 
 def test_console_script_runs_with_exit_codes():

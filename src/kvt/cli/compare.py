@@ -4,6 +4,7 @@ statistical answer to "is this one better?"."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 import time
@@ -46,9 +47,14 @@ def add_parser(sub) -> None:
     add_config_arguments(p, seed=False)
     out = p.add_argument_group("execution and output")
     out.add_argument("-j", "--jobs", type=int, default=None,
-                     help="runs at a time, each in its own process (default: 1; --resume "
-                          "keeps the sweep's own); each gets its share of the cores unless "
+                     help="runs at a time, each in its own process (default: 1, with "
+                          "--executor ray as many as the cluster's CPUs hold; --resume keeps "
+                          "the sweep's own); each gets its share of the cores unless "
                           "--threads says otherwise")
+    out.add_argument("--executor", choices=EXECUTORS, default=None,
+                     help="where the runs train: local (child processes of this one) or ray "
+                          "(Ray tasks, on whichever node of a Ray cluster has room; needs "
+                          f"{INSTALL}) (default: local; --resume keeps the sweep's own)")
     out.add_argument("--out", default=None,
                      help="sweep directory (default: runs/compare-<time>)")
     out.add_argument("--resume", default=None, metavar="SWEEP_DIR",
@@ -58,7 +64,28 @@ def add_parser(sub) -> None:
                           "seeds' runs are trained, and the results are written again")
     out.add_argument("--force", action="store_true", help="start over in an existing --out")
     add_threads_argument(out)
+    ray = p.add_argument_group("Ray (with --executor ray; --resume keeps the sweep's own)")
+    ray.add_argument("--ray-address", default=None, metavar="ADDR",
+                     help="join a running Ray cluster: auto (the one RAY_ADDRESS names, or "
+                          "that `ray start` started on this machine) or HOST:PORT of its "
+                          "head (default: start a Ray instance on this machine for the "
+                          "sweep, stopped at its end)")
+    ray.add_argument("--cpus-per-run", type=int, default=None, metavar="N",
+                     help="CPUs Ray reserves for each run, which trains with as many threads "
+                          "(default: 1)")
+    ray.add_argument("--ray-storage", choices=STORAGE, default=None,
+                     help="where runs write: shared (the sweep directory, which every node "
+                          "must see at the same path), copy (a temporary directory on the "
+                          "node, copied back when the run ends) or auto (shared on nodes "
+                          "that see it, copy elsewhere) (default: auto)")
     p.set_defaults(run=run)
+
+
+EXECUTORS = ("local", "ray")
+RAY_FLAGS = {"ray_address": "address", "cpus_per_run": "cpus_per_run",
+             "ray_storage": "storage"}  # flag dest -> key of the plan's ray settings
+STORAGE = ("auto", "shared", "copy")  # kvt.compare.ray_executor.STORAGE, without its import
+INSTALL = "pip install 'kvt[ray]'"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.jobs is not None:
         positive("jobs", args.jobs)
+    if args.cpus_per_run is not None:
+        positive("cpus-per-run", args.cpus_per_run)
     apply_threads(args)  # through the environment, every child run gets --threads threads
     existing = args.resume or args.extend
     if existing:
@@ -86,30 +115,74 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--extend needs --seeds: how many seeds the sweep should have "
                              "(10 = seeds 0..9) or which to add (12,13)")
         sweep = Sweep(existing)
-        sweep.load()  # a folder that is not a sweep is refused before it is claimed
+        # a folder that is not a sweep is refused before it is claimed
+        check_executor(args, sweep.load().executor)
     else:
+        executor = check_executor(args, "local")
         base = config_from_args(args)
         plan = build_plan(base, args.preset, args.vary, parse_seeds(args.seeds or "3"),
                           args.baseline,
                           command=sys.argv[1:] if sys.argv[1:2] == ["compare"] else None,
-                          jobs=args.jobs or 1)
+                          jobs=args.jobs or default_jobs(executor), executor=executor,
+                          ray=ray_settings(args, {}) if executor == "ray" else {})
         sweep = Sweep(args.out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     # Held for the whole sweep: a second compare (or --force) on it is refused at once.
     with sweep.claim(create=not existing):
         if existing:
             plan = sweep.load()
-            changed = False
+            before = plan.to_dict()
             if args.extend:
                 plan.seeds = extended_seeds(plan.seeds, args.seeds, sweep.path)
-                changed = True
-            if args.jobs is not None and args.jobs != plan.jobs:
+            if args.executor is not None and args.executor != plan.executor:
+                plan.executor = args.executor  # -j's default follows the executor
+                plan.jobs = default_jobs(plan.executor)
+            if args.jobs is not None:
                 plan.jobs = args.jobs  # and the next --resume keeps the new count
-                changed = True
-            if changed:
+            if plan.executor == "ray":
+                plan.ray = ray_settings(args, plan.ray)
+        # Connected before the plan is written: a cluster that cannot be reached (or that
+        # has no node for --cpus-per-run) leaves no new sweep directory behind, and an
+        # existing sweep's saved settings as they were.
+        with _executor(sweep, plan) as executor:
+            if not existing:
+                sweep.create(plan, force=args.force)
+            elif plan.to_dict() != before:
                 sweep.save(plan)
-        else:
-            sweep.create(plan, force=args.force)
-        return _run(args, sweep, plan)
+            return _run(args, sweep, plan, executor)
+
+
+def check_executor(args: argparse.Namespace, saved: str) -> str:
+    """The executor of this session (--executor, else the sweep's `saved` one), its
+    flags checked; for Ray, that Ray can be imported (exit 5 and the pip command if not)."""
+    from kvt.errors import UsageError
+
+    executor = args.executor or saved
+    ray_flags = given_flags(args, RAY_FLAGS)
+    if executor != "ray" and ray_flags:
+        raise UsageError(f"{', '.join(ray_flags)} {'goes' if len(ray_flags) == 1 else 'go'} "
+                         f"with --executor ray")
+    if executor == "ray":
+        if args.threads is not None:
+            raise UsageError("--threads does not apply to --executor ray: each run has as "
+                             "many threads as Ray grants it CPUs (--cpus-per-run)")
+        from kvt.compare.ray_executor import import_ray
+
+        import_ray()
+    return executor
+
+
+def default_jobs(executor: str) -> int:
+    """-j's default: 1 run at a time, or (0) as many as the Ray cluster's CPUs hold."""
+    return 0 if executor == "ray" else 1
+
+
+def ray_settings(args: argparse.Namespace, saved: dict) -> dict:
+    """The sweep's Ray settings: the flags given, else the `saved` ones, else defaults."""
+    settings = {"address": None, "cpus_per_run": 1, "storage": "auto", **saved}
+    for dest, key in RAY_FLAGS.items():
+        if getattr(args, dest) is not None:
+            settings[key] = getattr(args, dest)
+    return settings
 
 
 def extended_seeds(seeds: list[int], text: str, path) -> list[int]:
@@ -130,21 +203,34 @@ def extended_seeds(seeds: list[int], text: str, path) -> list[int]:
     return seeds + added
 
 
-def _run(args: argparse.Namespace, sweep, plan) -> int:
+def _executor(sweep, plan):
+    """The sweep's executor as a context: None (the local pool) or a RayExecutor,
+    connected to its cluster inside the block."""
+    if plan.executor != "ray":
+        return contextlib.nullcontext(None)
+    from kvt.compare.ray_executor import RayExecutor
+
+    return RayExecutor(sweep.path, train_argv, plan.ray["address"], plan.ray["cpus_per_run"],
+                       plan.ray["storage"], sys.stdout)
+
+
+def _run(args: argparse.Namespace, sweep, plan, executor) -> int:
     from kvt.compare import RESULTS, execute, unfinished
     from kvt.errors import EXIT_TRAINING
 
     n = len(plan.variants) * len(plan.seeds)
     labels = ", ".join(v.label for v in plan.variants)
+    how = f"{plan.jobs} at a time" if plan.executor == "local" else "as Ray tasks"
     print(f"kvt compare: {len(plan.variants)} configurations ({labels}) x {len(plan.seeds)} "
-          f"seeds = {n} runs in {sweep.path}, {plan.jobs} at a time", flush=True)
+          f"seeds = {n} runs in {sweep.path}, {how}", flush=True)
     command = "kvt " + shlex.join(plan.command or ["compare"])
     if args.resume:
         command += f" (resumed with kvt compare --resume {shlex.quote(args.resume)})"
     if args.extend:
         command += (f" (extended with kvt compare --extend {shlex.quote(args.extend)} --seeds "
                     f"{shlex.quote(args.seeds)})")
-    analysis, text = execute(sweep, plan, plan.jobs, sys.stdout, command, train_argv)
+    analysis, text = execute(sweep, plan, plan.jobs, sys.stdout, command, train_argv,
+                             executor)
     print()
     print(text, end="")
     print(f"\nresults in {sweep.path}: {', '.join(RESULTS)}")

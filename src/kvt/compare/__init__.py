@@ -4,7 +4,7 @@ own subprocess, then a statistical comparison against a baseline.
 The sweep directory:
 
     sweep.json          the plan: base config, configurations (label, overrides), seeds,
-                        runs at a time (-j)
+                        runs at a time (-j), the executor (local or ray) and its settings
     status.json         running | complete | interrupted (of the sweep as a whole)
     configs/<slug>.json each configuration's TrainConfig, as `kvt train --config` reads it
     runs/<slug>/seed-<n>/   one kvt run directory per (configuration, seed), plus train.log
@@ -20,7 +20,9 @@ child holds its run's). The sweep imports no framework itself; only its children
 
 The modules, each importing only those before it: `plan` (the grid x seeds), `stats`
 (scipy), `results` (what the runs came to, analysed), `render` (tables, compare.md,
-plots), `sweep` (the sweep directory and the executor that trains its runs).
+plots), `sweep` (the sweep directory and the local executor that trains its runs),
+`ray_executor` (the runs as Ray tasks on a cluster; imported only by a sweep that uses
+it, so that Ray stays optional).
 """
 
 from kvt.compare.plan import build_plan, parse_seeds, parse_vary

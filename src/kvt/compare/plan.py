@@ -62,6 +62,11 @@ class Plan:
     preset: str | None = None
     command: list[str] = dataclasses.field(default_factory=list)
     jobs: int = 1  # runs at a time; --resume keeps it unless -j is given again
+    # Where the runs train: "local" (child processes of kvt compare) or "ray" (Ray tasks,
+    # `ray` holding --ray-address, --cpus-per-run, --ray-storage); with "ray", jobs 0 is
+    # as many at a time as the cluster has room for. --resume keeps them unless given.
+    executor: str = "local"
+    ray: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def config(self, variant: Variant, seed: int | None = None) -> TrainConfig:
         """The variant's TrainConfig: the base with its overrides (and `seed`, if given)."""
@@ -74,7 +79,8 @@ class Plan:
         return {"format": PLAN_FORMAT, "base": self.base.to_dict(),
                 "variants": [dataclasses.asdict(v) for v in self.variants],
                 "seeds": self.seeds, "baseline": self.baseline, "preset": self.preset,
-                "command": self.command, "jobs": self.jobs}
+                "command": self.command, "jobs": self.jobs, "executor": self.executor,
+                "ray": self.ray}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -83,7 +89,8 @@ class Plan:
         return cls(TrainConfig.from_dict(data["base"]),
                    [Variant(v["label"], v["overrides"]) for v in data["variants"]],
                    [int(s) for s in data["seeds"]], data["baseline"], data.get("preset"),
-                   data.get("command", []), int(data.get("jobs", 1)))
+                   data.get("command", []), int(data.get("jobs", 1)),
+                   str(data.get("executor", "local")), dict(data.get("ray") or {}))
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -144,7 +151,8 @@ def _coerce(field: str, kind: Any, text: str, spec: str) -> Any:
 
 
 def build_plan(base: TrainConfig, preset: str | None, varies: list[str], seeds: list[int],
-               baseline: str | None, command: list[str] | None = None, jobs: int = 1) -> Plan:
+               baseline: str | None, command: list[str] | None = None, jobs: int = 1,
+               executor: str = "local", ray: dict[str, Any] | None = None) -> Plan:
     """The grid: the preset's configurations (or one) times every --vary, validated."""
     if preset is not None and preset not in PRESETS:
         raise UsageError(f"unknown --preset {preset!r}: choose one of {', '.join(PRESETS)}")
@@ -171,7 +179,8 @@ def build_plan(base: TrainConfig, preset: str | None, varies: list[str], seeds: 
     elif baseline not in labels:
         raise UsageError(f"--baseline {baseline!r} is not one of the configurations: "
                          f"{', '.join(labels)}")
-    plan = Plan(base, variants, seeds, baseline, preset, list(command or []), jobs)
+    plan = Plan(base, variants, seeds, baseline, preset, list(command or []), jobs, executor,
+                dict(ray or {}))
     for variant in variants:  # refuse impossible combinations before anything runs
         plan.config(variant)
     return plan

@@ -25,10 +25,14 @@ def failure_message(run_dir: RunDir) -> str:
     # claims its run (a bad config, a directory in use) leaves none (or the last
     # session's), and a stopped run's says how to continue, not that it was cancelled.
     # So this reads back the one line kvt.cli.main prints ("kvt train: error: ..." or
-    # "kvt train: cancelled: ..."): the one place that parses that prefix.
+    # "kvt train: cancelled: ..."): the one place that parses that prefix. An executor
+    # that could not run `kvt train` at all (a Ray task that failed) says why in a line
+    # of its own, "kvt compare: ...": the later of the two is the reason.
     for line in reversed(lines):
         if line.startswith("kvt train: "):
             return line.removeprefix("kvt train: ").removeprefix("error: ")
+        if line.startswith("kvt compare: "):
+            return line.removeprefix("kvt compare: ")
     message = run_dir.state().get("message")
     if message:
         return str(message)

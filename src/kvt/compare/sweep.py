@@ -2,8 +2,8 @@
 
 `Sweep.jobs` says what each (configuration, seed) still needs, as a `kvt train` command
 line; an executor trains the jobs (`local_pool`: child processes of this one, several at
-a time, stopped together); `execute` is the whole sweep: train what is left, then write
-the results.
+a time, stopped together; `kvt.compare.ray_executor`: Ray tasks); `execute` is the whole
+sweep: train what is left, then write the results.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ class Job:
 # `jobs` at a time; it calls `started(job)` once a job is under way and `finished(job,
 # exit code, seconds)` once it has ended, and on KeyboardInterrupt stops what it started
 # (each run checkpoints and marks itself interrupted) before letting the interrupt go on.
-# `local_pool` runs them as child processes of this one; others (Ray) stand beside it.
+# `local_pool` runs them as child processes of this one; `RayExecutor`
+# (kvt.compare.ray_executor) as Ray tasks on the nodes of a cluster.
 Executor = Callable[[list[Job], int, Callable[[Job], None], Callable[[Job, int, float], None]],
                     None]
 
@@ -115,21 +116,37 @@ class Sweep:
         for seed in plan.seeds:
             for variant in plan.variants:
                 rd = self.run_dir(variant, seed)
-                job = Job(variant, seed, rd)
-                status = rd.status()
                 if rd.path.is_dir():
                     with rd.claim(create=False):  # refuses a run another process is training
                         pass
-                if status == "complete":
-                    job.action = "done"
-                elif status in ("interrupted", "running") and (rd / "config.json").is_file():
-                    job.action = "resume"
-                    job.argv = train_argv(resume=rd.path)
-                else:  # never started, or failed: from the beginning
-                    job.argv = train_argv(self.config_path(variant), seed=seed,
-                                          out=rd.path, force=True)
-                jobs.append(job)
+                action = next_action(rd)
+                jobs.append(Job(variant, seed, rd, self.train_argv(variant, seed, action,
+                                                                   train_argv), action))
         return jobs
+
+    def train_argv(self, variant: Variant, seed: int, action: str,
+                   train_argv: TrainArgv) -> list[str]:
+        """The `kvt train` command line that does `action` for a run (none for "done"),
+        its paths as this Sweep spells them (relative ones for a Sweep(".") that runs
+        in the sweep directory)."""
+        rd = self.run_dir(variant, seed)
+        if action == "done":
+            return []
+        if action == "resume":
+            return train_argv(resume=rd.path)
+        return train_argv(self.config_path(variant), seed=seed, out=rd.path, force=True)
+
+
+def next_action(rd: RunDir) -> str:
+    """What a run needs: "done" (complete), "resume" (interrupted or stopped while
+    running, with its config.json written), or "start" (never started, or failed: from
+    the beginning)."""
+    status = rd.status()
+    if status == "complete":
+        return "done"
+    if status in ("interrupted", "running") and (rd / "config.json").is_file():
+        return "resume"
+    return "start"
 
 
 def child_env(jobs: int) -> dict[str, str]:
@@ -184,9 +201,11 @@ def local_pool(todo: list[Job], jobs: int, started: Callable[[Job], None],
 
 
 def train_jobs(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO, train_argv: TrainArgv,
-               executor: Executor = local_pool) -> None:
-    """Trains every job that is not done, `jobs` at a time, with `executor`; a failed
-    run is recorded by its own status.json and does not stop the others."""
+               executor: Executor | None = None) -> None:
+    """Trains every job that is not done, `jobs` at a time, with `executor` (default:
+    `local_pool`); a failed run is recorded by its own status.json and does not stop the
+    others."""
+    executor = executor or local_pool
     todo = [j for j in sweep.jobs(plan, train_argv) if j.action != "done"]
     total, finished = len(todo), 0
     done_before = len(plan.variants) * len(plan.seeds) - total
@@ -246,7 +265,7 @@ def _outcome(job: Job, returncode: int, seconds: float) -> str:
 
 
 def execute(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO, command: str,
-            train_argv: TrainArgv, executor: Executor = local_pool
+            train_argv: TrainArgv, executor: Executor | None = None
             ) -> tuple[dict[str, Any], str]:
     """Trains what is left of the sweep, then writes the results. Returns the
     analysis and its text table."""
