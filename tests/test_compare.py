@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_cli
 from events import wait_until
-from kvt.compare import Sweep, analyse, build_plan, collect, parse_seeds, parse_vary, write_results
+from kvt.compare import Sweep, build_plan, collect, parse_seeds, parse_vary, write_results
 from kvt.config import TrainConfig
 from kvt.errors import UsageError
 from kvt.runs import RunDir, write_json

@@ -161,7 +161,7 @@ def test_tutorial_driver_runs_with_the_migration_notes_changes(tmp_path, capsys,
                                                                module, optimizers):
     for change in ("SGD(learning_rate=kvt.keras2_decay(INIT_LR, INIT_LR / EPOCHS))",
                    'H.history["accuracy"]', 'H.history["val_accuracy"]',
-                   f"from kvt.models import MiniVGGNetKeras"):
+                   "from kvt.models import MiniVGGNetKeras"):
         assert change in README  # the note says exactly what this driver changes
     plot = tmp_path / "plot.png"
     code = DRIVER.format(model_class=model_class, module=module, optimizers=optimizers)
