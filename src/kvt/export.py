@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from kvt.errors import BackendError, ModelError, RunError, UsageError
-from kvt.runs import write_atomic
+from kvt.runs import check_writable_folder, write_atomic
 
 EXTRA = "kvt[export]"  # the pip extra that installs every format's converter and runtime
 
@@ -116,17 +116,7 @@ def check_out(out: Path, fmt: str, force: bool) -> None:
         if out.is_dir() != spec.folder:
             raise RunError(f"--out {out} is a {'folder' if out.is_dir() else 'file'} and a "
                            f"{spec.title} is a {kind}: choose another --out")
-    folder = out.parent
-    if not folder.is_dir():
-        raise RunError(f"cannot write --out {out}: the folder {folder} does not exist; create "
-                       f"it or choose another --out")
-    probe = folder / f".kvt-write-test-{os.getpid()}"
-    try:
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise RunError(f"cannot write --out {out}: the folder {folder} is not writable "
-                       f"({e.strerror or e}); choose another --out") from None
+    check_writable_folder(out.parent, f"--out {out}", "choose another --out")
 
 
 def check_exportable(model, path: Path, fmt: str) -> None:

@@ -97,19 +97,23 @@ def check_writable_file(path: str | Path, flag: str) -> None:
     (read-only mounts, root).
     """
     path = Path(path)
-    folder = path.parent
-    fix = "choose another path"
     if path.is_dir():
         raise RunError(f"{flag} {path} is a folder: name a file in it, e.g. {path / 'plot.png'}")
+    check_writable_folder(path.parent, f"{flag} {path}", "choose another path")
+
+
+def check_writable_folder(folder: Path, what: str, fix: str) -> None:
+    """Refuses to write `what` (as "--flag path") into `folder` unless the folder exists
+    and a probe file can be written there; `fix` ends each message."""
     if not folder.is_dir():
-        raise RunError(f"cannot write {flag} {path}: the folder {folder} does not exist; "
+        raise RunError(f"cannot write {what}: the folder {folder} does not exist; "
                        f"create it or {fix}")
     probe = folder / f".kvt-write-test-{os.getpid()}"
     try:
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise RunError(f"cannot write {flag} {path}: the folder {folder} is not writable "
+        raise RunError(f"cannot write {what}: the folder {folder} is not writable "
                        f"({e.strerror or e}); {fix}") from None
 
 
