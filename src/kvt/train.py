@@ -147,7 +147,8 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
     if replicas.kind == "mirrored":
         distribute.synchronize_batchnorm(model, True)
     x_val, y_val, w_val = distribute.padded(replicas, x_test, y_test)
-    validation = (x_val, y_val, w_val) if len(x_val) > len(x_test) else (x_test, y_test)
+    padded = len(x_val) > len(x_test)  # data-parallel evaluation's zero-weight copies
+    validation = (x_val, y_val, w_val) if padded else (x_test, y_test)
     progress = Progress(config.epochs)
     if resume and run_dir is not None and (run_dir / CHECKPOINT).is_file():
         progress = restore_checkpoint(model, config, run_dir / CHECKPOINT)
@@ -176,7 +177,7 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
                                batch_size=config.batch_size, initial_epoch=epoch,
                                epochs=epoch + 1, shuffle=False,
                                verbose=1 if interactive else 0, callbacks=callbacks)
-            if len(x_val) > len(x_test):  # Keras divides by the padded count
+            if padded:  # Keras divides val_loss by the padded count
                 fitted.history["val_loss"] = [v * len(x_val) / len(x_test)
                                               for v in fitted.history["val_loss"]]
             signals.check()
