@@ -109,6 +109,13 @@ def select(backend: str, deterministic: bool = False) -> None:
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
+def thread_env(n: int) -> dict[str, str]:
+    """The THREAD_VARIABLES that bound a framework to `n` cores: `n` intra-op threads,
+    and independent ops one at a time (inter-op 1)."""
+    return {name: "1" if name == "TF_NUM_INTEROP_THREADS" else str(n)
+            for name in THREAD_VARIABLES}
+
+
 def set_threads(n: int) -> None:
     """Limits the frameworks this process (and its children) start to `n` threads.
 
@@ -117,8 +124,7 @@ def set_threads(n: int) -> None:
     children, so that `n` bounds the cores used. PyTorch, if already running, is told
     directly.
     """
-    for name in THREAD_VARIABLES:
-        os.environ[name] = "1" if name == "TF_NUM_INTEROP_THREADS" else str(n)
+    os.environ.update(thread_env(n))
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
 

@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from kvt import signals
-from kvt.backends import THREAD_VARIABLES
+from kvt.backends import thread_env
 from kvt.compare.sweep import Job, Sweep, TrainArgv, next_action
 from kvt.errors import EXIT_CANCELLED, BackendError, RunError
 from kvt.runs import LOCK, RunDir
@@ -466,9 +466,7 @@ def _child_env(threads: int) -> dict[str, str]:
     """The environment of a run's kvt train: as many threads as Ray granted CPUs, and
     no GPU. Ray reserves none for a run, and leaves the node's GPUs visible to a task
     that asked for none: several runs would each take a whole GPU's memory."""
-    env = dict(os.environ)
-    for name in THREAD_VARIABLES:
-        env[name] = "1" if name == "TF_NUM_INTEROP_THREADS" else str(threads)
+    env = {**os.environ, **thread_env(threads)}
     env["CUDA_VISIBLE_DEVICES"] = ""
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from kvt import signals
+from kvt.backends import thread_env
 from kvt.compare.plan import Plan, Variant
 from kvt.compare.render import render_text, write_results
 from kvt.compare.results import collect, failure_message, unfinished
@@ -154,10 +155,8 @@ def child_env(jobs: int) -> dict[str, str]:
     (TensorFlow and PyTorch threads) unless the user has set the counts."""
     env = dict(os.environ)
     if jobs > 1:
-        share = str(max(1, (os.cpu_count() or 1) // jobs))
-        for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
-            env.setdefault(name, share)
-        env.setdefault("TF_NUM_INTEROP_THREADS", "1")
+        for name, value in thread_env(max(1, (os.cpu_count() or 1) // jobs)).items():
+            env.setdefault(name, value)
         # Several children on one GPU: JAX would take 75% of its memory each, TensorFlow
         # all of it, at start-up; PyTorch allocates as it goes. (Ignored on a CPU.)
         env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 / jobs:.2f}")
