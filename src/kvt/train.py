@@ -107,7 +107,8 @@ def learning_rate(config: TrainConfig, train_images: int | None = None) -> Any:
 
 def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
         plot_path: str | Path | None = None, stream: TextIO | None = None,
-        resume: bool = False) -> TrainResult:
+        resume: bool = False,
+        cluster: distribute.Cluster = distribute.Cluster()) -> TrainResult:
     """Trains, evaluates and writes every artifact to `run_dir`.
 
     Every finished epoch is checkpointed in `run_dir` (weights, optimizer and random
@@ -115,9 +116,11 @@ def fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None = None,
     ends where an uninterrupted run would have. The training data is visited in an
     order that depends only on (seed, epoch), not on how many processes the run took.
     With `config.distribute`, all of it happens in the strategy's scope
-    (`kvt.distribute`).
+    (`kvt.distribute`); with several processes (`cluster`, started by
+    `distribute.start`), every process calls `fit` and only process 0 writes `run_dir`
+    (the others read it when resuming).
     """
-    with distribute.scope(config) as replicas:
+    with distribute.scope(config, cluster) as replicas:
         return _fit(config, dataset, run_dir, plot_path, stream, resume, replicas)
 
 
@@ -125,6 +128,7 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
          plot_path: str | Path | None, stream: TextIO | None, resume: bool,
          replicas: distribute.Replicas) -> TrainResult:
     stream = stream or sys.stdout
+    source, run_dir = run_dir, (run_dir if replicas.process == 0 else None)
     if config.backend != keras.backend.backend():
         raise BackendError(
             f"the config asks for backend {config.backend} but Keras runs on "
@@ -148,10 +152,15 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
         distribute.synchronize_batchnorm(model, True)
     x_val, y_val, w_val = distribute.padded(replicas, x_test, y_test)
     padded = len(x_val) > len(x_test)  # data-parallel evaluation's zero-weight copies
-    validation = (x_val, y_val, w_val) if padded else (x_test, y_test)
     progress = Progress(config.epochs)
-    if resume and run_dir is not None and (run_dir / CHECKPOINT).is_file():
-        progress = restore_checkpoint(model, config, run_dir / CHECKPOINT)
+    if resume and source is not None and (source / CHECKPOINT).is_file():
+        progress = restore_checkpoint(model, config, source / CHECKPOINT)
+    replicas.agree(progress.done, "the epochs already trained")
+    # Each process feeds its slice of every global batch (all of it with one process).
+    batch = config.batch_size // replicas.processes
+    validation = (x_test, y_test)
+    if padded or replicas.processes > 1:
+        validation = tuple(replicas.share(a, config.batch_size) for a in (x_val, y_val, w_val))
 
     timer = EpochTimer(n_train)
     callbacks: list[Any] = [timer, NanGuard(), InterruptCheck()]
@@ -173,8 +182,11 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
         for epoch in range(progress.done, config.epochs):
             order = epoch_order(config.seed, epoch, n_train)[:replicas.usable(n_train)]
             x_epoch = augment_epoch(x_train[order], config.augment, config.seed, epoch)
+            mine = replicas.share(np.arange(len(order)), config.batch_size)
+            if replicas.processes > 1:
+                x_epoch, order = x_epoch[mine], order[mine]
             fitted = model.fit(x_epoch, y_train[order], validation_data=validation,
-                               batch_size=config.batch_size, initial_epoch=epoch,
+                               batch_size=batch, initial_epoch=epoch,
                                epochs=epoch + 1, shuffle=False,
                                verbose=1 if interactive else 0, callbacks=callbacks)
             if padded:  # Keras divides val_loss by the padded count
@@ -197,8 +209,8 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
         history = progress.history
         predict_batch = max(config.batch_size, 256)
         predict_batch += -predict_batch % replicas.count  # an equal share per device
-        probs = np.asarray(model.predict(x_val, batch_size=predict_batch, verbose=0,
-                                         callbacks=[InterruptCheck()]))[:len(x_test)]
+        probs = distribute.predict(model, replicas, x_val, predict_batch,
+                                   [InterruptCheck()])[:len(x_test)]
         signals.check()
         metrics, report, matrix = evaluate_predictions(probs, dataset.y_test,
                                                        dataset.class_names)
@@ -214,6 +226,7 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
             "final_train_loss": history["loss"][-1],
             "sessions": progress.sessions,
             "replicas": replicas.count,
+            "processes": replicas.processes,
         })
         result = TrainResult(config, model, history, metrics, report, run_dir)
         if run_dir is not None:
@@ -257,7 +270,8 @@ def write_run(result: TrainResult, dataset: Dataset, matrix: np.ndarray,
     plot_confusion(matrix, dataset.class_names, rd / "confusion_matrix.png",
                    f"Confusion matrix, {dataset.name} test set")
     distribute.synchronize_batchnorm(result.model, False)  # the file loads on every backend
-    save_model(result.model, rd / "model.keras", model_meta(result.config, dataset))
+    with distribute.local_only():  # process 0 alone saves
+        save_model(result.model, rd / "model.keras", model_meta(result.config, dataset))
     write_json(rd / "metrics.json", result.metrics)
     if plot_path is not None:
         data = (rd / "plot.png").read_bytes()

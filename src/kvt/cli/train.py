@@ -38,6 +38,17 @@ def add_parser(sub) -> None:
                      help="print only the final result line (and errors, warnings): no "
                           "dataset and epoch lines, progress bar or report")
     add_threads_argument(out)
+    procs = p.add_argument_group(
+        "several processes (JAX, --distribute data-parallel)",
+        "start the same command once per process, each with its --process-id; the "
+        "devices of all of them form one data-parallel mesh and process 0 writes the run "
+        "directory (the others write nothing)")
+    procs.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="process 0's address and a free port, the same on every process")
+    procs.add_argument("--num-processes", type=int, default=1, metavar="N",
+                       help="how many processes take part (default: 1)")
+    procs.add_argument("--process-id", type=int, default=0, metavar="I",
+                       help="this process's number, 0 to N-1 (default: 0)")
     p.set_defaults(run=run)
 
 
@@ -97,27 +108,38 @@ def resume_config(run_dir):
 
 
 def run(args: argparse.Namespace) -> int:
+    from kvt.distribute import Cluster
     from kvt.runs import RunDir, check_writable_file
 
+    cluster = Cluster(args.coordinator, args.num_processes, args.process_id).check()
     if args.resume:
         run_dir = resume_target(args)
     else:
         config = config_from_args(args)  # validates before anything heavy
+        cluster.check(config)
         run_dir = RunDir(args.out or default_out(config))
-    if args.plot:  # found after an hour of training, it would cost the hour
+    if args.plot and cluster.writer:  # found after an hour of training, it would cost the hour
         check_writable_file(args.plot, "--plot")
     apply_threads(args)
     # Claimed before the framework loads: a directory in use is refused at once, and
     # nothing in it is touched (not even by --force) while another process holds it.
-    with run_dir.claim(create=not args.resume):
+    # The other processes of a several-process run neither claim nor write it.
+    claim = run_dir.claim(create=not args.resume) if cluster.writer else \
+        contextlib.nullcontext(run_dir)
+    with claim:
         if args.resume:
             config = resume_config(run_dir)
-        result = _train(args, config, run_dir)
-    print_result(result, run_dir, args.plot, args.quiet)
+            cluster.check(config)
+        result = _train(args, config, run_dir, cluster)
+    if cluster.writer:
+        print_result(result, run_dir, args.plot, args.quiet)
+    else:
+        print(f"kvt: process {cluster.process_id} of {cluster.num_processes} done; process 0 "
+              f"wrote the run to its --out", flush=True)
     return 0
 
 
-def _train(args: argparse.Namespace, config, run_dir):
+def _train(args: argparse.Namespace, config, run_dir, cluster):
     from kvt import backends, distribute, signals
     from kvt.errors import Cancelled
 
@@ -125,22 +147,25 @@ def _train(args: argparse.Namespace, config, run_dir):
         backends.select(config.backend, deterministic=config.deterministic)
         distribute.prepare(config)  # logical devices: before the framework starts
         backends.import_keras()
+        distribute.start(cluster)  # several processes join: before any computation
         signals.check()  # a Ctrl-C that the framework's start-up swallowed
         from kvt.models import get_model
         from kvt.train import fit, load_data
 
         get_model(config.model, config.api)  # an unknown model fails before anything is written
-        if not args.resume:
+        if not args.resume and cluster.writer:
             run_dir.create(force=args.force)
         dataset = load_data(config)
         signals.check()
-        if not args.quiet:
+        quiet = args.quiet or not cluster.writer  # process 0 speaks for the run
+        if not quiet:
             announce(config, dataset)
         # --quiet: fit's epoch lines go nowhere, and a null stream is no terminal, so
         # Keras draws no progress bar either.
-        with (open(os.devnull, "w") if args.quiet else contextlib.nullcontext(sys.stdout)) as out:
-            return fit(config, dataset, run_dir, plot_path=args.plot,
-                       resume=bool(args.resume), stream=out)
+        with (open(os.devnull, "w") if quiet else contextlib.nullcontext(sys.stdout)) as out:
+            return fit(config, dataset, run_dir if cluster.writer or args.resume else None,
+                       plot_path=args.plot if cluster.writer else None,
+                       resume=bool(args.resume), stream=out, cluster=cluster)
     except Cancelled:
         raise
     except BaseException as e:
