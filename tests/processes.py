@@ -84,3 +84,21 @@ def signal_when(proc, line_start, delay, sig, seen):
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
     return thread
+
+
+def event_files(run, folder):
+    """[{tag: [(step, value), ...]}, ...]: each event file of run/logs/folder, in the order
+    the files were opened."""
+    import tensorflow as tf
+
+    files = sorted((run / "logs" / folder).glob("events.out.tfevents.*"),
+                   key=lambda f: int(f.name.split(".")[3]))  # the time it was opened
+    found = []
+    for f in files:
+        scalars: dict = {}
+        for event in tf.compat.v1.train.summary_iterator(str(f)):
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append(
+                    (event.step, float(tf.make_ndarray(value.tensor))))
+        found.append(scalars)
+    return found

@@ -15,7 +15,8 @@ import pytest
 
 from conftest import run_cli
 from kvt import backends
-from processes import HANG, child_env, history, kvt, start_and_stop, start_kvt, weights
+from processes import (HANG, child_env, event_files, history, kvt, start_and_stop, start_kvt,
+                       weights)
 
 TINY = ["--dataset", "digits", "--epochs", "1", "--batch-size", "16", "--train-limit", "32",
         "--test-limit", "31", "--seed", "3"]
@@ -47,6 +48,10 @@ def test_data_parallel_on_two_devices_is_one_device_on_the_same_global_batch(tmp
         assert b[key] == pytest.approx(a[key], rel=1e-5), key
     metrics = json.loads((two / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and metrics["eval_images"] == 31
+    if (two / "logs").is_dir() and backends.installed().get("tensorflow"):
+        # TensorBoard gets the corrected val_loss (event files are read with TensorFlow)
+        [logged] = event_files(two, "validation")
+        assert logged["epoch_loss"][0][1] == pytest.approx(b["val_loss"], rel=1e-5)
     config = json.loads((two / "config.json").read_text())["config"]
     assert (config["distribute"], config["devices"]) == ("data-parallel", 2)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import FAST_DIGITS, run_cli
-from processes import history, weights
+from processes import event_files, history, weights
 
 
 def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(killed_and_resumed):
@@ -34,24 +34,6 @@ def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(killed_and_resumed)
     assert metrics["accuracy"] == json.loads((full / "metrics.json").read_text())["accuracy"]
 
 
-def _event_files(run, folder):
-    """[{tag: [(step, value), ...]}, ...]: each event file of run/logs/folder, in the order
-    the files were opened."""
-    import tensorflow as tf
-
-    files = sorted((run / "logs" / folder).glob("events.out.tfevents.*"),
-                   key=lambda f: int(f.name.split(".")[3]))  # the time it was opened
-    found = []
-    for f in files:
-        scalars: dict = {}
-        for event in tf.compat.v1.train.summary_iterator(str(f)):
-            for value in event.summary.value:
-                scalars.setdefault(value.tag, []).append(
-                    (event.step, float(tf.make_ndarray(value.tensor))))
-        found.append(scalars)
-    return found
-
-
 def test_tensorboard_logs_continue_across_a_resume(killed_and_resumed):
     """Each session writes one event file per folder: the first session's holds the
     epochs it checkpointed, the resumed session's the rest, none twice; together they
@@ -60,7 +42,7 @@ def test_tensorboard_logs_continue_across_a_resume(killed_and_resumed):
     done = len(run.killed.history)  # epochs checkpointed when the first session was killed
     assert 1 <= done < 4
     for path, sessions in ((run.full, [range(4)]), (run.part, [range(done), range(done, 4)])):
-        train, validation = _event_files(path, "train"), _event_files(path, "validation")
+        train, validation = event_files(path, "train"), event_files(path, "validation")
         for files, tags in ((train, {"epoch_loss", "epoch_accuracy", "epoch_learning_rate",
                                      "epoch_images_per_second"}),
                             (validation, {"epoch_loss", "epoch_accuracy"})):

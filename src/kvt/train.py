@@ -202,7 +202,7 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
                     run_dir.write_history(progress.history)
                     run_dir.mark("running", progress.summary())
                 if board is not None:
-                    board.commit()
+                    board.commit(fitted.history)
             if not interactive:  # printed once the epoch is on disk
                 print(epoch_line(epoch, config.epochs, fitted.history, timer.epoch_seconds[-1],
                                  timer.train_seconds[-1], n_train), file=stream, flush=True)
