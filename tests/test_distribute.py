@@ -15,8 +15,7 @@ import pytest
 
 from conftest import run_cli
 from kvt import backends
-from processes import (HANG, child_env, event_files, history, kvt, start_and_stop, start_kvt,
-                       weights)
+from processes import HANG, child_env, event_files, history, kvt, start_and_stop, weights
 
 TINY = ["--dataset", "digits", "--epochs", "1", "--batch-size", "16", "--train-limit", "32",
         "--test-limit", "31", "--seed", "3"]
@@ -64,11 +63,23 @@ def _free_port():
 
 def _processes(tmp_path, *argv, own=((), ())):
     """`kvt train argv` as process 0 and 1 of one run on loopback (each with its `own`
-    arguments too): their (code, stderr)."""
+    arguments too): their (exit code, output)."""
     join = ["--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2"]
-    procs = [start_kvt(tmp_path, "train", *argv, *join, "--process-id", str(i), *own[i])
-             for i in (0, 1)]
-    return [(p.wait(timeout=HANG), p.communicate()[1]) for p in procs]
+    logs = [tmp_path / f"process-{i}.log" for i in (0, 1)]  # files: no pipe fills up
+    procs = []
+    for i in (0, 1):
+        with open(logs[i], "w") as log:
+            procs.append(subprocess.Popen(
+                kvt("train", *argv, *join, "--process-id", str(i), *own[i]),
+                env=child_env(tmp_path), stdout=log, stderr=subprocess.STDOUT))
+    try:
+        for proc in procs:
+            proc.wait(timeout=HANG)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    return [(proc.returncode, log.read_text()) for proc, log in zip(procs, logs)]
 
 
 @pytest.mark.skipif(not backends.installed().get("jax"), reason="JAX is not installed")
@@ -87,6 +98,7 @@ def test_two_processes_on_loopback_train_one_run_and_resume_one_process_run(tmp_
     assert [code for code, _ in ends] == [0, 0], ends[0][1][-2000:] + ends[1][1][-2000:]
     assert not worker.exists() and json.loads((two / "status.json").read_text())[
         "status"] == "complete"
+    assert "process 1 of 2 done" in ends[1][1]
     metrics = json.loads((two / "metrics.json").read_text())
     assert (metrics["processes"], metrics["replicas"], metrics["eval_images"]) == (2, 2, 31)
 

@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         print_result(result, run_dir, args.plot, args.quiet)
     else:
         print(f"kvt: process {cluster.process_id} of {cluster.num_processes} done; process 0 "
-              f"wrote the run to its --out", flush=True)
+              f"writes the run to its --out", flush=True)
     return 0
 
 
