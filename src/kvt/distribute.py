@@ -46,7 +46,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from kvt.config import DISTRIBUTE_REFUSED, TrainConfig
+from kvt.config import DISTRIBUTE_REFUSED, TrainConfig, check_positive
 from kvt.errors import BackendError, UsageError
 
 HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
@@ -71,8 +71,7 @@ class Cluster:
         """Raises UsageError/BackendError naming the first nonsense; `config` is checked
         against the cluster when given."""
         n, i = self.num_processes, self.process_id
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise UsageError(f"--num-processes must be a positive integer (got {n!r})")
+        check_positive("num-processes", n)
         if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n:
             raise UsageError(f"--process-id {i!r} is not one of the {n} processes: give 0 to "
                              f"{n - 1} (0 is the coordinator, which writes the run)")

@@ -128,7 +128,9 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
          plot_path: str | Path | None, stream: TextIO | None, resume: bool,
          replicas: distribute.Replicas) -> TrainResult:
     stream = stream or sys.stdout
-    source, run_dir = run_dir, (run_dir if replicas.process == 0 else None)
+    source = run_dir  # where a resumed run is read from, by every process
+    if replicas.process:  # process 0 alone writes the run and the plot
+        run_dir = plot_path = None
     if config.backend != keras.backend.backend():
         raise BackendError(
             f"the config asks for backend {config.backend} but Keras runs on "
@@ -182,8 +184,8 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
         for epoch in range(progress.done, config.epochs):
             order = epoch_order(config.seed, epoch, n_train)[:replicas.usable(n_train)]
             x_epoch = augment_epoch(x_train[order], config.augment, config.seed, epoch)
-            mine = replicas.share(np.arange(len(order)), config.batch_size)
             if replicas.processes > 1:
+                mine = replicas.share(np.arange(len(order)), config.batch_size)
                 x_epoch, order = x_epoch[mine], order[mine]
             fitted = model.fit(x_epoch, y_train[order], validation_data=validation,
                                batch_size=batch, initial_epoch=epoch,

@@ -163,9 +163,8 @@ def _train(args: argparse.Namespace, config, run_dir, cluster):
         # --quiet: fit's epoch lines go nowhere, and a null stream is no terminal, so
         # Keras draws no progress bar either.
         with (open(os.devnull, "w") if quiet else contextlib.nullcontext(sys.stdout)) as out:
-            return fit(config, dataset, run_dir if cluster.writer or args.resume else None,
-                       plot_path=args.plot if cluster.writer else None,
-                       resume=bool(args.resume), stream=out, cluster=cluster)
+            return fit(config, dataset, run_dir, plot_path=args.plot, resume=bool(args.resume),
+                       stream=out, cluster=cluster)
     except Cancelled:
         raise
     except BaseException as e:
