@@ -68,6 +68,18 @@ def within(measure: str, value: float, limit: float) -> None:
     assert value <= limit, f"{measure} = {value:.3g}, above the tolerance {limit:g}"
 
 
+def apart(measure: str, value: float, floor: float) -> None:
+    """Asserts that a difference a setting makes stays above `floor` (a tolerance that the
+    same test uses to call two results equal); under `make test-stress` also records it."""
+    _record(measure, value, floor, "apart")
+    assert value > floor, f"{measure} = {value:.3g}, not above {floor:g}"
+
+
+def max_rel_diff(a: dict, b: dict, keys) -> float:
+    """The largest relative difference between a[k] and b[k] over `keys`."""
+    return max(abs(a[k] - b[k]) / max(abs(b[k]), 1e-12) for k in keys)
+
+
 # Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) each worker builds its own
 # session and module fixtures: every test of one expensive fixture goes to one worker, so
 # that none is built twice. killed_and_resumed's groups come with its parameters (one per

@@ -200,6 +200,7 @@ def test_a_bf16_model_is_refused_where_its_runtime_cannot_run_it(tmp_path, fmt):
     export.check_exportable(model, tmp_path / "m.keras", "saved_model")
 
 
+@pytest.mark.margins
 def test_int8_litert_keeps_the_accuracy(digits_runs, tmp_path, capsys):
     out = tmp_path / "int8.tflite"
     code, stdout, err = run_cli(capsys, "export", str(digits_runs["keras"]), "--format",
@@ -207,7 +208,8 @@ def test_int8_litert_keeps_the_accuracy(digits_runs, tmp_path, capsys):
     assert code == 0, err
     accuracy, keras_accuracy = map(float, re.search(
         r"accuracy ([\d.]+)% \(Keras ([\d.]+)%, allowed drop 2 points\)", stdout).groups())
-    # Measured (2026-11-27, this fixture's run): 94.89% against 95.11%, 449/450 agreeing.
+    # Measured by make test-stress (2-core AMD EPYC, 2026-12-03; seeds 0-9 at 1 thread,
+    # 0-3 at 2 threads, n = 14): -0.67 to +0.45 points (negative: int8 scored higher).
     within("int8 litert accuracy drop (points)", keras_accuracy - accuracy, 2.0)
     float_size = (digits_runs["keras"] / "model.keras").stat().st_size
     assert out.stat().st_size < float_size / 2  # 8-bit weights
