@@ -96,9 +96,10 @@ def main() -> int:
     parser.add_argument("--first-seed", type=int, default=0,
                         help="the first seed of both (default: 0)")
     parser.add_argument("--margin-seeds", type=int, default=1,
-                        help="seeds 0..N-1 for the tolerance tests: those on a fixed reference "
-                             "batch change only with threads, those on trained runs (export, "
-                             "distribution) with the seed too (default: 1)")
+                        help="how many seeds, from --first-seed, for the tolerance tests: "
+                             "those on a fixed reference batch change only with threads, those "
+                             "on trained runs (export, distribution) with the seed too "
+                             "(default: 1)")
     parser.add_argument("--threads", default="1,2", help="thread counts (default: 1,2)")
     parser.add_argument("--marker", choices=("learning", "margins", "both"), default="both")
     parser.add_argument("-k", "--select", default=None, metavar="EXPR",
