@@ -93,6 +93,7 @@ def _mark(status):
 
 # Where SIGINT lands: (what to wrap, after which call, what follows inside the interrupt).
 BEFORE_THE_RUN = {
+    "run directory claimed": ("DirLock", "acquire", None, None),
     "framework import": ("backends", "import_keras", None, None),
     "data loaded": ("train", "load_data", None, None),
     "gc callback while loading": ("train", "load_data", None, _swallowed_by_gc),
@@ -120,7 +121,8 @@ def _arm(monkeypatch, wrap):
     from kvt import backends
 
     owner_name, name, when, then = wrap
-    owner = {"backends": backends, "train": train, "RunDir": runs.RunDir}[owner_name]
+    owner = {"backends": backends, "train": train, "RunDir": runs.RunDir,
+             "DirLock": runs.DirLock}[owner_name]
     return _signal_after(monkeypatch, owner, name, when or (lambda *a, **k: True), then)
 
 

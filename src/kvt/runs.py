@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from kvt import __version__, backends
+from kvt import __version__, backends, signals
 from kvt.errors import RunError
 
 if TYPE_CHECKING:
@@ -193,18 +193,23 @@ class RunDir:
         """Holds this directory for this process (making it first, if `create`), or
         refuses with a RunError naming the process that holds it. A directory that the
         claim made and that holds nothing else at the end is removed again."""
-        made = False
-        if create and not self.path.is_dir():
-            try:
-                self.path.mkdir(parents=True)
-                made = True
-            except FileExistsError:
-                pass  # made by someone else meanwhile: the lock decides who goes on
-            except OSError as e:
-                raise RunError(f"cannot write the run directory {self.path} "
-                               f"({e.strerror or e}): choose a writable --out") from None
-        lock = DirLock(self.path).acquire()
+        made, lock = False, DirLock(self.path)
         try:
+            # A Ctrl-C while the directory and its lock file are made waits for the end
+            # of this block and lands where the clean-up below runs (it once landed
+            # between the lock file's creation and the clean-up, and left a run directory
+            # holding nothing but the lock).
+            with signals.blocked():
+                if create and not self.path.is_dir():
+                    try:
+                        self.path.mkdir(parents=True)
+                        made = True
+                    except FileExistsError:
+                        pass  # made by someone else meanwhile: the lock decides who goes on
+                    except OSError as e:
+                        raise RunError(f"cannot write the run directory {self.path} "
+                                       f"({e.strerror or e}): choose a writable --out") from None
+                lock.acquire()
             yield self
         finally:
             try:

@@ -17,6 +17,8 @@ while `policy()` is active:
   interrupt that caused it, not as a failure;
 - `children_held()` starts child processes with the signals blocked until their own
   policy is in place;
+- `blocked()` holds them (blocked, without the policy) through a few system calls that
+  must not be cut, such as claiming a run directory;
 - `settled()` ends the policy's interest: the work is saved, and a late signal may no
   longer turn a finished run into an interrupted one.
 
@@ -142,16 +144,23 @@ def deferred() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def children_held() -> Iterator[None]:
-    """Processes started in this block begin with SIGINT and SIGTERM blocked, so that a
-    signal sent to a process group while a `kvt` child is still starting its interpreter
-    waits for that child's policy() (which unblocks them) instead of ending it with a
-    KeyboardInterrupt traceback. This process's own signals wait until the block ends."""
+def blocked() -> Iterator[None]:
+    """SIGINT and SIGTERM blocked for a short block that no handler may cut, with or
+    without the policy; one that came meanwhile is delivered at the block's end, to the
+    handler in place then. Processes started inside begin with them blocked."""
     held = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     try:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def children_held() -> contextlib.AbstractContextManager[None]:
+    """Processes started in this block begin with SIGINT and SIGTERM blocked, so that a
+    signal sent to a process group while a `kvt` child is still starting its interpreter
+    waits for that child's policy() (which unblocks them) instead of ending it with a
+    KeyboardInterrupt traceback. This process's own signals wait until the block ends."""
+    return blocked()
 
 
 def settled() -> None:
