@@ -4,7 +4,7 @@ depends on (seed, epoch) alone."""
 import numpy as np
 import pytest
 
-from kvt.augment import TRANSLATE, augment_epoch, translate
+from kvt.augment import CHUNK, STREAM, TRANSLATE, augment_epoch, reflect_pad, translate
 
 
 def images(n=64, side=8, channels=3):
@@ -56,3 +56,31 @@ def test_flip_translate_keeps_dtype_and_values_from_the_image():
     assert out.dtype == np.uint8 and out.shape == x.shape
     for i in range(len(x)):  # every pixel comes from the same image
         assert set(np.unique(out[i])) <= set(np.unique(x[i]))
+
+
+@pytest.mark.parametrize("shape", [(2, 32, 32, 3), (3, 5, 7, 1), (1, 3, 3, 2), (2, 3, 4, 1)])
+def test_reflect_pad_is_numpys(shape):
+    x = np.random.default_rng(1).random(shape, dtype=np.float32)
+    expected = np.pad(x, ((0, 0), (TRANSLATE,) * 2, (TRANSLATE,) * 2, (0, 0)), mode="reflect")
+    np.testing.assert_array_equal(reflect_pad(x, TRANSLATE), expected)
+    with pytest.raises(ValueError, match="cannot reflect-pad 2x2 images by 2 pixels"):
+        reflect_pad(x[:, :2, :2], TRANSLATE)
+
+
+def test_flip_translate_across_chunks_is_the_documented_draw_also_in_place():
+    """More images than one chunk: each image is flipped and moved as the (seed, epoch)
+    stream's draws say, whichever chunk it falls in, into a new array or in place."""
+    n = 2 * CHUNK + 37
+    x = images(n=n, side=6, channels=2)
+    rng = np.random.default_rng([7, 4, STREAM])
+    flip = rng.random(n) < 0.5
+    offsets = rng.integers(0, 2 * TRANSLATE + 1, size=(2, n))
+    expected = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
+    padded = np.pad(expected, ((0, 0), (TRANSLATE,) * 2, (TRANSLATE,) * 2, (0, 0)),
+                    mode="reflect")
+    expected = np.stack([padded[i, dy:dy + 6, dx:dx + 6]
+                         for i, (dy, dx) in enumerate(offsets.T)])
+    np.testing.assert_array_equal(augment_epoch(x, "flip-translate", seed=7, epoch=4), expected)
+    buffer = x.copy()
+    assert augment_epoch(buffer, "flip-translate", seed=7, epoch=4, out=buffer) is buffer
+    np.testing.assert_array_equal(buffer, expected)

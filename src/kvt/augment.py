@@ -19,8 +19,16 @@ TRANSLATE = 2
 STREAM = 1
 
 
-def augment_epoch(images: np.ndarray, kind: str, seed: int, epoch: int) -> np.ndarray:
-    """`images` (N, H, W, C) augmented as `kind` says; the input is never modified.
+# Images augmented at a time: the temporaries stay a few MB (malloc reuses them) instead of
+# several copies of the whole epoch, which the kernel hands out page by page each epoch.
+CHUNK = 512
+
+
+def augment_epoch(images: np.ndarray, kind: str, seed: int, epoch: int,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """`images` (N, H, W, C) augmented as `kind` says, written to `out` (a new array by
+    default; `images` itself works too, augmenting in place) and returned. "none"
+    returns `images`.
 
     "flip" mirrors each image left-right with probability 1/2; "flip-translate" then
     moves each image by a uniform (dy, dx) in -TRANSLATE..TRANSLATE, filling the border
@@ -33,20 +41,55 @@ def augment_epoch(images: np.ndarray, kind: str, seed: int, epoch: int) -> np.nd
     rng = np.random.default_rng([seed, epoch, STREAM])
     n = len(images)
     flip = rng.random(n) < 0.5
-    out = images.copy()
-    out[flip] = images[flip, :, ::-1]
-    if kind == "flip-translate":
-        out = translate(out, rng.integers(0, 2 * TRANSLATE + 1, size=(2, n)))
+    offsets = (rng.integers(0, 2 * TRANSLATE + 1, size=(2, n))
+               if kind == "flip-translate" else None)
+    out = np.empty_like(images) if out is None else out
+    for lo in range(0, n, CHUNK):
+        hi = min(lo + CHUNK, n)
+        chunk = images[lo:hi].copy()
+        flipped = flip[lo:hi]
+        chunk[flipped] = chunk[flipped, :, ::-1]
+        if offsets is None:
+            out[lo:hi] = chunk
+        else:
+            translate(chunk, offsets[:, lo:hi], out=out[lo:hi])
     return out
 
 
-def translate(images: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def translate(images: np.ndarray, offsets: np.ndarray,
+              out: np.ndarray | None = None) -> np.ndarray:
     """Each image moved by (offsets[0] - TRANSLATE, offsets[1] - TRANSLATE) pixels: a
-    crop of the reflect-padded image at those offsets, in one gather."""
+    crop of the reflect-padded image at those offsets, written to `out` (a new array by
+    default).
+
+    One slice per distinct (dy, dx) pair (25 of them), each copying all the images that
+    drew it: a gather per image along the pixel axes took 15 s an epoch for CIFAR-10's
+    50,000 images on a 2-core CPU.
+    """
     r = TRANSLATE
-    padded = np.pad(images, ((0, 0), (r, r), (r, r), (0, 0)), mode="reflect")
+    padded = reflect_pad(images, r)
     h, w = images.shape[1:3]
-    # (N, 2r+1, 2r+1, C, H, W): every crop of every image, as a view
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(1, 2))
-    crops = windows[np.arange(len(images)), offsets[0], offsets[1]]  # (N, C, H, W)
-    return np.ascontiguousarray(crops.transpose(0, 2, 3, 1))
+    out = np.empty_like(images) if out is None else out
+    for dy in range(2 * r + 1):
+        rows = offsets[0] == dy
+        for dx in range(2 * r + 1):
+            picked = np.flatnonzero(rows & (offsets[1] == dx))
+            if len(picked):
+                out[picked] = padded[picked, dy:dy + h, dx:dx + w]
+    return out
+
+
+def reflect_pad(images: np.ndarray, r: int) -> np.ndarray:
+    """`np.pad(images, r, mode="reflect")` on the two pixel axes of (N, H, W, C) images,
+    by slices (np.pad took 2.5 s for CIFAR-10's training set on a 2-core CPU)."""
+    n, h, w, c = images.shape
+    if r >= min(h, w):
+        raise ValueError(f"cannot reflect-pad {h}x{w} images by {r} pixels")
+    padded = np.empty((n, h + 2 * r, w + 2 * r, c), images.dtype)
+    padded[:, r:r + h, r:r + w] = images
+    # rows, then columns of the row-padded result (the corners), as np.pad does
+    padded[:, :r, r:r + w] = images[:, 1:r + 1][:, ::-1]
+    padded[:, r + h:, r:r + w] = images[:, h - 1 - r:h - 1][:, ::-1]
+    padded[:, :, :r] = padded[:, :, r + 1:2 * r + 1][:, :, ::-1]
+    padded[:, :, r + w:] = padded[:, :, w - 1:r + w - 1][:, :, ::-1]
+    return padded
