@@ -94,6 +94,20 @@ def test_rows_are_the_product_with_impossible_combinations_skipped():
                      "plain PyTorch twin"]
 
 
+def test_models_multiply_the_kvt_rows_and_the_yardsticks_stay_minivggnet():
+    rows, _ = bench.plan(["tensorflow"], ["keras"], ["relu"], ["float32"], [32], [1], ["tf"],
+                         installed=ALL, models=["minivggnet", "quicknet"])
+    assert [(r.kind, r.model) for r in rows] == [
+        ("kvt", "minivggnet"), ("kvt", "quicknet"), ("yardstick", "minivggnet")]
+    model = bench.build_keras_model(rows[1], (32, 32, 3), 10)
+    assert model.name == "quicknet_keras"
+    peak = {"peak_fp32_gflop_s": 100.0, "peak_fp32_source": "numpy", "peak_fp32_n": 2048}
+    row = bench.finish(rows[1], {"train_img_s": 10.0, "gflops_per_img": 0.1}, peak)
+    assert row["model"] == "quicknet" and row["pct_of_peak"] == pytest.approx(1.0)
+    line = bench.table(peak, [row], []).splitlines()[2]
+    assert line.split()[:2] == ["kvt", "quicknet"]
+
+
 def test_bf16_builds_a_model_that_computes_in_bf16_with_float32_variables():
     spec = bench.RowSpec("kvt", precision="bf16", batch_size=4)
     model = bench.build_keras_model(spec, (32, 32, 3), 10)
@@ -127,7 +141,7 @@ def test_percent_of_peak_and_the_table():
                           {"error": "boom", "exit_code": 1}, peak)
     text = bench.table(peak, [fp32, bf16, failed], ["a note"])
     lines = text.splitlines()
-    assert lines[0].split()[:3] == ["row", "backend", "api"]
+    assert lines[0].split()[:4] == ["row", "model", "backend", "api"]
     assert len(lines[2]) == len(lines[0])  # fixed columns, a long name cut short
     assert "mypkg.act~" in lines[2] and fp32["activation"] == "mypkg.acts:swish2"
     assert lines[2].split()[-2:] == ["80.0", "80.0"] and lines[3].split()[-1] == "-"
@@ -147,7 +161,7 @@ def test_a_tiny_real_run_writes_json_rows(tmp_path):
     # One row (each costs a process and TensorFlow's start-up); float32 rows compute in
     # float32: see the bf16 test above.
     assert [(r["kind"], r["precision"]) for r in rows] == [("kvt", "bf16")]
-    types = {"backend": str, "api": str, "activation": str, "precision": str,
+    types = {"model": str, "backend": str, "api": str, "activation": str, "precision": str,
              "batch_size": int, "train_img_s": float, "infer_img_s": float,
              "compile_s": float, "peak_rss_mb": float, "gflops_per_img": float,
              "pct_of_peak": float}
@@ -167,6 +181,7 @@ def test_a_tiny_real_run_writes_json_rows(tmp_path):
     (["--batch-size", "0"], 2, "argument --batch-size: '0': each value must be a positive"),
     (["--batch-size", "8,x"], 2, "is not a comma list of integers"),
     (["--precision", "fp16"], 2, "argument --precision: fp16 not one of float32, bf16"),
+    (["--model", "resnet"], 2, "argument --model: resnet not one of minivggnet, quicknet"),
     (["--steps", "0"], 2, "argument --steps: '0': must be a positive integer"),
     (["--backend", "tensorflow,mxnet"], 2, "mxnet not one of tensorflow, jax, torch"),
     (["--api", "tf", "--backend", "torch"], 2, "nothing to measure: skipped --api tf on torch"),

@@ -231,3 +231,28 @@ def test_fast_recipe_trains_and_records_every_recipe_field(tmp_path, capsys):
     model, _ = load_model(out / "model.keras")
     assert int(model.optimizer.iterations) == 8  # 128 images at batch 32, 2 epochs
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fast_cpu_recipe_trains_quicknet_with_its_fields(tmp_path, capsys):
+    """`--recipe fast-cpu` picks QuickNet (the recipe names its model) and its schedule;
+    a typed flag still wins."""
+    import json
+
+    from conftest import run_cli
+    from kvt.config import RECIPES
+
+    out = tmp_path / "fast-cpu"
+    code, stdout, err = run_cli(capsys, "train", "--recipe", "fast-cpu", "--dataset", "digits",
+                                "--train-limit", "128", "--test-limit", "40",
+                                "--batch-size", "32", "--out", str(out))
+    assert code == 0, err
+    assert "training quicknet (--api keras, relu)" in stdout and "(--recipe fast-cpu)" in stdout
+    config = json.loads((out / "config.json").read_text())["config"]
+    recipe = RECIPES["fast-cpu"]
+    assert config["model"] == "quicknet" and config["recipe"] == "fast-cpu"
+    assert {k: config[k] for k in recipe if k != "batch_size"} == \
+        {k: v for k, v in recipe.items() if k != "batch_size"}
+    assert config["batch_size"] == 32
+    model, _ = load_model(out / "model.keras")
+    assert model.name == "quicknet_keras"
+    assert int(model.optimizer.iterations) == 4 * recipe["epochs"]  # 128 images at batch 32

@@ -59,10 +59,10 @@ def test_keras_and_tf_models_compute_the_same_function():
 
 
 def test_registry():
-    assert list_models("keras") == ["minivggnet"] and list_models("tf") == ["minivggnet"]
+    assert list_models("keras") == list_models("tf") == ["minivggnet", "quicknet"]
     assert get_model("minivggnet", "tf") is MiniVGGNetTF
     with pytest.raises(ModelError, match="unknown model 'resnet' for --api keras: known models "
-                                         "are minivggnet"):
+                                         "are minivggnet, quicknet"):
         get_model("resnet", "keras")
     with pytest.raises(ModelError, match="unknown activation 'tanhh'"):
         build_model("minivggnet", "keras", (8, 8, 1), 10, "tanhh")

@@ -12,6 +12,7 @@ from kvt.bench.flops import TRAIN_FACTOR
 
 COLUMNS = (  # header, width, JSON field, format
     ("row", 9, "kind", "{}"),
+    ("model", 10, "model", "{}"),
     ("backend", 10, "backend", "{}"),
     ("api", 11, "api", "{}"),
     ("activation", 10, "activation", "{}"),
@@ -26,7 +27,7 @@ COLUMNS = (  # header, width, JSON field, format
     ("GFLOP/s", 7, "train_gflop_s", "{:.1f}"),
     ("% peak", 6, "pct_of_peak", "{:.1f}"),
 )
-_TEXT = ("kind", "backend", "api", "activation", "precision")
+_TEXT = ("kind", "model", "backend", "api", "activation", "precision")
 
 
 def table(peak: dict[str, Any], rows: list[dict[str, Any]], notes: list[str]) -> str:

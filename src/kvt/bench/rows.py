@@ -35,7 +35,8 @@ def build_keras_model(spec: RowSpec, input_shape, num_classes: int, compiled: bo
     from kvt.models import build_model
     from kvt.train import build_and_compile
 
-    config = TrainConfig(api=spec.api, activation=spec.activation, backend=spec.backend,
+    config = TrainConfig(model=spec.model, api=spec.api, activation=spec.activation,
+                         backend=spec.backend,
                          batch_size=spec.batch_size, precision=spec.precision,
                          steps_per_execution=spec.steps_per_execution)
     if compiled:

@@ -101,5 +101,5 @@ def bench(rows: list[RowSpec], progress=None) -> tuple[dict[str, Any], list[dict
 
 def label(spec: RowSpec) -> str:
     spe = f" spe {spec.steps_per_execution}" if spec.steps_per_execution > 1 else ""
-    return (f"{spec.kind} {spec.backend}/{spec.api}/{spec.activation} {spec.precision} "
-            f"batch {spec.batch_size}{spe}")
+    return (f"{spec.kind} {spec.model} {spec.backend}/{spec.api}/{spec.activation} "
+            f"{spec.precision} batch {spec.batch_size}{spe}")

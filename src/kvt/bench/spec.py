@@ -36,6 +36,7 @@ class RowSpec:
     dataset: str | None = None  # None: synthetic images
     data_dir: str | None = None
     seed: int = 0
+    model: str = "minivggnet"  # kvt rows: the registered family; yardsticks: MiniVGGNet
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -59,14 +60,16 @@ def check_installed(backends: Iterable[str]) -> None:
 def plan(backends: list[str], apis: list[str], activations: list[str],
          precisions: list[str], batch_sizes: list[int], steps_per_execution: list[int],
          yardsticks: list[str], installed: dict[str, bool] | None = None,
+         models: Iterable[str] = ("minivggnet",),
          **common: Any) -> tuple[list[RowSpec], list[str]]:
     """The rows of a bench (the product of the options, impossible combinations
     skipped) and one note per skipped kind of row.
 
-    kvt rows come first, one per (backend, api, activation, precision, batch size,
+    kvt rows come first, one per (model, backend, api, activation, precision, batch size,
     steps per execution); then the yardstick rows, one per yardstick and (activation,
-    precision, batch size). `installed` maps frameworks to whether they can be
-    imported (default: looked up); `common` goes to every row (steps, warmup, dataset).
+    precision, batch size), which train MiniVGGNet whatever `models` says. `installed`
+    maps frameworks to whether they can be imported (default: looked up); `common` goes
+    to every row (steps, warmup, dataset).
     """
     if installed is None:
         from kvt.backends import installed as look_up
@@ -74,8 +77,8 @@ def plan(backends: list[str], apis: list[str], activations: list[str],
         installed = look_up()
     rows: list[RowSpec] = []
     notes: list[str] = []
-    for backend, api, activation, precision, batch, spe in itertools.product(
-            backends, apis, activations, precisions, batch_sizes, steps_per_execution):
+    for model, backend, api, activation, precision, batch, spe in itertools.product(
+            models, backends, apis, activations, precisions, batch_sizes, steps_per_execution):
         if api == "tf" and backend != "tensorflow":
             _note_once(notes, f"skipped --api tf on {backend}: the tf.keras model calls "
                               f"TensorFlow ops, so it needs --backend tensorflow")
@@ -84,7 +87,8 @@ def plan(backends: list[str], apis: list[str], activations: list[str],
             _note_once(notes, "skipped --steps-per-execution above 1 on torch: Keras' PyTorch "
                               "trainer runs one step per call")
             continue
-        rows.append(RowSpec("kvt", backend, api, activation, precision, batch, spe, **common))
+        rows.append(RowSpec("kvt", backend, api, activation, precision, batch, spe,
+                            model=model, **common))
     for yardstick, activation, precision, batch in itertools.product(
             yardsticks, activations, precisions, batch_sizes):
         framework = "torch" if yardstick == "torch" else "tensorflow"

@@ -20,6 +20,7 @@ from typing import Callable
 
 from kvt.bench import PRECISIONS, YARDSTICKS  # kvt.bench imports no framework at import
 from kvt.config import APIS, BACKENDS
+from kvt.models import BUILTIN_MODELS  # imports no framework
 
 
 def comma_list(choices: tuple[str, ...] | None = None) -> Callable[[str], list[str]]:
@@ -69,6 +70,10 @@ def add_parser(sub) -> None:
                     "Synthetic 32x32x3 data unless --dataset is given. Exit code 7 if a "
                     "row failed (the others are still reported).")
     what = p.add_argument_group("rows (comma lists: the rows are every combination)")
+    what.add_argument("--model", type=comma_list(BUILTIN_MODELS), default=["minivggnet"],
+                      metavar="LIST",
+                      help=f"model families of the kvt rows, from {', '.join(BUILTIN_MODELS)} "
+                           f"(the yardsticks train MiniVGGNet) (default: minivggnet)"),
     what.add_argument("--backend", type=comma_list(BACKENDS), default=None, metavar="LIST",
                       help=f"from {', '.join(BACKENDS)} (default: $KERAS_BACKEND, else "
                            f"tensorflow)")
@@ -128,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     yardsticks = [y for y in args.yardstick if y != "none"]
     rows, notes = bench.plan(backends, args.api, args.activation, args.precision,
                              args.batch_size, args.steps_per_execution, yardsticks,
-                             steps=args.steps, warmup=args.warmup, dataset=args.dataset,
+                             models=args.model, steps=args.steps, warmup=args.warmup, dataset=args.dataset,
                              data_dir=args.data_dir)
     if not any(r.kind == "kvt" for r in rows):
         raise UsageError(f"nothing to measure: {'; '.join(notes)}")

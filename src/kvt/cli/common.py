@@ -137,6 +137,7 @@ CONFIG_FLAGS = (
     "steps_per_execution", "distribute", "devices", "recipe", "config",
 )
 FAST = RECIPES["fast"]
+FAST_CPU = RECIPES["fast-cpu"]
 
 
 def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
@@ -148,7 +149,8 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
                            "TensorFlow ops (default: keras)")
     add_backend_argument(what)
     what.add_argument("--model", default=None,
-                      help=f"model family: {', '.join(BUILTIN_MODELS)} (default: minivggnet)")
+                      help=f"model family: {', '.join(BUILTIN_MODELS)} (default: minivggnet; "
+                           f"fast-cpu recipe: {FAST_CPU['model']})")
     what.add_argument("--activation", default=None,
                       help="hidden activation: relu, crelu (tutorial placement), elu, gelu, "
                            "swish, or your own function as module.path:function "
@@ -185,43 +187,46 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
                         help="start from a saved config (a run's config.json); flags "
                              "override its values")
     recipe.add_argument("--recipe", default=None, choices=sorted(RECIPES),
-                        help="named hyperparameters: seed (the tutorial's, the default) or fast "
-                             "(a modern schedule for the same network)")
+                        help="named hyperparameters: seed (the tutorial's, the default), fast "
+                             "(a modern schedule for the same network) or fast-cpu (the fast "
+                             "schedule, shorter, for kvt's small quicknet on a CPU)")
     recipe.add_argument("--epochs", type=int, default=None, metavar="N",
                         help=f"passes over the training set (seed recipe: {SEED['epochs']}; "
-                             f"fast: {FAST['epochs']})")
+                             f"fast: {FAST['epochs']}; fast-cpu: {FAST_CPU['epochs']})")
     recipe.add_argument("--batch-size", type=int, default=None, metavar="N",
                         help=f"images per SGD step (seed recipe: {SEED['batch_size']}; "
-                             f"fast: {FAST['batch_size']})")
+                             f"fast: {FAST['batch_size']}; fast-cpu: {FAST_CPU['batch_size']})")
     recipe.add_argument("--lr", type=float, default=None,
                         help=f"initial learning rate, the peak for warmup-cosine (seed recipe: "
-                             f"{SEED['lr']:g}; fast: {FAST['lr']:g})")
+                             f"{SEED['lr']:g}; fast: {FAST['lr']:g}; fast-cpu: {FAST_CPU['lr']:g})")
     recipe.add_argument("--decay", type=float, default=None,
                         help="per-step inverse-time decay, lr_t = lr / (1 + decay * step); "
                              "0 for none (seed recipe: lr / epochs, the tutorial's: 0.01/30 "
                              "at 30 epochs)")
     recipe.add_argument("--momentum", type=float, default=None,
                         help=f"SGD momentum, 0 to <1 (seed recipe: {SEED['momentum']:g}, "
-                             f"plain SGD; fast: {FAST['momentum']:g})")
+                             f"plain SGD; fast, fast-cpu: {FAST['momentum']:g})")
     recipe.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
-                        help="Nesterov momentum (seed recipe: off; fast: on)")
+                        help="Nesterov momentum (seed recipe: off; fast, fast-cpu: on)")
     recipe.add_argument("--schedule", choices=SCHEDULES, default=None,
                         help="keras2: --lr / (1 + --decay * step), the tutorial's; "
                              "warmup-cosine: linear from 0 to --lr over --warmup-epochs, "
-                             "then a cosine to 0 (seed recipe: keras2; fast: warmup-cosine)")
+                             "then a cosine to 0 (seed recipe: keras2; fast, fast-cpu: "
+                             "warmup-cosine)")
     recipe.add_argument("--warmup-epochs", type=float, default=None, metavar="E",
                         help=f"warm-up of --schedule warmup-cosine, in epochs (fast: "
-                             f"{FAST['warmup_epochs']:g})")
+                             f"{FAST['warmup_epochs']:g}; fast-cpu: {FAST_CPU['warmup_epochs']:g})")
     recipe.add_argument("--weight-decay", type=float, default=None, metavar="W",
                         help=f"Keras' decoupled weight decay: each step shrinks every "
-                             f"weight by lr*W (seed recipe: 0; fast: {FAST['weight_decay']:g})")
+                             f"weight by lr*W (seed recipe: 0; fast, fast-cpu: "
+                             f"{FAST['weight_decay']:g})")
     recipe.add_argument("--label-smoothing", type=float, default=None, metavar="S",
                         help=f"label smoothing of the cross-entropy, 0 to <1 (seed recipe: 0; "
-                             f"fast: {FAST['label_smoothing']:g})")
+                             f"fast, fast-cpu: {FAST['label_smoothing']:g})")
     recipe.add_argument("--augment", choices=AUGMENTS, default=None,
                         help="per-epoch training augmentation, the same on every backend: "
                              "left-right flips, and shifts of up to 2 pixels (seed recipe: "
-                             "none; fast: flip-translate)")
+                             "none; fast, fast-cpu: flip-translate)")
     if seed:
         recipe.add_argument("--seed", type=int, default=None,
                             help="random seed, 0 to 2**32-1 (default: 42)")

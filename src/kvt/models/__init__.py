@@ -17,6 +17,7 @@ from typing import Iterator
 
 # Each family module registers its classes as it is imported.
 from kvt.models.minivggnet import MiniVGGNetKeras, MiniVGGNetTF
+from kvt.models.quicknet import QuickNetKeras, QuickNetTF
 from kvt.models.registry import get_model, list_models, register_model
 
 __all__ = ["MiniVGGNetKeras", "MiniVGGNetTF", "get_model", "list_models", "register_model",
@@ -35,12 +36,14 @@ def build_model(name: str, api: str, input_shape, num_classes: int, activation: 
 
     check_activation(activation)
     height, width, depth = input_shape
-    if min(height, width) < MIN_IMAGE_SIDE:
-        raise DataError(
-            f"the images are {width}x{height} but {name} needs at least "
-            f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} (it halves them twice with 2x2 pooling): "
-            f"pass --image-size {MIN_IMAGE_SIDE} or more")
     family = get_model(name, api)
+    # The smallest side the family's poolings leave something of (MiniVGGNet's two 2x2
+    # poolings: 4).
+    side = getattr(family, "MIN_SIDE", MIN_IMAGE_SIDE)
+    if min(height, width) < side:
+        raise DataError(
+            f"the images are {width}x{height} but {name} needs at least {side}x{side} (its "
+            f"2x2 poolings would leave nothing): pass --image-size {side} or more")
     with precision_policy(precision):
         model = family.build(width=width, height=height, depth=depth, classes=num_classes,
                              activation=activation, native_ops=native_ops)

@@ -40,8 +40,8 @@ PLAN: tuple[tuple[Any, ...], ...] = (
 
 
 def build_plan(keras, name: str, input_shape: tuple[int, int, int], classes: int,
-               act: Callable[[bool], Any]) -> Model:
-    """`PLAN` as a `keras.Sequential` named `name`, then Dense(classes) and softmax.
+               act: Callable[[bool], Any], plan: tuple[tuple[Any, ...], ...] = PLAN) -> Model:
+    """`plan` as a `keras.Sequential` named `name`, then Dense(classes) and softmax.
 
     Args:
         keras: the Keras to build with (`keras`, or `tensorflow.keras`).
@@ -49,12 +49,19 @@ def build_plan(keras, name: str, input_shape: tuple[int, int, int], classes: int
         input_shape: `(height, width, depth)`, channels last.
         classes: number of output classes.
         act: makes each hidden activation layer; called with `True` for the first.
+        plan: the layers, as `PLAN`. Defaults to MiniVGGNet's. Besides `PLAN`'s kinds,
+            "conv_nobias" (a 3x3 convolution without a bias, for one that a
+            BatchNormalization follows), "globalmaxpool", and ("bn", momentum) for a
+            BatchNormalization whose moving statistics move faster than Keras' 0.99.
     """
     layers = keras.layers
     make = {
         "conv": lambda filters: layers.Conv2D(filters, (3, 3), padding="same"),
-        "bn": lambda: layers.BatchNormalization(axis=-1),
+        "conv_nobias": lambda filters: layers.Conv2D(filters, (3, 3), padding="same",
+                                                     use_bias=False),
+        "bn": lambda momentum=0.99: layers.BatchNormalization(axis=-1, momentum=momentum),
         "pool": lambda: layers.MaxPooling2D(pool_size=(2, 2)),
+        "globalmaxpool": lambda: layers.GlobalMaxPooling2D(),
         "dropout": lambda rate: layers.Dropout(rate),
         "flatten": lambda: layers.Flatten(),
         "dense": lambda units: layers.Dense(units),
@@ -62,7 +69,7 @@ def build_plan(keras, name: str, input_shape: tuple[int, int, int], classes: int
     model = keras.Sequential(name=name)
     model.add(keras.Input(shape=input_shape))
     first = True
-    for kind, *args in PLAN:
+    for kind, *args in plan:
         if kind == "act":
             model.add(act(first))
             first = False
