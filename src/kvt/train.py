@@ -188,7 +188,8 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
             # size each epoch cost seconds of page faults (kvt.augment.CHUNK).
             if buffer is None or len(buffer) != len(order):
                 buffer = np.empty((len(order), *x_train.shape[1:]), x_train.dtype)
-            x_epoch = np.take(x_train, order, axis=0, out=buffer, mode="clip")  # "raise" buffers
+            # mode "clip": NumPy's default "raise" copies through a temporary first
+            x_epoch = np.take(x_train, order, axis=0, out=buffer, mode="clip")
             x_epoch = augment_epoch(x_epoch, config.augment, config.seed, epoch, out=x_epoch)
             if replicas.processes > 1:
                 mine = replicas.share(np.arange(len(order)), config.batch_size)

@@ -73,7 +73,7 @@ def add_parser(sub) -> None:
     what.add_argument("--model", type=comma_list(BUILTIN_MODELS), default=["minivggnet"],
                       metavar="LIST",
                       help=f"model families of the kvt rows, from {', '.join(BUILTIN_MODELS)} "
-                           f"(the yardsticks train MiniVGGNet) (default: minivggnet)"),
+                           f"(the yardsticks train MiniVGGNet) (default: minivggnet)")
     what.add_argument("--backend", type=comma_list(BACKENDS), default=None, metavar="LIST",
                       help=f"from {', '.join(BACKENDS)} (default: $KERAS_BACKEND, else "
                            f"tensorflow)")
@@ -133,8 +133,8 @@ def run(args: argparse.Namespace) -> int:
     yardsticks = [y for y in args.yardstick if y != "none"]
     rows, notes = bench.plan(backends, args.api, args.activation, args.precision,
                              args.batch_size, args.steps_per_execution, yardsticks,
-                             models=args.model, steps=args.steps, warmup=args.warmup, dataset=args.dataset,
-                             data_dir=args.data_dir)
+                             models=args.model, steps=args.steps, warmup=args.warmup,
+                             dataset=args.dataset, data_dir=args.data_dir)
     if not any(r.kind == "kvt" for r in rows):
         raise UsageError(f"nothing to measure: {'; '.join(notes)}")
     if args.dataset:

@@ -20,8 +20,8 @@ from kvt.models.minivggnet import MiniVGGNetKeras, MiniVGGNetTF
 from kvt.models.quicknet import QuickNetKeras, QuickNetTF
 from kvt.models.registry import get_model, list_models, register_model
 
-__all__ = ["MiniVGGNetKeras", "MiniVGGNetTF", "get_model", "list_models", "register_model",
-           "build_model", "BUILTIN_MODELS"]
+__all__ = ["MiniVGGNetKeras", "MiniVGGNetTF", "QuickNetKeras", "QuickNetTF", "get_model",
+           "list_models", "register_model", "build_model", "BUILTIN_MODELS"]
 
 # The families registered above, for --help (known without importing a framework).
 BUILTIN_MODELS = tuple(list_models(api=None))
