@@ -181,13 +181,11 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
             write_text(run_dir / "summary.txt", model_summary(
                 model, config, dataset.input_shape, dataset.num_classes))
             run_dir.mark("running", progress.summary())
-        buffer = None
+        # One buffer for every epoch's images: fresh arrays of the training set's size each
+        # epoch cost seconds of page faults (kvt.augment.CHUNK).
+        buffer = np.empty((replicas.usable(n_train), *x_train.shape[1:]), x_train.dtype)
         for epoch in range(progress.done, config.epochs):
             order = epoch_order(config.seed, epoch, n_train)[:replicas.usable(n_train)]
-            # One buffer for every epoch's images: fresh arrays of the training set's
-            # size each epoch cost seconds of page faults (kvt.augment.CHUNK).
-            if buffer is None or len(buffer) != len(order):
-                buffer = np.empty((len(order), *x_train.shape[1:]), x_train.dtype)
             # mode "clip": NumPy's default "raise" copies through a temporary first
             x_epoch = np.take(x_train, order, axis=0, out=buffer, mode="clip")
             x_epoch = augment_epoch(x_epoch, config.augment, config.seed, epoch, out=x_epoch)

@@ -80,6 +80,41 @@ def build_plan(keras, name: str, input_shape: tuple[int, int, int], classes: int
     return model
 
 
+def min_side(plan: tuple[tuple[Any, ...], ...]) -> int:
+    """The smallest image side that `plan`'s 2x2 poolings leave at least one pixel of."""
+    return 2 ** sum(kind == "pool" for kind, *_ in plan)
+
+
+def build_keras(name: str, input_shape: tuple[int, int, int], classes: int, activation: str,
+                native_ops: bool, plan: tuple[tuple[Any, ...], ...] = PLAN) -> Model:
+    """`plan` built with portable Keras 3 (`--api keras`), for any backend."""
+    import keras
+
+    from kvt.layers import hidden_activation
+
+    def act(first: bool = False):
+        return hidden_activation(activation, native=native_ops, first=first)
+
+    return build_plan(keras, name, input_shape, classes, act, plan)
+
+
+def build_tf(name: str, input_shape: tuple[int, int, int], classes: int, activation: str,
+             native_ops: bool, plan: tuple[tuple[Any, ...], ...] = PLAN) -> Model:
+    """`plan` built with tf.keras (`--api tf`): a CReLU is TensorFlow's `tf.nn.crelu`
+    (`TFCReLU`), everywhere but the first activation."""
+    from tensorflow import keras  # tf.keras: Keras 3 itself with TensorFlow >= 2.16
+
+    from kvt.layers import hidden_activation
+    from kvt.models.minivggnet_tf import TFCReLU
+
+    def act(first: bool = False):
+        if activation == "crelu" and not first:
+            return TFCReLU()
+        return hidden_activation(activation, native=native_ops, first=first)
+
+    return build_plan(keras, name, input_shape, classes, act, plan)
+
+
 @register_model("minivggnet", api="keras")
 class MiniVGGNetKeras:
     """The tutorial's MiniVGGNet in Keras 3; `build()` keeps its signature."""
@@ -97,14 +132,8 @@ class MiniVGGNetKeras:
             native_ops: use the backend's own ops for the built-in activations.
                 Defaults to `False` (`keras.ops`).
         """
-        import keras
-
-        from kvt.layers import hidden_activation
-
-        def act(first: bool = False):
-            return hidden_activation(activation, native=native_ops, first=first)
-
-        return build_plan(keras, "minivggnet_keras", (height, width, depth), classes, act)
+        return build_keras("minivggnet_keras", (height, width, depth), classes, activation,
+                           native_ops)
 
 
 @register_model("minivggnet", api="tf")
@@ -124,14 +153,4 @@ class MiniVGGNetTF:
             native_ops: compute the other activations with TensorFlow's own ops too
                 (`tf.nn.relu`, ...). Defaults to `False`.
         """
-        from tensorflow import keras  # tf.keras: Keras 3 itself with TensorFlow >= 2.16
-
-        from kvt.layers import hidden_activation
-        from kvt.models.minivggnet_tf import TFCReLU
-
-        def act(first: bool = False):
-            if activation == "crelu" and not first:
-                return TFCReLU()
-            return hidden_activation(activation, native=native_ops, first=first)
-
-        return build_plan(keras, "minivggnet_tf", (height, width, depth), classes, act)
+        return build_tf("minivggnet_tf", (height, width, depth), classes, activation, native_ops)

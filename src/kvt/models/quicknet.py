@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kvt.models.minivggnet import build_plan
+from kvt.models.minivggnet import build_keras, build_tf, min_side
 from kvt.models.registry import register_model
 
 if TYPE_CHECKING:
@@ -45,41 +45,25 @@ PLAN: tuple[tuple[Any, ...], ...] = (
 class QuickNetKeras:
     """QuickNet in Keras 3, for any backend."""
 
-    # Three 2x2 poolings: a side below 8 pools to nothing.
-    MIN_SIDE = 8
+    MIN_SIDE = min_side(PLAN)  # three 2x2 poolings: 8
 
     @staticmethod
     def build(width: int, height: int, depth: int, classes: int,
               activation: str = "relu", native_ops: bool = False) -> Model:
         """Returns the uncompiled model; the arguments are `MiniVGGNetKeras.build`'s."""
-        import keras
-
-        from kvt.layers import hidden_activation
-
-        def act(first: bool = False):
-            return hidden_activation(activation, native=native_ops, first=first)
-
-        return build_plan(keras, "quicknet_keras", (height, width, depth), classes, act, PLAN)
+        return build_keras("quicknet_keras", (height, width, depth), classes, activation,
+                           native_ops, PLAN)
 
 
 @register_model("quicknet", api="tf")
 class QuickNetTF:
     """QuickNet in tf.keras, CReLU computed by `tf.nn.crelu`."""
 
-    MIN_SIDE = 8
+    MIN_SIDE = min_side(PLAN)
 
     @staticmethod
     def build(width: int, height: int, depth: int, classes: int,
               activation: str = "crelu", native_ops: bool = False) -> Model:
         """Returns the uncompiled model; the arguments are `MiniVGGNetTF.build`'s."""
-        from tensorflow import keras
-
-        from kvt.layers import hidden_activation
-        from kvt.models.minivggnet_tf import TFCReLU
-
-        def act(first: bool = False):
-            if activation == "crelu" and not first:
-                return TFCReLU()
-            return hidden_activation(activation, native=native_ops, first=first)
-
-        return build_plan(keras, "quicknet_tf", (height, width, depth), classes, act, PLAN)
+        return build_tf("quicknet_tf", (height, width, depth), classes, activation,
+                        native_ops, PLAN)
