@@ -8,8 +8,10 @@ how many runs, the accuracy of the split they were judged on (mean, std, min, ma
 many reached --target, and the time: the training wall time as kvt measured it (every
 epoch's fit with its validation pass, compilation included, data loading and process
 start excluded), the first epoch (where tracing and compilation happen) and the later
-epochs' mean. A run whose directory also holds `wall_s` (written by benchmarks/gpu.sh)
-shows the whole process's wall time too. The machine and versions come from the runs'
+epochs' mean. A run judged with test-time augmentation (`--tta flip`) also shows the
+network's single-pass accuracy ("1-pass %"). A run whose directory also holds `wall_s`
+(written by benchmarks/gpu.sh and fast_cpu.sh) shows the whole process's wall time too,
+mean and max. The machine and versions come from the runs'
 config.json. Imports no framework.
 """
 
@@ -47,6 +49,7 @@ def read_run(path: Path) -> dict:
     wall = path / "wall_s"
     return {"config": record["config"], "environment": record.get("environment", {}),
             "accuracy": 100 * metrics["accuracy"], "split": metrics["eval_split"],
+            "single": 100 * metrics.get("single_pass_accuracy", metrics["accuracy"]),
             "train_s": sum(epoch_s), "first_s": epoch_s[0],
             "later_s": statistics.mean(epoch_s[1:]) if len(epoch_s) > 1 else float("nan"),
             "wall_s": float(wall.read_text()) if wall.is_file() else float("nan")}
@@ -69,11 +72,11 @@ def summarize(runs: list[dict], target: float) -> list[dict]:
         rows.append({"group": label, "n": len(members), "split": members[0]["split"],
                      "acc_mean": statistics.mean(acc),
                      "acc_std": statistics.stdev(acc) if len(acc) > 1 else float("nan"),
-                     "acc_min": min(acc), "acc_max": max(acc),
+                     "acc_min": min(acc), "acc_max": max(acc), "single_mean": mean("single"),
                      "reached": sum(a >= target for a in acc), "train_s": mean("train_s"),
                      "train_s_max": max(m["train_s"] for m in members),
                      "first_s": mean("first_s"), "later_s": mean("later_s"),
-                     "wall_s": mean("wall_s"),
+                     "wall_s": mean("wall_s"), "wall_s_max": max(m["wall_s"] for m in members),
                      # as if the first epoch cost what a later one does: comparable
                      # between runs that compiled and runs that found the cache warm
                      "steady_s": mean("train_s") - mean("first_s") + mean("later_s"),
@@ -97,15 +100,15 @@ def pick(rows: list[dict], runs: list[dict], target: float) -> str:
 def render(rows: list[dict], target: float) -> str:
     width = max(len("configuration"), *(len(r["group"]) for r in rows))
     head = (f"{'configuration':<{width}}  {'n':>3}  {'acc %':>6}  {'std':>5}  {'min':>6}  "
-            f"{'max':>6}  {f'>={target:g}%':>7}  {'train s':>8}  {'max s':>7}  "
-            f"{'epoch 1 s':>9}  {'later s/ep':>10}  {'wall s':>7}")
+            f"{'max':>6}  {f'>={target:g}%':>7}  {'1-pass %':>8}  {'train s':>8}  {'max s':>7}  "
+            f"{'epoch 1 s':>9}  {'later s/ep':>10}  {'wall s':>7}  {'max wall':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['group']:<{width}}  {r['n']:>3}  {r['acc_mean']:>6.2f}  "
                      f"{r['acc_std']:>5.2f}  {r['acc_min']:>6.2f}  {r['acc_max']:>6.2f}  "
-                     f"{r['reached']:>3}/{r['n']:<3}  {r['train_s']:>8.1f}  "
-                     f"{r['train_s_max']:>7.1f}  {r['first_s']:>9.1f}  {r['later_s']:>10.2f}  "
-                     f"{r['wall_s']:>7.1f}")
+                     f"{r['reached']:>3}/{r['n']:<3}  {r['single_mean']:>8.2f}  "
+                     f"{r['train_s']:>8.1f}  {r['train_s_max']:>7.1f}  {r['first_s']:>9.1f}  "
+                     f"{r['later_s']:>10.2f}  {r['wall_s']:>7.1f}  {r['wall_s_max']:>8.1f}")
     return "\n".join(lines)
 
 
@@ -128,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     print(render(rows, args.target))
     env = runs[0]["environment"]
     print(f"\naccuracy on the {rows[0]['split']} split; train s = the sum of kvt's epoch "
-          f"times (fit + validation, compilation included); wall s = the whole process")
+          f"times (fit + validation, compilation included); 1-pass % = without test-time "
+          f"augmentation; wall s = the whole process")
     if env:
         print("machine: " + ", ".join(f"{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
                                      for k, v in env.items() if isinstance(v, (str, list))))

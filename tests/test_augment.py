@@ -1,10 +1,11 @@
 """The per-epoch augmentation: what each kind does to an image, and that its draw
-depends on (seed, epoch) alone."""
+depends on (seed, epoch) alone; test-time augmentation's average."""
 
 import numpy as np
 import pytest
 
-from kvt.augment import CHUNK, STREAM, TRANSLATE, augment_epoch, reflect_pad, translate
+from kvt.augment import (CHUNK, STREAM, TRANSLATE, augment_epoch, mirror, reflect_pad, translate,
+                         tta_probs)
 
 
 def images(n=64, side=8, channels=3):
@@ -84,3 +85,27 @@ def test_flip_translate_across_chunks_is_the_documented_draw_also_in_place():
     buffer = x.copy()
     assert augment_epoch(buffer, "flip-translate", seed=7, epoch=4, out=buffer) is buffer
     np.testing.assert_array_equal(buffer, expected)
+
+
+def test_mirror_reverses_each_row_into_a_new_array():
+    x = images(n=3, side=5, channels=2)
+    m = mirror(x)
+    for j in range(5):
+        np.testing.assert_array_equal(m[:, :, j], x[:, :, 4 - j])
+    assert m.flags.c_contiguous and not np.shares_memory(m, x)
+
+
+def test_tta_flip_averages_the_image_and_its_mirror():
+    """"none" returns the model's probabilities untouched; "flip" averages them with the
+    model's for the mirrored images (a model that sees left from right: its outputs differ)."""
+    x = images(n=4, side=3, channels=1)
+
+    def predict(v):  # the first and last column of each row: not mirror-symmetric
+        return np.stack([v[:, 0, 0, 0], v[:, 0, -1, 0]], axis=1)
+
+    probs = predict(x)
+    assert tta_probs(probs, predict, x, "none") is probs
+    flipped = np.stack([x[:, 0, -1, 0], x[:, 0, 0, 0]], axis=1)
+    np.testing.assert_allclose(tta_probs(probs, predict, x, "flip"), (probs + flipped) / 2)
+    with pytest.raises(ValueError, match="unknown test-time augmentation 'crops'"):
+        tta_probs(probs, predict, x, "crops")

@@ -136,6 +136,7 @@ def test_fast_recipe_is_complete_and_resets_what_the_seed_recipe_sets():
 @pytest.mark.parametrize("overrides, words", [
     ({"schedule": "step"}, "unknown --schedule 'step': choose one of keras2, warmup-cosine"),
     ({"augment": "mixup"}, "unknown --augment 'mixup': choose one of none, flip, flip-translate"),
+    ({"tta": "crops"}, "unknown --tta 'crops': choose one of none, flip"),
     ({"schedule": "warmup-cosine", "decay": 0.01}, "--decay 0.01 is Keras 2's decay"),
     ({"schedule": "warmup-cosine", "epochs": 2, "warmup_epochs": 3.0},
      "--warmup-epochs 3 is longer than the 2 epochs of training"),

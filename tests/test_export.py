@@ -80,6 +80,24 @@ def test_export_of_a_tf_api_model_calling_tf_nn_crelu(digits_runs, fmt, tmp_path
     _assert_runs_any_batch(fmt, out, digits_runs["tf"])
 
 
+@pytest.mark.margins
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_export_with_tta_flip_builds_the_mirror_average_in(digits_runs, fmt, tmp_path, capsys):
+    """--tta flip: the artifact returns the average of the image's and its mirror image's
+    probabilities, as kvt evaluate computes them, and not the single pass."""
+    from kvt.saving import classify, load_model
+
+    out = tmp_path / ("flip" + export.FORMATS[fmt].suffix)
+    diff, agree, images = _exported(capsys, digits_runs["keras"], fmt, out, "--tta", "flip")
+    within(f"export {fmt} --tta flip: max |dp|", diff, export.TOLERANCE)
+    assert images == 450 and agree == images
+    model, meta = load_model(digits_runs["keras"] / "model.keras")
+    pixels = _digits_pixels(7)
+    got = export.runner(fmt, out)(pixels)
+    np.testing.assert_allclose(got, classify(model, pixels, meta, "flip"), atol=export.TOLERANCE)
+    assert np.abs(got - classify(model, pixels, meta, "none")).max() > 100 * export.TOLERANCE
+
+
 def test_default_outputs_lie_beside_the_model(digits_runs, tmp_path, capsys):
     import shutil
 
@@ -96,8 +114,8 @@ def test_default_outputs_lie_beside_the_model(digits_runs, tmp_path, capsys):
 def _perturbed(real):
     """kvt.export.taking_pixels, but the artifact's last layer's bias shifted: the kind
     of artifact that loads and runs and is wrong."""
-    def taking_pixels(model, meta):
-        wrapper = real(model, meta)
+    def taking_pixels(model, meta, tta="none"):
+        wrapper = real(model, meta, tta)
         dense = [layer for layer in model.layers if layer.weights][-1]
         kernel, bias = dense.get_weights()
         dense.set_weights([kernel, bias + np.linspace(-1, 1, len(bias), dtype=bias.dtype)])

@@ -256,3 +256,49 @@ def test_fast_cpu_recipe_trains_quicknet_with_its_fields(tmp_path, capsys):
     model, _ = load_model(out / "model.keras")
     assert model.name == "quicknet_keras"
     assert int(model.optimizer.iterations) == 4 * recipe["epochs"]  # 128 images at batch 32
+
+
+def test_tta_flip_judges_each_image_and_its_mirror_in_train_evaluate_and_predict(
+        tmp_path, capsys):
+    """A run trained with --tta flip: its accuracy is that of the averaged probabilities
+    (the single pass recorded beside it), and the saved model's `kvt evaluate` and `kvt
+    predict` average the same way unless told --tta none."""
+    import json
+
+    from conftest import run_cli
+
+    out = tmp_path / "tta"
+    code, stdout, err = run_cli(capsys, "train", "--dataset", "digits", "--epochs", "1",
+                                "--batch-size", "16", "--tta", "flip", "--out", str(out))
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tta"] == "flip"
+    model, meta = load_model(out / "model.keras")
+    assert meta["tta"] == "flip"
+    ds = load_dataset("digits")
+    x = to_inputs(ds.x_test, meta)
+    single = model.predict(x, batch_size=256, verbose=0)
+    averaged = (single + model.predict(x[:, :, ::-1], batch_size=256, verbose=0)) / 2
+    accuracy = {"flip": np.mean(averaged.argmax(1) == ds.y_test),
+                "none": np.mean(single.argmax(1) == ds.y_test)}
+    one_image = 1 / len(ds.y_test)  # a near-tie may fall the other way in another batching
+    assert metrics["accuracy"] == pytest.approx(accuracy["flip"], abs=one_image)
+    assert metrics["single_pass_accuracy"] == pytest.approx(accuracy["none"], abs=one_image)
+    assert f"with --tta flip (one pass {100 * metrics['single_pass_accuracy']:.2f}%" in stdout
+
+    for flags, tta in (([], "flip"), (["--tta", "none"], "none")):
+        code, stdout, err = run_cli(capsys, "evaluate", str(out), *flags)
+        assert code == 0, err
+        assert ("(--tta flip)" in stdout) == (tta == "flip")
+        shown = float(stdout.split("test accuracy ")[1].split("%")[0])
+        assert shown == pytest.approx(100 * accuracy[tta], abs=100 * one_image + 0.005)
+
+    image = tmp_path / "digit.png"
+    Image.fromarray(ds.x_test[0][..., 0]).save(image)
+    for flags, probs in (([], averaged[0]), (["--tta", "none"], single[0])):
+        code, stdout, err = run_cli(capsys, "predict", str(out), str(image), "--top", "10",
+                                    "--format", "json", *flags)
+        assert code == 0, err
+        got = {row["class"]: row["probability"] for row in json.loads(stdout)[0]["top"]}
+        np.testing.assert_allclose([got[str(c)] for c in range(10)], probs, atol=1e-5)
+    assert np.abs(averaged[0] - single[0]).max() > 1e-3  # the mirror image changed them

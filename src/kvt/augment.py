@@ -1,4 +1,5 @@
-"""Training-set augmentation for one epoch, in NumPy, drawn from (seed, epoch).
+"""Training-set augmentation for one epoch, in NumPy, drawn from (seed, epoch), and
+test-time augmentation of a trained model's predictions.
 
 kvt augments the epoch's images before they become batches rather than inside the
 model: the model (and so each backend's jit-compiled step) is untouched, every backend
@@ -9,9 +10,11 @@ Imports no framework.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
-from kvt.config import AUGMENTS
+from kvt.config import AUGMENTS, TTAS
 
 # "flip-translate" shifts each image by -TRANSLATE..TRANSLATE pixels on each axis.
 TRANSLATE = 2
@@ -93,3 +96,20 @@ def reflect_pad(images: np.ndarray, r: int) -> np.ndarray:
     padded[:, :, :r] = padded[:, :, r + 1:2 * r + 1][:, :, ::-1]
     padded[:, :, r + w:] = padded[:, :, w - 1:r + w - 1][:, :, ::-1]
     return padded
+
+
+def mirror(images: np.ndarray) -> np.ndarray:
+    """A copy of `images` (N, H, W, C), each mirrored left-right as "flip" does."""
+    return np.ascontiguousarray(images[:, :, ::-1])
+
+
+def tta_probs(probs: np.ndarray, predict: Callable[[np.ndarray], np.ndarray],
+              images: np.ndarray, tta: str) -> np.ndarray:
+    """The class probabilities of `images` under test-time augmentation `tta`, given
+    `probs`, the model's own for them, and `predict`, the model as a function of images:
+    "none" returns `probs`; "flip" averages them with `predict` of the mirror images."""
+    if tta not in TTAS:
+        raise ValueError(f"unknown test-time augmentation {tta!r}")
+    if tta == "none":
+        return probs
+    return (probs + predict(mirror(images))) / 2

@@ -35,6 +35,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "weight_decay": 0.0,
         "label_smoothing": 0.0,
         "augment": "none",  # the tutorial trained on the images as they are
+        "tta": "none",  # and judged each test image once
     },
     # A modern recipe for the same network: large batches, Nesterov momentum, a linear
     # warm-up then cosine decay to zero, label smoothing, weight decay, random flips and
@@ -57,6 +58,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "weight_decay": 5e-4,
         "label_smoothing": 0.1,
         "augment": "flip-translate",
+        "tta": "none",
     },
     # The fast recipe sized for a CPU: kvt's own small network (QuickNet, 35 MFLOP per
     # image forward against MiniVGGNet's 54; 1.7x its training images/s on this CPU),
@@ -78,6 +80,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "weight_decay": 5e-4,
         "label_smoothing": 0.1,
         "augment": "flip-translate",
+        "tta": "flip",  # judge each image and its mirror image together
     },
 }
 
@@ -103,6 +106,11 @@ SCHEDULES = ("keras2", "warmup-cosine")
 # sees the same images: "flip" mirrors half the images left-right, "flip-translate"
 # also shifts each image by up to TRANSLATE pixels each way (reflected borders).
 AUGMENTS = ("none", "flip", "flip-translate")
+# Test-time augmentation, wherever a trained model is judged or used (the run's final
+# evaluation, kvt evaluate, predict and export): "none" classifies each image once, "flip"
+# averages the class probabilities of the image and its left-right mirror image. The
+# per-epoch validation in history.csv is always the single pass.
+TTAS = ("none", "flip")
 # How one run spreads over several devices of one machine: "none"; "mirrored",
 # TensorFlow's MirroredStrategy; "data-parallel", Keras' DataParallel distribution on
 # JAX. "multi-worker" (several machines) is refused with the reason: see DISTRIBUTE_REFUSED.
@@ -154,6 +162,7 @@ class TrainConfig:
             `lr * weight_decay`).
         label_smoothing: the categorical cross-entropy's label smoothing.
         augment: `"none"`, `"flip"` or `"flip-translate"` (see `AUGMENTS`).
+        tta: test-time augmentation, `"none"` or `"flip"` (see `TTAS`).
         distribute, devices: spread each step's batch over `devices` devices of this
             machine (`DISTRIBUTES`): `"mirrored"` on TensorFlow, `"data-parallel"` on
             JAX; without GPUs, `devices` logical CPU devices are made (for tests).
@@ -195,6 +204,7 @@ class TrainConfig:
     weight_decay: float = RECIPES["seed"]["weight_decay"]
     label_smoothing: float = RECIPES["seed"]["label_smoothing"]
     augment: str = RECIPES["seed"]["augment"]
+    tta: str = RECIPES["seed"]["tta"]
     distribute: str = "none"
     devices: int | None = None
 
@@ -265,6 +275,7 @@ class TrainConfig:
         if self.augment not in AUGMENTS:
             raise UsageError(f"unknown --augment {self.augment!r}: choose one of "
                              f"{', '.join(AUGMENTS)}")
+        check_tta(self.tta)
         check_seed(self.seed)
 
     def _check_distribute(self) -> None:
@@ -343,6 +354,12 @@ def check_seed(seed: Any, flag: str = "--seed") -> None:
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
         raise UsageError(f"{flag} must be an integer from 0 to {MAX_SEED} (2**32-1, NumPy's "
                          f"seed range), got {seed!r}")
+
+
+def check_tta(tta: str) -> None:
+    """Raises `UsageError` unless `tta` is one of `TTAS`."""
+    if tta not in TTAS:
+        raise UsageError(f"unknown --tta {tta!r}: choose one of {', '.join(TTAS)}")
 
 
 def check_activation(activation: str) -> None:

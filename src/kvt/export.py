@@ -168,26 +168,29 @@ class Check:
 
 
 def export(model, meta: dict[str, Any], fmt: str, out: Path, pixels, labels,
-           quantize: str | None = None, representative=None) -> Check:
+           quantize: str | None = None, representative=None, tta: str = "none") -> Check:
     """Exports `model` as `fmt` to `out`, checked on `pixels` (0..255 images, with their
     `labels`) against the model's own predictions; returns the check.
 
     `quantize="int8"` (LiteRT only) quantizes weights and activations to 8 bits,
-    calibrated on `representative` (0..255 training images). On a failed check nothing
-    is left at `out` (an existing artifact there stays as it was) and `ModelError`
-    says by how much it failed. Call on the TensorFlow backend.
+    calibrated on `representative` (0..255 training images). `tta="flip"` builds the
+    test-time augmentation in: the artifact averages each image and its mirror image, and
+    is checked against the model's probabilities averaged the same way
+    (`kvt.saving.classify`). On a failed check nothing is left at `out` (an existing
+    artifact there stays as it was) and `ModelError` says by how much it failed. Call on
+    the TensorFlow backend.
     """
     import keras
     import numpy as np
 
-    from kvt.saving import to_inputs
+    from kvt.saving import classify
 
     if keras.backend.backend() != "tensorflow":
         raise BackendError(f"exporting runs on the TensorFlow backend, not "
                            f"{keras.backend.backend()}: run kvt export in its own process")
     pixels = np.asarray(pixels, dtype=np.float32)
-    reference = np.asarray(model.predict(to_inputs(pixels, meta), batch_size=BATCH, verbose=0))
-    wrapper = taking_pixels(model, meta)
+    reference = classify(model, pixels, meta, tta, batch_size=BATCH)
+    wrapper = taking_pixels(model, meta, tta)
     wrapper(pixels[:1])  # a model never called has no input signature for ONNX
     spec = FORMATS[fmt]
     result: list[Check] = []
@@ -217,9 +220,10 @@ def export(model, meta: dict[str, Any], fmt: str, out: Path, pixels, labels,
     return result[0]
 
 
-def taking_pixels(model, meta: dict[str, Any]):
+def taking_pixels(model, meta: dict[str, Any], tta: str = "none"):
     """`model` behind a `Rescaling` by the model file's input scale: a model of 0..255
-    pixels, whose input is named `pixels`."""
+    pixels, whose input is named `pixels`. With `tta="flip"` it returns the average of the
+    model's probabilities for the image and for its left-right mirror image."""
     import keras
 
     from kvt.saving import input_scale
@@ -227,7 +231,11 @@ def taking_pixels(model, meta: dict[str, Any]):
     inputs = keras.Input(model.input_shape[1:], dtype="float32", name="pixels")
     # float32(scale) * x, as kvt.saving.to_inputs computes it (plus an offset of 0)
     scaled = keras.layers.Rescaling(input_scale(meta), name="input_scale")(inputs)
-    return keras.Model(inputs, model(scaled), name=model.name)
+    probs = model(scaled)
+    if tta == "flip":  # (batch, height, width, channels): axis 2 is left-right
+        mirrored = keras.ops.flip(scaled, axis=2)
+        probs = keras.layers.Average(name="flip_tta")([probs, model(mirrored)])
+    return keras.Model(inputs, probs, name=model.name)
 
 
 def _converter_options(quantize: str | None, representative) -> dict[str, Any]:

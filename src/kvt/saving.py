@@ -45,6 +45,25 @@ def to_inputs(images: np.ndarray, meta: dict[str, Any] | None = None) -> np.ndar
     return images.astype(np.float32) * np.float32(input_scale(meta))
 
 
+def model_tta(meta: dict[str, Any], tta: str | None = None) -> str:
+    """The test-time augmentation to use: `tta` when given, else the one the model was
+    trained and judged with (`"none"` for files of kvt versions that recorded none)."""
+    return tta or meta.get("tta", "none")
+
+
+def classify(model, images: np.ndarray, meta: dict[str, Any], tta: str,
+             batch_size: int | None = None) -> np.ndarray:
+    """Class probabilities of 0..255 `images` from a loaded model, under test-time
+    augmentation `tta` (`kvt.augment.tta_probs`)."""
+    from kvt.augment import tta_probs
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+
+    x = to_inputs(images, meta)
+    return tta_probs(predict(x), predict, x, tta)
+
+
 def model_meta(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
     """What `predict` and `evaluate` need besides the weights, stored in model.keras."""
     return {"class_names": dataset.class_names, "input_shape": list(dataset.input_shape),
@@ -52,7 +71,7 @@ def model_meta(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
             "activation": config.activation, "native_ops": config.native_ops,
             "backend": config.backend,
             "dataset": config.dataset, "data_dir": config.data_dir,
-            "image_size": config.image_size, "kvt": __version__}
+            "image_size": config.image_size, "tta": config.tta, "kvt": __version__}
 
 
 # --- saving -----------------------------------------------------------------------------

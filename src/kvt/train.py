@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from kvt import backends, distribute, keras2_decay, signals
-from kvt.augment import augment_epoch
+from kvt.augment import augment_epoch, tta_probs
 from kvt.callbacks import (EpochLog, EpochTimer, InterruptCheck, NanGuard, epoch_line,
                            tensorboard_installed)
 from kvt.checkpoint import (Progress, RestoreRng, recording_failure, restore_checkpoint,
@@ -216,12 +216,21 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
         history = progress.history
         predict_batch = max(config.batch_size, 256)
         predict_batch += -predict_batch % replicas.count  # an equal share per device
-        probs = distribute.predict(model, replicas, x_val, predict_batch,
-                                   [InterruptCheck()])[:len(x_test)]
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            return distribute.predict(model, replicas, x, predict_batch,
+                                      [InterruptCheck()])[:len(x_test)]
+
+        single = predict(x_val)
+        probs = tta_probs(single, predict, x_val, config.tta)
         signals.check()
         metrics, report, matrix = evaluate_predictions(probs, dataset.y_test,
                                                        dataset.class_names)
         metrics = _name_split(metrics, dataset.eval_split)
+        metrics["tta"] = config.tta
+        if config.tta != "none":  # what the network scores alone, for comparison
+            metrics["single_pass_accuracy"] = float(np.mean(
+                single.argmax(axis=1) == dataset.y_test))
         epoch_seconds, train_seconds = history["epoch_seconds"], history["train_seconds"]
         metrics.update({
             "epochs": config.epochs,

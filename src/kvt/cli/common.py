@@ -8,7 +8,8 @@ import argparse
 from pathlib import Path
 
 from kvt.backends import DEFAULT_BACKEND
-from kvt.config import APIS, AUGMENTS, BACKENDS, DISTRIBUTES, PRECISIONS, RECIPES, SCHEDULES
+from kvt.config import (APIS, AUGMENTS, BACKENDS, DISTRIBUTES, PRECISIONS, RECIPES, SCHEDULES,
+                        TTAS)
 # The one positive-integer check, TrainConfig's: positive("jobs", n) refuses a count flag
 # below 1 ("--jobs must be a positive integer, got 0"); argparse only checks the type.
 from kvt.config import check_positive as positive
@@ -66,6 +67,14 @@ def add_loading_arguments(parser: argparse.ArgumentParser) -> None:
         "--unsafe", action="store_true",
         help="load model files that need arbitrary Python code (Lambda layers); only "
              "for files from a source you trust")
+
+
+def add_tta_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tta", choices=TTAS, default=None,
+        help="test-time augmentation: none judges each image once, flip averages the image "
+             "and its mirror image (default: what the model was trained with, recorded in "
+             "its file)")
 
 
 def load_model_from_args(args: argparse.Namespace, target: str):
@@ -133,7 +142,7 @@ CONFIG_FLAGS = (
     "model", "api", "activation", "native_ops", "backend", "dataset", "data_dir",
     "image_size", "train_limit", "test_limit", "val_split", "epochs", "batch_size", "lr",
     "decay", "momentum", "nesterov", "schedule", "warmup_epochs", "weight_decay",
-    "label_smoothing", "augment", "seed", "deterministic", "precision",
+    "label_smoothing", "augment", "tta", "seed", "deterministic", "precision",
     "steps_per_execution", "distribute", "devices", "recipe", "config",
 )
 FAST = RECIPES["fast"]
@@ -227,6 +236,11 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
                         help="per-epoch training augmentation, the same on every backend: "
                              "left-right flips, and shifts of up to 2 pixels (seed recipe: "
                              "none; fast, fast-cpu: flip-translate)")
+    recipe.add_argument("--tta", choices=TTAS, default=None,
+                        help="test-time augmentation of the final evaluation (and of "
+                             "evaluate, predict, export with the saved model): flip "
+                             "averages each image and its mirror image; the per-epoch "
+                             "validation is one pass (seed, fast: none; fast-cpu: flip)")
     if seed:
         recipe.add_argument("--seed", type=int, default=None,
                             help="random seed, 0 to 2**32-1 (default: 42)")

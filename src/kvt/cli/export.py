@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kvt.cli.common import add_loading_arguments, load_test_data, positive
+from kvt.cli.common import add_loading_arguments, add_tta_argument, load_test_data, positive
 from kvt.export import FORMATS, QUANTIZE
 
 CHECK_IMAGES = 1000  # default number of test images an export is checked on
@@ -52,6 +52,7 @@ def add_parser(sub) -> None:
                    help="litert only: int8 weights and activations, calibrated on 200 "
                         "training images; checked by accuracy (at most 2 points below the "
                         "Keras model's) instead of probabilities")
+    add_tta_argument(p)
     add_loading_arguments(p)
     p.set_defaults(run=run)
 
@@ -77,9 +78,10 @@ def run(args: argparse.Namespace) -> int:
     apply_threads(args)
     backends.select("tensorflow")  # whatever $KERAS_BACKEND says: the file is engine-neutral
     backends.import_keras()
-    from kvt.saving import load_model
+    from kvt.saving import load_model, model_tta
 
     model, meta = load_model(path, unsafe=args.unsafe, imports=args.imports)
+    tta = model_tta(meta, args.tta)
     exporting.check_exportable(model, path, args.format)
     dataset, class_names = load_test_data(args, path, model, meta, args.check_images,
                                           "check the export")
@@ -87,15 +89,17 @@ def run(args: argparse.Namespace) -> int:
     shape = ", ".join(str(d) for d in model.input_shape[1:])
     trained = f", trained on {meta['backend']}" if meta.get("backend") else ""
     print(f"kvt: exporting {path} ({model.name}{trained}) as {spec.title}, on tensorflow")
+    averaged = " (of the image and its mirror image averaged: --tta flip)" if tta == "flip" \
+        else ""
     print(f"kvt: the artifact takes float32 pixels 0..255, shape (batch, {shape}) (the input "
-          f"scale is built in), and returns {len(class_names)} class probabilities: "
-          f"{', '.join(class_names)}")
+          f"scale is built in), and returns {len(class_names)} class probabilities"
+          f"{averaged}: {', '.join(class_names)}")
     representative = None
     if args.quantize:
         representative = dataset.limit(exporting.REPRESENTATIVE_IMAGES, None,
                                        seed=0).x_train
     check = exporting.export(model, meta, args.format, out, dataset.x_test, dataset.y_test,
-                             quantize=args.quantize, representative=representative)
+                             quantize=args.quantize, representative=representative, tta=tta)
     print(f"kvt: {check.line()}")
     print(f"exported to {out}")
     return 0
@@ -108,7 +112,8 @@ def _in_child(args: argparse.Namespace, out: Path) -> int:
     argv = [sys.executable, "-m", "kvt", "export", str(args.target), "--format", args.format,
             "--out", str(out), "--check-images", str(args.check_images)]
     for flag, value in (("--dataset", args.dataset), ("--data-dir", args.data_dir),
-                        ("--quantize", args.quantize), ("--threads", args.threads)):
+                        ("--quantize", args.quantize), ("--threads", args.threads),
+                        ("--tta", args.tta)):
         if value is not None:
             argv += [flag, str(value)]
     for module in args.imports:

@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from kvt.cli.common import (add_backend_argument, add_loading_arguments, load_model_from_args,
-                            positive)
+from kvt.cli.common import (add_backend_argument, add_loading_arguments, add_tta_argument,
+                            load_model_from_args, positive)
 
 FORMATS = ("text", "csv", "json")
 CHUNK = 256  # images decoded and predicted at a time: a folder of any size fits in memory
@@ -31,6 +31,7 @@ def add_parser(sub) -> None:
                    help="text: 'image: class p, ...' per image; csv: image,rank,class,"
                         "probability rows with a header; json: one array of {image, top: "
                         "[{class, probability}]} (default: text)")
+    add_tta_argument(p)
     add_backend_argument(p)
     add_loading_arguments(p)
     p.set_defaults(run=run)
@@ -56,11 +57,13 @@ def expand(inputs: list[str]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from kvt.errors import EXIT_DATA
+    from kvt.saving import classify, model_tta
 
     positive("top", args.top)
     paths = expand(args.images)  # before the framework starts: a typo costs nothing
     path, model, meta = load_model_from_args(args, args.model)
     names = _class_names(path, model, meta)
+    tta = model_tta(meta, args.tta)
     writer = Writer(args.format, sys.stdout)
     failed = 0
     for start in range(0, len(paths), CHUNK):
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         images, batch = _decode(chunk, model)
         failed += len(chunk) - len(images)
         if images:
-            probs = _predict(model, batch, meta)
+            probs = classify(model, batch, meta, tta)
             for image, p in zip(images, probs):
                 writer.write(image, _top(p, names, args.top))
     writer.close()
@@ -106,14 +109,6 @@ def _decode(paths: list[str], model):
         except DataError as e:
             print(f"kvt predict: error: {e}", file=sys.stderr, flush=True)
     return images, (np.stack(arrays) if arrays else None)
-
-
-def _predict(model, batch, meta):
-    import numpy as np
-
-    from kvt.saving import to_inputs
-
-    return np.asarray(model.predict(to_inputs(batch, meta), verbose=0))
 
 
 def _top(p, names: list[str], k: int) -> list[tuple[str, float]]:
