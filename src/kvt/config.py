@@ -62,11 +62,13 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     # The fast recipe sized for a CPU: kvt's own small network (QuickNet, 35 MFLOP per
     # image forward against MiniVGGNet's 54; 1.7x its training images/s on this CPU),
-    # batch 256, 2 epochs. Measured on a 2-core AMD EPYC without AVX-512, TensorFlow 2.21,
-    # Keras 3.15.1, float32, 2026-12-03 (benchmarks/fast_cpu.sh): test accuracy 73.82 +-
-    # 1.21% over seeds 0-4 (72.45 to 75.23; 2 of 5 >= 74%), 221-289 s of wall time per
-    # whole run, 202 s of it training. Chosen from three single-seed trials on the test
-    # set: README, "The fast recipe on a CPU".
+    # batch 256, 2 epochs, judged with flip test-time augmentation. Measured on a 2-core
+    # AMD EPYC without AVX-512, TensorFlow 2.21, Keras 3.15.1, float32, 2026-12-03
+    # (benchmarks/fast_cpu.sh): test accuracy 74.83 +- 1.25% over seeds 0-4 (73.24 to
+    # 76.17; 4 of 5 >= 74%; one pass without the flip 73.82 +- 1.21%), 223-280 s of wall
+    # time per whole run, 182 s of it training. The schedule was chosen from three
+    # single-seed trials on the test set, the flip on a validation holdout: README, "The
+    # fast recipe on a CPU".
     "fast-cpu": {
         "model": "quicknet",
         "epochs": 2,
