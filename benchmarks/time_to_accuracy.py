@@ -11,8 +11,8 @@ start excluded), the first epoch (where tracing and compilation happen) and the 
 epochs' mean. A run judged with test-time augmentation (`--tta flip`) also shows the
 network's single-pass accuracy ("1-pass %"). A run whose directory also holds `wall_s`
 (written by benchmarks/gpu.sh and fast_cpu.sh) shows the whole process's wall time too,
-mean and max. The machine and versions come from the runs'
-config.json. Imports no framework.
+mean and max. The machine and versions come from the runs' config.json. Imports no
+framework.
 """
 
 from __future__ import annotations

@@ -179,12 +179,12 @@ def print_result(result, run_dir, plot: str | None, quiet: bool) -> None:
     """The report, the result line and where the run lies (all on one line if quiet)."""
     m = result.metrics
     split = "test" if m["eval_split"] == "test" else "validation"
-    judged = f"{split} accuracy {100 * m['accuracy']:.2f}% (loss {m['loss']:.4f})"
+    judged, detail = f"{split} accuracy {100 * m['accuracy']:.2f}%", f"loss {m['loss']:.4f}"
     if m.get("tta", "none") != "none":  # and what the network scores alone
-        judged = (f"{split} accuracy {100 * m['accuracy']:.2f}% with --tta {m['tta']} "
-                  f"(one pass {100 * m['single_pass_accuracy']:.2f}%; loss {m['loss']:.4f})")
-    line = (f"{judged} after "
-            f"{result.config.epochs} epochs; {m['seconds_per_epoch']:.1f} s/epoch, "
+        judged += f" with --tta {m['tta']}"
+        detail = f"one pass {100 * m['single_pass_accuracy']:.2f}%; {detail}"
+    line = (f"{judged} ({detail}) after {result.config.epochs} epochs; "
+            f"{m['seconds_per_epoch']:.1f} s/epoch, "
             f"{m['images_per_second']:.0f} train images/s")
     saved = f"run saved to {run_dir.path}" + (f"; plot also at {plot}" if plot else "")
     if quiet:
