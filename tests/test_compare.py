@@ -263,7 +263,7 @@ def test_intervals_at_two_seeds_stay_within_0_and_100_with_a_note(tmp_path):
 def test_tutorial_2x2_reports_two_effects_their_interaction_and_the_tutorials_runs(tmp_path):
     base = TrainConfig.from_recipe()
     plan = build_plan(base, "tutorial-2x2", [], [0, 1, 2], None)
-    assert [v.label for v in plan.variants] == ["keras/relu", "keras/crelu", "tf/relu",
+    assert [v.label for v in plan.variants] == ["keras/relu", "tf/relu", "keras/crelu",
                                                 "tf/crelu"]
     sweep = Sweep(tmp_path / "sweep")
     sweep.create(plan, force=False)
