@@ -28,7 +28,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The tutorial changed two things at once; the 2x2 grid separates them: the API's
     # effect, the activation's, and whether one changes the other (the interaction).
     # The two ReLU runs of a seed come first, then the two CReLU ones (about 1.7x longer):
-    # with -j 2, runs of the same length share the machine and neither core waits.
+    # with -j 2, runs of the same length run side by side and a seed's four runs end
+    # together, so no core idles beside a lone CReLU run at the end of the sweep (or of
+    # a seed, where a long sweep is stopped to be resumed).
     "tutorial-2x2": {
         "description": "{keras, tf} x {relu, crelu}: the API and the activation apart",
         "configs": [{"api": "keras", "activation": "relu"},
