@@ -139,3 +139,24 @@ def test_arrays_cached_by_an_older_decoder_are_not_read_back(tmp_path, monkeypat
     assert (load_dataset(str(root)).x_train == 255).all()
     monkeypatch.setattr(data, "DECODER_VERSION", 2)
     assert np.array_equal(load_dataset(str(root)).x_train, fresh.x_train)
+
+
+def test_two_processes_caching_the_same_arrays_at_once_is_not_an_error(tmp_path, capsys):
+    import kvt.data as data
+
+    root = make_folder(tmp_path / "d")
+    arrays = load_dataset(str(root))
+    arrays = (arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test, arrays.class_names)
+    entry = tmp_path / "cache" / "entry"
+    data._write_cache(entry, arrays)  # the other process's, renamed into place first
+    (entry / "marker").write_text("theirs")
+    capsys.readouterr()
+    data._write_cache(entry, arrays)  # this one's rename finds the entry there
+    assert capsys.readouterr().err == ""
+    assert (entry / "marker").read_text() == "theirs"
+    assert [p.name for p in entry.parent.iterdir()] == ["entry"]  # no .tmp left behind
+    # A cache that cannot be written at all still says so, once.
+    (tmp_path / "ro").write_text("a file where the cache folder should be")
+    data._write_cache(tmp_path / "ro" / "entry", arrays)
+    err = capsys.readouterr().err
+    assert err.startswith("kvt: warning: could not cache decoded data in ") and err.count("\n") == 1

@@ -197,6 +197,10 @@ def _write_cache(entry: Path, arrays) -> None:
         (tmp / "class_names.json").write_text(json.dumps(list(arrays[4])))
         os.replace(tmp, entry)
     except OSError as e:
+        if entry.is_dir():
+            # Another process (a sweep's other run) cached the same arrays first; its
+            # entry appeared whole, by a rename, and is as good as this one.
+            return
         # The cache only saves time; a read-only home must not stop training.
         print(f"kvt: warning: could not cache decoded data in {entry.parent} ({e})",
               file=sys.stderr)
