@@ -11,6 +11,7 @@ import pytest
 from conftest import run_cli
 from events import wait_until
 from kvt.compare import Sweep, build_plan, collect, parse_seeds, parse_vary, write_results
+from kvt.compare.render import render_text
 from kvt.config import TrainConfig
 from kvt.errors import UsageError
 from kvt.runs import RunDir, write_json
@@ -64,8 +65,11 @@ def test_grid_labels_baseline_and_refusals():
         build_plan(base, "paper", [], [0], None)
 
 
-def _fake_run(rd: RunDir, accuracy: float, split: str = "test"):
+def _fake_run(rd: RunDir, accuracy: float, split: str = "test",
+              environment: dict | None = None):
     rd.create()
+    if environment is not None:
+        write_json(rd / "config.json", {"environment": environment})
     rd.write_history({"loss": [1.0, 0.5], "accuracy": [0.5, accuracy],
                       "val_loss": [1.1, 0.6], "val_accuracy": [0.4, accuracy],
                       "epoch_seconds": [2.0, 2.0], "train_seconds": [1.5, 1.5]})
@@ -290,6 +294,43 @@ def test_tutorial_2x2_reports_two_effects_their_interaction_and_the_tutorials_ru
     assert "98.3% CI" in md and "Holm" in md
     assert "## The tutorial's runs" in md and "the tutorial's 74.32% is at or above 67%" in md
     assert "only indicative" not in md
+
+
+def test_the_machines_the_runs_ran_on_are_counted_and_mixed_ones_flagged(tmp_path):
+    cpu = {"backend": "tensorflow", "tensorflow": "2.21.0", "keras": "3.15.1",
+           "python": "3.11.7", "processor": "AMD EPYC", "cpu_count": 2,
+           "devices": ["/device:CPU:0"]}
+    gpu = {"backend": "jax", "jax": "0.10.2", "keras": "3.15.1", "python": "3.12.3",
+           "processor": "Intel(R) Xeon(R)", "cpu_count": 16,
+           "devices": ["TFRT_CPU_0", "cuda:0"]}
+    plan = build_plan(TrainConfig.from_recipe(dataset="digits"), None,
+                      ["activation=relu,crelu"], [0, 1, 2], None)
+    sweep = Sweep(tmp_path / "sweep")
+    sweep.create(plan, force=False)
+    for variant in plan.variants:
+        _fake_run(sweep.run_dir(variant, 0), 0.7, environment=cpu)
+        _fake_run(sweep.run_dir(variant, 1), 0.71, environment=gpu)
+        _fake_run(sweep.run_dir(variant, 2), 0.72)  # no config.json: counted, not placed
+    analysis = write_results(sweep, plan, collect(sweep, plan), "kvt compare ...")
+    assert analysis["configurations"][0]["n"] == 3
+    cpu_words = "AMD EPYC (2 CPUs); tensorflow 2.21.0, Keras 3.15.1, Python 3.11.7"
+    gpu_words = "Intel(R) Xeon(R) (16 CPUs), cuda:0; jax 0.10.2, Keras 3.15.1, Python 3.12.3"
+    assert analysis["machines"] == [{"machine": cpu_words, "runs": 2},
+                                    {"machine": gpu_words, "runs": 2}]
+    md = (sweep.path / "compare.md").read_text()
+    assert f"## Where the runs ran\n\n- 2 runs: {cpu_words}\n- 2 runs: {gpu_words}\n" in md
+    assert "more than one kind of machine" in md
+    text = render_text(plan, analysis)
+    assert "more than one kind of machine" in text and f"  2 runs: {gpu_words}\n" in text
+    saved = json.loads((sweep.path / "compare.json").read_text())
+    assert {r["seed"]: r["machine"] for r in saved["runs"]} == {0: cpu_words, 1: gpu_words,
+                                                               2: None}
+    # One kind of machine: named, with no warning.
+    for variant in plan.variants:
+        write_json(sweep.run_dir(variant, 1) / "config.json", {"environment": cpu})
+    write_results(sweep, plan, collect(sweep, plan), "kvt compare ...")
+    md = (sweep.path / "compare.md").read_text()
+    assert f"- 4 runs: {cpu_words}\n" in md and "more than one kind" not in md
 
 
 def test_a_grid_that_is_not_2x2_has_no_factorial_analysis(tmp_path):

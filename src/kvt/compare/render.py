@@ -133,6 +133,15 @@ def markdown(rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+MIXED_MACHINES = ("The runs ran on more than one kind of machine: their train times compare "
+                  "only within one (compare.json says which run ran where).")
+
+
+def machine_lines(analysis: dict[str, Any]) -> list[str]:
+    """Where the finished runs ran (processor, versions), one line per kind of machine."""
+    return [f"{m['runs']} runs: {m['machine']}" for m in analysis.get("machines") or []]
+
+
 def headline(plan: Plan, analysis: dict[str, Any]) -> str:
     b = plan.base
     varied = {k for v in plan.variants for k in v.overrides}
@@ -158,6 +167,8 @@ def render_text(plan: Plan, analysis: dict[str, Any]) -> str:
                   *factorial_words(analysis)]
     tutorial = tutorial_words(analysis)
     parts += ["", *tutorial] if tutorial else []
+    machines = machine_lines(analysis)
+    parts += ["", MIXED_MACHINES, *[f"  {m}" for m in machines]] if len(machines) > 1 else []
     failed = unfinished(analysis)
     if failed:
         parts += ["", f"{len(failed)} runs did not finish:"]
@@ -192,6 +203,10 @@ def render_markdown(plan: Plan, analysis: dict[str, Any], command: str) -> str:
     if tutorial:
         parts += ["", "## The tutorial's runs", "", tutorial[0], "",
                   *[f"- {line.strip()}" for line in tutorial[1:]]]
+    machines = machine_lines(analysis)
+    if machines:
+        parts += ["", "## Where the runs ran", "", *[f"- {line}" for line in machines]]
+        parts += ["", MIXED_MACHINES] if len(machines) > 1 else []
     failed = unfinished(analysis)
     if failed:
         parts += ["", "## Runs that did not finish", ""]

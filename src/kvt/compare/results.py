@@ -4,6 +4,7 @@ analysis (summaries, comparisons with the baseline) as plain data."""
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from kvt.compare import stats
@@ -53,6 +54,20 @@ class SeedResult:
     eval_images: int | None = None
     history: dict[str, list[float]] | None = None
     message: str = ""
+    machine: str | None = None
+
+
+def machine_words(env: dict[str, Any]) -> str:
+    """Where a run ran, in one line, from its config.json's "environment": the processor,
+    accelerators if any, and the versions that decide its numbers."""
+    backend = str(env.get("backend", "unknown backend"))
+    where = f"{env.get('processor') or 'unknown processor'} ({env.get('cpu_count', '?')} CPUs)"
+    accelerators = [str(d) for d in env.get("devices") or [] if "cpu" not in str(d).lower()]
+    if accelerators:
+        where += ", " + ", ".join(accelerators)
+    versions = [f"{backend} {env.get(backend, '?')}", f"Keras {env.get('keras', '?')}",
+                f"Python {env.get('python', '?')}"]
+    return f"{where}; {', '.join(versions)}"
 
 
 def collect(sweep: Sweep, plan: Plan) -> list[SeedResult]:
@@ -71,6 +86,10 @@ def collect(sweep: Sweep, plan: Plan) -> list[SeedResult]:
                     r.history = rd.read_history()
                 except (OSError, ValueError, KeyError, TypeError) as e:
                     r.status, r.message = "failed", f"unreadable results ({e})"
+                try:  # where it ran; a record without it still has a valid accuracy
+                    r.machine = machine_words(rd.read_json("config.json")["environment"])
+                except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                    pass
             elif r.status == "unknown" and not rd.path.exists():
                 r.status, r.message = "not run", "never started"
             else:
@@ -109,6 +128,8 @@ def analyse(plan: Plan, results: list[SeedResult]) -> dict[str, Any]:
             "eval_split": splits[0][0] if len(splits) == 1 else None,
             "eval_images": splits[0][1] if len(splits) == 1 else None,
             "splits": [list(s) for s in splits],
+            "machines": [{"machine": m, "runs": n} for m, n in
+                         Counter(r.machine for r in complete if r.machine).most_common()],
             "runs": [{k: v for k, v in dataclasses.asdict(r).items() if k != "history"}
                      for r in results]}
 
