@@ -379,3 +379,65 @@ def test_extend_adds_seeds_and_keeps_the_finished_runs(tmp_path, capsys):
     assert "extended with kvt compare --extend" in (out / "compare.md").read_text()
     code, _, err = run_cli(capsys, "compare", "--extend", str(out), "--seeds", "1,2")
     assert code == 2 and "already has every one of these seeds" in err
+
+
+def test_report_writes_what_a_sweep_has_finished_so_far_marked_interim(tmp_path, capsys):
+    plan = build_plan(TrainConfig.from_recipe(dataset="digits", epochs=2), None,
+                      ["activation=relu,crelu"], [0, 1, 2], None)
+    sweep = Sweep(tmp_path / "sweep")
+    sweep.create(plan, force=False)
+    sweep.status.mark("running")  # another process is training it, or it was stopped
+    relu, crelu = plan.variants
+    for seed in (0, 1):
+        _fake_run(sweep.run_dir(relu, seed), 0.70 + 0.02 * seed)
+        _fake_run(sweep.run_dir(crelu, seed), 0.73 + 0.02 * seed)
+    training = sweep.run_dir(relu, 2).create()
+    # its log holds the stop of an earlier session; its status says where it is now
+    (training / "train.log").write_text("kvt train: cancelled: stopped at epoch 1\n")
+    training.mark("running", "1/2 epochs finished")
+    code, out, err = run_cli(capsys, "compare", "--report", str(sweep.path))
+    assert code == 0 and err == "", err
+    assert out.startswith("Interim report: 4 of 6 runs finished;")
+    assert "2 runs not finished yet:" in out
+    md = (sweep.path / "compare.md").read_text()
+    assert md.startswith("# kvt compare (interim)\n\n**Interim report: 4 of 6 runs finished;")
+    assert "| configuration | n | unfinished |" in md
+    assert "| relu (baseline) | 2 | 1 | 71.00 | 1.41 |" in md
+    assert "## Runs not finished yet" in md
+    assert "relu seed 2 (running" in md and "1/2 epochs finished" in md
+    assert "crelu seed 2 (not run" in md and "not started" in md
+    assert "(reported with kvt compare --report" in md
+    saved = json.loads((sweep.path / "compare.json").read_text())
+    assert saved["interim"] == {"finished": 4, "runs": 6}
+    assert [c["n"] for c in saved["configurations"]] == [2, 2]
+    for name in ("compare.png", "curves.png"):
+        assert (sweep.path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Nothing trained, nothing claimed, no state changed: the sweep's own process goes on.
+    assert not sweep.run_dir(crelu, 2).path.exists() and sweep.status.status() == "running"
+    assert training.status() == "running" and not (sweep.path / ".kvt.lock").exists()
+
+    # A finished sweep's report is its results, written again, not interim.
+    (training / "status.json").unlink()
+    _fake_run(training, 0.74)
+    _fake_run(sweep.run_dir(crelu, 2), 0.77)
+    sweep.status.mark("complete")
+    code, out, err = run_cli(capsys, "compare", "--report", str(sweep.path))
+    assert code == 0 and "Interim" not in out and "not finished" not in out
+    md = (sweep.path / "compare.md").read_text()
+    assert md.startswith("# kvt compare\n") and "| relu (baseline) | 3 | 0 | 72.00 |" in md
+    assert json.loads((sweep.path / "compare.json").read_text())["interim"] is None
+
+
+def test_report_refusals(tmp_path, capsys):
+    cases = [
+        (["--report", str(tmp_path / "nope")], 6, "is not a kvt compare directory"),
+        (["--report", str(tmp_path), "--epochs", "3"], 2, "drop --epochs"),
+        (["--report", str(tmp_path), "--resume", str(tmp_path)], 2, "drop --resume"),
+        (["--report", str(tmp_path), "--seeds", "5", "-j", "2"], 2, "drop --seeds, --jobs"),
+    ]
+    for argv, code, words in cases:
+        got, out, err = run_cli(capsys, "compare", *argv)
+        lines = err.strip().splitlines()
+        assert got == code and len(lines) == 1 and words in lines[0], (argv, err)
+        assert "Traceback" not in out + err
+    assert list(tmp_path.iterdir()) == []

@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
                "tutorial-2x2 --seeds 5 | kvt compare --vary activation=relu,crelu --vary "
                "backend=tensorflow,jax --seeds 3 --epochs 10 -j 2 | kvt compare --resume "
                "runs/compare-20261201-120000 | kvt compare --extend "
-               "runs/compare-20261201-120000 --seeds 10")
+               "runs/compare-20261201-120000 --seeds 10 | kvt compare --report "
+               "runs/compare-20261201-120000")
     grid = p.add_argument_group("grid")
     grid.add_argument("--preset", default=None,
                       help="named configurations: tutorial (keras/relu against tf/crelu), "
@@ -62,6 +63,11 @@ def add_parser(sub) -> None:
     out.add_argument("--extend", default=None, metavar="SWEEP_DIR",
                      help="add seeds to a sweep (with --seeds): its runs are kept, the new "
                           "seeds' runs are trained, and the results are written again")
+    out.add_argument("--report", default=None, metavar="SWEEP_DIR",
+                     help="write a sweep's results (compare.md, compare.json, the plots) from "
+                          "the runs it has finished so far, training nothing: a look at a "
+                          "sweep that is still running or was stopped, marked interim, with "
+                          "its unfinished runs listed")
     out.add_argument("--force", action="store_true", help="start over in an existing --out")
     add_threads_argument(out)
     ray = p.add_argument_group("Ray (with --executor ray; --resume keeps the sweep's own)")
@@ -95,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         positive("jobs", args.jobs)
     if args.cpus_per_run is not None:
         positive("cpus-per-run", args.cpus_per_run)
+    if args.report:
+        return report(args)
     apply_threads(args)  # through the environment, every child run gets --threads threads
     existing = args.resume or args.extend
     if existing:
@@ -149,6 +157,28 @@ def run(args: argparse.Namespace) -> int:
             elif plan.to_dict() != before:
                 sweep.save(plan)
             return _run(args, sweep, plan, executor)
+
+
+def report(args: argparse.Namespace) -> int:
+    """`--report SWEEP`: the results of the runs finished so far, written and printed;
+    nothing trained, nothing claimed (a sweep still running is read, not stopped)."""
+    from kvt.compare import RESULTS, Sweep, report
+    from kvt.errors import UsageError
+
+    given = given_flags(args, (*CONFIG_FLAGS, "out", "preset", "baseline", "force", "resume",
+                               "extend", "seeds", "jobs", "executor", "threads",
+                               *RAY_FLAGS))
+    given += ["--vary"] if args.vary else []
+    if given:
+        raise UsageError(f"--report writes a sweep's results from its saved plan and "
+                         f"finished runs: drop {', '.join(given)}")
+    sweep = Sweep(args.report)
+    plan = sweep.load()
+    _, text = report(sweep, plan, sweep_command(plan) + f" (reported with kvt compare --report "
+                                                        f"{shlex.quote(args.report)})")
+    print(text, end="")
+    print(f"\nresults in {sweep.path}: {', '.join(RESULTS)}")
+    return 0
 
 
 def check_executor(args: argparse.Namespace, saved: str) -> str:
@@ -214,6 +244,11 @@ def _executor(sweep, plan):
                        plan.ray["storage"], sys.stdout)
 
 
+def sweep_command(plan) -> str:
+    """The command that started the sweep of `plan`, as compare.md quotes it."""
+    return "kvt " + shlex.join(plan.command or ["compare"])
+
+
 def _run(args: argparse.Namespace, sweep, plan, executor) -> int:
     from kvt.compare import RESULTS, execute, unfinished
     from kvt.errors import EXIT_TRAINING
@@ -223,7 +258,7 @@ def _run(args: argparse.Namespace, sweep, plan, executor) -> int:
     how = f"{plan.jobs} at a time" if plan.executor == "local" else "as Ray tasks"
     print(f"kvt compare: {len(plan.variants)} configurations ({labels}) x {len(plan.seeds)} "
           f"seeds = {n} runs in {sweep.path}, {how}", flush=True)
-    command = "kvt " + shlex.join(plan.command or ["compare"])
+    command = sweep_command(plan)
     if args.resume:
         command += f" (resumed with kvt compare --resume {shlex.quote(args.resume)})"
     if args.extend:

@@ -8,7 +8,8 @@ The sweep directory:
     status.json         running | complete | interrupted (of the sweep as a whole)
     configs/<slug>.json each configuration's TrainConfig, as `kvt train --config` reads it
     runs/<slug>/seed-<n>/   one kvt run directory per (configuration, seed), plus train.log
-    compare.md          the result table, in words and numbers
+    compare.md          the result table, in words and numbers (written when the sweep
+                        ends; `--report` writes them at any time, marked interim until then)
     compare.json        the same data: every run, every summary, every comparison
     compare.png         accuracy per configuration, every seed shown
     curves.png          mean learning curves with a ±1 std band per configuration
@@ -20,15 +21,15 @@ child holds its run's). The sweep imports no framework itself; only its children
 
 The modules, each importing only those before it: `plan` (the grid x seeds), `stats`
 (scipy), `results` (what the runs came to, analysed), `render` (tables, compare.md,
-plots), `sweep` (the sweep directory and the local executor that trains its runs),
-`ray_executor` (the runs as Ray tasks on a cluster; imported only by a sweep that uses
-it, so that Ray stays optional).
+plots), `sweep` (the sweep directory, the local executor that trains its runs, and the
+report of what a sweep has finished so far), `ray_executor` (the runs as Ray tasks on a
+cluster; imported only by a sweep that uses it, so that Ray stays optional).
 """
 
 from kvt.compare.plan import build_plan, parse_seeds, parse_vary
 from kvt.compare.render import write_results
 from kvt.compare.results import analyse, collect, unfinished
-from kvt.compare.sweep import RESULTS, Sweep, execute
+from kvt.compare.sweep import RESULTS, Sweep, execute, report
 
 __all__ = ["RESULTS", "Sweep", "analyse", "build_plan", "collect", "execute",
-           "parse_seeds", "parse_vary", "unfinished", "write_results"]
+           "parse_seeds", "parse_vary", "report", "unfinished", "write_results"]

@@ -34,8 +34,8 @@ def _pct(x: float | None, sign: bool = False) -> str:
 
 def tables(plan: Plan, analysis: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
     """(configuration rows, comparison rows), header first, as strings."""
-    conf = [["configuration", "n", "failed", "mean acc %", "std", "95% CI of mean",
-             "train s/run"]]
+    conf = [["configuration", "n", "unfinished" if analysis.get("interim") else "failed",
+             "mean acc %", "std", "95% CI of mean", "train s/run"]]
     for c in analysis["configurations"]:
         secs = c["mean_train_seconds"]
         conf.append([c["label"] + (" (baseline)" if c["baseline"] else ""), str(c["n"]),
@@ -154,9 +154,26 @@ def headline(plan: Plan, analysis: dict[str, Any]) -> str:
             f"{', '.join(shared[3:])}; accuracy on the {split_words(analysis, plan)}")
 
 
+def interim_words(analysis: dict[str, Any]) -> str | None:
+    """What an interim report (`kvt compare --report` of an unfinished sweep) is, or None."""
+    i = analysis.get("interim")
+    if not i:
+        return None
+    return (f"Interim report: {i['finished']} of {i['runs']} runs finished; the sweep has not "
+            f"(its other runs are training, or wait for kvt compare --resume), and every "
+            f"number here will change when they finish.")
+
+
+def unfinished_heading(analysis: dict[str, Any], count: int) -> str:
+    return (f"{count} runs not finished yet" if analysis.get("interim")
+            else f"{count} runs did not finish")
+
+
 def render_text(plan: Plan, analysis: dict[str, Any]) -> str:
     conf, comp = tables(plan, analysis)
-    parts = [headline(plan, analysis), "", fixed_columns(conf), "",
+    interim = interim_words(analysis)
+    parts = [interim, ""] if interim else []
+    parts += [headline(plan, analysis), "", fixed_columns(conf), "",
              fixed_columns([r[:-1] for r in comp]), ""]
     note = clipping_note(analysis)
     parts += [note, ""] if note else []
@@ -171,7 +188,7 @@ def render_text(plan: Plan, analysis: dict[str, Any]) -> str:
     parts += ["", MIXED_MACHINES, *[f"  {m}" for m in machines]] if len(machines) > 1 else []
     failed = unfinished(analysis)
     if failed:
-        parts += ["", f"{len(failed)} runs did not finish:"]
+        parts += ["", f"{unfinished_heading(analysis, len(failed))}:"]
         parts += [f"  {r['label']} seed {r['seed']} ({r['status']}): {r['message']}"
                   for r in failed]
     return "\n".join(parts) + "\n"
@@ -179,7 +196,10 @@ def render_text(plan: Plan, analysis: dict[str, Any]) -> str:
 
 def render_markdown(plan: Plan, analysis: dict[str, Any], command: str) -> str:
     conf, comp = tables(plan, analysis)
-    parts = ["# kvt compare", "", headline(plan, analysis) + ".", "",
+    interim = interim_words(analysis)
+    parts = ["# kvt compare" + (" (interim)" if interim else ""), ""]
+    parts += [f"**{interim}**", ""] if interim else []
+    parts += [headline(plan, analysis) + ".", "",
              f"Command: `{command}`", "", "## Accuracy per configuration", "",
              markdown(conf), "", f"## Against the baseline ({plan.baseline})", "",
              markdown(comp), "",
@@ -209,20 +229,27 @@ def render_markdown(plan: Plan, analysis: dict[str, Any], command: str) -> str:
         parts += ["", MIXED_MACHINES] if len(machines) > 1 else []
     failed = unfinished(analysis)
     if failed:
-        parts += ["", "## Runs that did not finish", ""]
+        parts += ["", ("## Runs not finished yet" if interim else "## Runs that did not finish"),
+                  ""]
         parts += [f"- {r['label']} seed {r['seed']} ({r['status']}, `{r['path']}`): "
                   f"{r['message']}" for r in failed]
     return "\n".join(parts) + "\n"
 
 
-def write_results(sweep: Sweep, plan: Plan, results: list[SeedResult],
-                  command: str) -> dict[str, Any]:
+def write_results(sweep: Sweep, plan: Plan, results: list[SeedResult], command: str,
+                  interim: bool = False) -> dict[str, Any]:
+    """Writes compare.md, compare.json and the plots; `interim` marks them as a look at a
+    sweep that has not finished (`kvt compare --report`)."""
     from kvt.report import plot_compare, plot_curves
 
     analysis = analyse(plan, results)
+    analysis["interim"] = ({"finished": sum(r.status == "complete" for r in results),
+                            "runs": len(results)} if interim else None)
     write_text(sweep.path / "compare.md", render_markdown(plan, analysis, command))
     write_json(sweep.path / "compare.json", {"plan": plan.to_dict(), **analysis})
     title = f"{plan.base.dataset}, {plan.base.epochs} epochs, {len(plan.seeds)} seeds"
+    if interim:
+        title += f", interim: {analysis['interim']['finished']} of {len(results)} runs"
     groups = {c["label"]: list(c["accuracies"].values()) for c in analysis["configurations"]}
     plot_compare(groups, sweep.path / "compare.png",
                  f"Accuracy per configuration ({title})",

@@ -16,7 +16,11 @@ if TYPE_CHECKING:
 
 
 def failure_message(run_dir: RunDir) -> str:
-    """Why a run did not finish: kvt's one-line error from its log, else its status."""
+    """Why a run did not finish: kvt's one-line error from its log, else its status; of a
+    run still training (an interim report's), how far it has come."""
+    state = run_dir.state()
+    if state["status"] == "running" and state.get("message"):
+        return str(state["message"])  # "12/30 epochs finished": its log may hold an old stop
     try:
         lines = [ln.strip() for ln in (run_dir / "train.log").read_text(errors="replace")
                  .splitlines() if ln.strip()]
@@ -34,7 +38,7 @@ def failure_message(run_dir: RunDir) -> str:
             return line.removeprefix("kvt train: ").removeprefix("error: ")
         if line.startswith("kvt compare: "):
             return line.removeprefix("kvt compare: ")
-    message = run_dir.state().get("message")
+    message = state.get("message")
     if message:
         return str(message)
     return lines[-1] if lines else "no output (see train.log)"
@@ -91,7 +95,7 @@ def collect(sweep: Sweep, plan: Plan) -> list[SeedResult]:
                 except (OSError, ValueError, KeyError, TypeError, AttributeError):
                     pass
             elif r.status == "unknown" and not rd.path.exists():
-                r.status, r.message = "not run", "never started"
+                r.status, r.message = "not run", "not started"
             else:
                 r.message = failure_message(rd)
             results.append(r)

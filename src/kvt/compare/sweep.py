@@ -281,3 +281,16 @@ def execute(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO, command: str,
         raise _cancelled(sweep, "stopped while writing the results; every run is kept: "
                                 "write them with") from None
     return analysis, render_text(plan, analysis)
+
+
+def report(sweep: Sweep, plan: Plan, command: str) -> tuple[dict[str, Any], str]:
+    """Writes the results of the runs `sweep` has finished so far, training nothing, and
+    returns the analysis and its text table. Unless the sweep itself has finished, they
+    are marked interim: its other runs may still be training, or wait for --resume."""
+    interim = sweep.status.status() != "complete"
+    try:
+        analysis = write_results(sweep, plan, collect(sweep, plan), command, interim=interim)
+    except OSError as e:
+        raise RunError(f"cannot write the results into {sweep.path} ({e.strerror or e}): make "
+                       f"the sweep directory writable") from None
+    return analysis, render_text(plan, analysis)
