@@ -392,8 +392,9 @@ def test_report_writes_what_a_sweep_has_finished_so_far_marked_interim(tmp_path,
         _fake_run(sweep.run_dir(relu, seed), 0.70 + 0.02 * seed)
         _fake_run(sweep.run_dir(crelu, seed), 0.73 + 0.02 * seed)
     training = sweep.run_dir(relu, 2).create()
-    # its log holds the stop of an earlier session; its status says where it is now
-    (training / "train.log").write_text("kvt train: cancelled: stopped at epoch 1\n")
+    # its log holds the stop of an earlier session, then the epoch it has trained since
+    (training / "train.log").write_text("kvt train: cancelled: stopped\n"
+                                        "epoch 1/2 - 3.0s - accuracy 0.5000\n")
     training.mark("running", "1/2 epochs finished")
     code, out, err = run_cli(capsys, "compare", "--report", str(sweep.path))
     assert code == 0 and err == "", err

@@ -15,17 +15,23 @@ if TYPE_CHECKING:
     from kvt.compare.sweep import Sweep
 
 
+REASON_PREFIXES = ("kvt train: ", "kvt compare: ")  # the lines that say why a run ended
+
+
 def failure_message(run_dir: RunDir) -> str:
     """Why a run did not finish: kvt's one-line error from its log, else its status; of a
     run still training (an interim report's), how far it has come."""
     state = run_dir.state()
-    if state["status"] == "running" and state.get("message"):
-        return str(state["message"])  # "12/30 epochs finished": its log may hold an old stop
     try:
         lines = [ln.strip() for ln in (run_dir / "train.log").read_text(errors="replace")
                  .splitlines() if ln.strip()]
     except OSError:
         lines = []
+    if (state["status"] == "running" and state.get("message")
+            and not (lines and lines[-1].startswith(REASON_PREFIXES))):
+        # Still training (or killed in the middle): how far it came, "12/30 epochs
+        # finished". Its log may hold the stop of an earlier session further up.
+        return str(state["message"])
     # The child's status.json does not carry every failure: a child refused before it
     # claims its run (a bad config, a directory in use) leaves none (or the last
     # session's), and a stopped run's says how to continue, not that it was cancelled.
