@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cpus_per_run is not None:
         positive("cpus-per-run", args.cpus_per_run)
     if args.report:
-        return report(args)
+        return run_report(args)
     apply_threads(args)  # through the environment, every child run gets --threads threads
     existing = args.resume or args.extend
     if existing:
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
             return _run(args, sweep, plan, executor)
 
 
-def report(args: argparse.Namespace) -> int:
+def run_report(args: argparse.Namespace) -> int:
     """`--report SWEEP`: the results of the runs finished so far, written and printed;
     nothing trained, nothing claimed (a sweep still running is read, not stopped)."""
     from kvt.compare import RESULTS, Sweep, report

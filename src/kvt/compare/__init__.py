@@ -8,11 +8,13 @@ The sweep directory:
     status.json         running | complete | interrupted (of the sweep as a whole)
     configs/<slug>.json each configuration's TrainConfig, as `kvt train --config` reads it
     runs/<slug>/seed-<n>/   one kvt run directory per (configuration, seed), plus train.log
-    compare.md          the result table, in words and numbers (written when the sweep
-                        ends; `--report` writes them at any time, marked interim until then)
+    compare.md          the result table, in words and numbers
     compare.json        the same data: every run, every summary, every comparison
     compare.png         accuracy per configuration, every seed shown
     curves.png          mean learning curves with a ±1 std band per configuration
+
+The last four are written when the sweep ends, and by `--report` at any time (marked
+interim before the end).
 
 A sweep that stops (Ctrl-C, a crash, a reboot) resumes with `--resume`: finished runs
 are kept, interrupted ones continue from their last finished epoch, failed ones start
