@@ -442,3 +442,64 @@ def test_report_refusals(tmp_path, capsys):
         assert got == code and len(lines) == 1 and words in lines[0], (argv, err)
         assert "Traceback" not in out + err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_on_a_machine_that_keeps_the_data_elsewhere(tmp_path, capsys, monkeypatch):
+    """`--resume SWEEP --data-dir DIR`: new runs train on DIR, interrupted ones continue
+    from it (each checking that it holds the data it began with), and the sweep keeps
+    DIR for its next --resume."""
+    import shutil
+
+    import cifar_files as cf
+    from kvt import train
+    from kvt.cli.common import train_argv
+    from test_signals import _signal_after
+
+    batches = cf.make_arrays(0)
+    first = cf.write_dir(tmp_path / "first", cf.python_files(batches))
+    same = cf.write_dir(tmp_path / "same-in-binary", cf.binary_files(batches))
+    out = tmp_path / "sweep"
+    base = TrainConfig.from_recipe(model="quicknet", data_dir=str(first), epochs=2,
+                                   batch_size=20)
+    plan = build_plan(base, None, ["activation=relu,crelu"], [0], None)
+    sweep = Sweep(out)
+    sweep.create(plan, force=False)
+    relu, crelu = plan.variants
+    # relu seed 0 stopped after its first epoch (as a Ctrl-C leaves it); crelu not started
+    _signal_after(monkeypatch, train, "epoch_order", lambda seed, epoch, n: epoch == 1)
+    assert run_cli(capsys, *sweep.train_argv(relu, 0, "start", train_argv))[0] == 130
+    monkeypatch.undo()
+    stopped = sweep.run_dir(relu, 0)
+    assert stopped.status() == "interrupted"
+    shutil.rmtree(first)  # the sweep goes on where its data lies elsewhere
+    saved = (out / "sweep.json").read_text()
+    for argv, code, words in [
+        (["--resume", str(out), "--data-dir", str(tmp_path / "nowhere")], 3, "does not exist"),
+        (["--resume", str(out), "--data-dir", str(out)], 3, "holds no CIFAR-10 data"),
+    ]:
+        got, stdout, err = run_cli(capsys, "compare", *argv)
+        lines = err.strip().splitlines()
+        assert got == code and len(lines) == 1 and words in lines[0], (argv, err)
+    assert (out / "sweep.json").read_text() == saved and stopped.status() == "interrupted"
+
+    proc = _compare(["--resume", str(out), "--data-dir", str(same), "-j", "2"], tmp_path)
+    stdout, stderr = proc.communicate(timeout=HANG)
+    assert proc.returncode == 0, stdout + stderr
+    assert "continuing relu seed 0" in stdout and "starting crelu seed 0" in stdout
+    for variant in (relu, crelu):
+        rd = sweep.run_dir(variant, 0)
+        assert rd.status() == "complete"
+        record = json.loads((rd / "config.json").read_text())
+        assert record["config"]["data_dir"] == record["dataset"]["source"] == str(same)
+        config = json.loads(sweep.config_path(variant).read_text())
+        assert config["data_dir"] == str(same)
+    assert json.loads((stopped / "metrics.json").read_text())["sessions"] == 2
+    assert json.loads((out / "sweep.json").read_text())["base"]["data_dir"] == str(same)
+    assert f"--resume {out} --data-dir {same})" in (out / "compare.md").read_text()
+
+    digits = tmp_path / "digits-sweep"
+    Sweep(digits).create(build_plan(TrainConfig.from_recipe(dataset="digits"), None,
+                                    ["activation=relu,crelu"], [0], None), force=False)
+    code, _, err = run_cli(capsys, "compare", "--resume", str(digits), "--data-dir", str(same))
+    assert code == 2 and err.strip() == ("kvt compare: error: --data-dir says where CIFAR-10 "
+                                         "lies; this sweep trains on digits: drop --data-dir")

@@ -131,6 +131,8 @@ def test_resume_refusals(tmp_path, capsys, digits_runs):
         (["--resume", str(busy)], 6, f"{busy} is in use by another kvt process (pid "
                                      f"{os.getpid()}): wait for it to finish or stop it"),
         (["--resume", str(corrupt)], 6, "cannot read the checkpoint"),
+        (["--resume", str(corrupt), "--data-dir", str(tmp_path)], 2,
+         "--data-dir says where CIFAR-10 lies; this run trains on digits: drop --data-dir"),
     ]
     with RunDir(busy).claim():  # as a live trainer holds it
         for argv, code, words in cases:
@@ -278,3 +280,53 @@ def test_an_interrupt_keras_swallows_still_stops_the_run(tmp_path, capsys, monke
     assert code == 130, out + err
     assert "stopped during epoch 1/3; no finished epoch is saved" in err
     assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
+
+
+def test_resume_from_another_data_dir_needs_the_same_data(tmp_path, capsys, monkeypatch):
+    """A run continues on a machine that keeps its CIFAR-10 elsewhere (--data-dir), in
+    another format even, when the data is the same; other data is refused in one line,
+    the run left as it was."""
+    import cifar_files as cf
+    from kvt import train
+    from kvt.runs import RunDir
+    from test_signals import _signal_after
+
+    batches = cf.make_arrays(0)
+    first = cf.write_dir(tmp_path / "first", cf.python_files(batches))
+    same = cf.write_dir(tmp_path / "same-in-binary", cf.binary_files(batches))
+    other = cf.write_dir(tmp_path / "other", cf.python_files(cf.make_arrays(1)))
+    run = tmp_path / "run"
+    _signal_after(monkeypatch, train, "epoch_order", lambda seed, epoch, n: epoch == 1)
+    code, _, err = run_cli(capsys, "train", "--data-dir", str(first), "--model", "quicknet",
+                           "--epochs", "2", "--batch-size", "20", "--out", str(run))
+    monkeypatch.undo()
+    assert code == 130 and RunDir(run).status() == "interrupted", err
+    shutil.rmtree(first)  # the data is elsewhere now
+    older = tmp_path / "older"  # the same run, as a kvt that recorded no fingerprint left it
+    shutil.copytree(run, older)
+    record = json.loads((older / "config.json").read_text())
+    del record["dataset"]["fingerprint"]
+    (older / "config.json").write_text(json.dumps(record))
+    saved = {p: (p / "config.json").read_bytes() for p in (run, older)}
+
+    cases = [
+        (run, [], f"{first} does not exist"),
+        (run, ["--data-dir", str(other)], f"{other} holds other data than {run} was trained "
+                                          f"on"),
+        (older, ["--data-dir", str(same)], "did not record its data's fingerprint"),
+    ]
+    for path, argv, words in cases:
+        code, out, err = run_cli(capsys, "train", "--resume", str(path), *argv)
+        lines = err.strip().splitlines()
+        assert code == 3 and len(lines) == 1 and words in lines[0], (argv, err)
+        assert "Traceback" not in out + err
+    for path in (run, older):  # refused: as it was, and still resumable
+        assert (path / "config.json").read_bytes() == saved[path]
+        assert RunDir(path).status() == "interrupted" and (path / "checkpoint.npz").is_file()
+
+    code, _, err = run_cli(capsys, "train", "--resume", str(run), "--data-dir", str(same))
+    assert code == 0, err
+    record = json.loads((run / "config.json").read_text())
+    assert record["config"]["data_dir"] == str(same) and record["dataset"]["source"] == str(same)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["sessions"] == 2 and len(history(run)) == 2

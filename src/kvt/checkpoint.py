@@ -85,6 +85,12 @@ def save_checkpoint(model, config: TrainConfig, progress: Progress, path: Path) 
     return write_atomic(path, write)
 
 
+def _trained(config: dict) -> dict:
+    """What a checkpoint must share with the config that resumes it: all of it but where
+    the data lies (`kvt train --resume --data-dir` checks that the data is the same)."""
+    return {k: v for k, v in config.items() if k != "data_dir"}
+
+
 def restore_checkpoint(model, config: TrainConfig, path: Path) -> Progress:
     """Loads a checkpoint into `model` (built and compiled from the same config)."""
     fix = f"start the run again with --force, or delete {path}"
@@ -94,7 +100,7 @@ def restore_checkpoint(model, config: TrainConfig, path: Path) -> Progress:
             variables = _state_variables(model)
             if state.get("format") != CHECKPOINT_FORMAT or state.get("variables") != len(variables):
                 raise RunError(f"the checkpoint {path} does not fit this model: {fix}")
-            if state.get("config") != config.to_dict():
+            if _trained(state.get("config") or {}) != _trained(config.to_dict()):
                 raise RunError(f"the checkpoint {path} was written for another config: {fix}")
             values = [z[f"v{i}"] for i in range(len(variables))]
             rng = {k: z[f"rng_{k}"] for k in state.get("rng", [])}

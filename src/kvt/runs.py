@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from kvt import __version__, backends, signals
-from kvt.errors import RunError
+from kvt.errors import DataError, RunError
 
 if TYPE_CHECKING:
     from kvt.config import TrainConfig
@@ -308,7 +308,10 @@ def config_record(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
                     "eval_split": dataset.eval_split,
                     "train_images": len(dataset.y_train), "test_images": len(dataset.y_test),
                     "input_shape": list(dataset.input_shape),
-                    "class_names": dataset.class_names},
+                    "class_names": dataset.class_names,
+                    # the content (kvt.data.fingerprint): resuming from another --data-dir
+                    # is allowed only with the same one
+                    "fingerprint": dataset.fingerprint},
         # What `decay: null` (the tutorial's lr / epochs) came to for this run.
         "optimizer": {"lr": config.lr, "decay": config.resolved_decay,
                       "decay_from": "lr / epochs" if config.decay is None else "--decay",
@@ -319,3 +322,28 @@ def config_record(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
         "command": sys.argv,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def relocate_data(run_dir: RunDir, config: TrainConfig, dataset: Dataset) -> None:
+    """Records that a resumed run reads its data from `config.data_dir` from now on,
+    after checking that `dataset` (loaded from there) is the data the run was trained on:
+    the same fingerprint. Refuses (DataError) without changing anything otherwise."""
+    path = run_dir / "config.json"
+    record = json.loads(path.read_text())
+    saved = record.get("dataset", {})
+    where = record.get("config", {}).get("data_dir") or saved.get("source") or "?"
+    if not saved.get("fingerprint"):
+        raise DataError(
+            f"{run_dir.path} was trained by a kvt that did not record its data's fingerprint, "
+            f"so --data-dir {config.data_dir} cannot be checked to hold the same data: resume "
+            f"it without --data-dir where its data is ({where}; a link from that path to "
+            f"{config.data_dir} will do)")
+    if saved["fingerprint"] != dataset.fingerprint:
+        raise DataError(
+            f"{dataset.source} holds other data than {run_dir.path} was trained on (content "
+            f"{dataset.fingerprint[:12]}, the run's {saved['fingerprint'][:12]}; the same "
+            f"images in another order differ too): point --data-dir at a copy of the data "
+            f"in {where}")
+    record["config"]["data_dir"] = config.data_dir
+    record["dataset"]["source"] = dataset.source
+    write_json(path, record)

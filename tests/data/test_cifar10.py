@@ -239,3 +239,49 @@ def test_damaged_cache_entry_is_rebuilt(tmp_path, batches):
     entry = next((Path(os.environ["KVT_CACHE_DIR"]) / "datasets").iterdir())
     (entry / "x_train.npy").write_bytes(b"garbage")
     assert_loads_as(load_dataset("cifar10", str(where)), batches)
+
+
+# --- the fingerprint: what the data is, wherever it lies ---------------------------
+
+def test_fingerprint_names_the_content_not_its_place_format_or_cache(tmp_path, batches,
+                                                                       monkeypatch):
+    import kvt.data as data
+
+    forms = [cf.write_dir(tmp_path / "py", cf.python_files(batches)),
+             cf.write_dir(tmp_path / "bin", cf.binary_files(batches)),
+             cf.write_tar(tmp_path / "tar" / "cifar-10-python.tar.gz", "cifar-10-batches-py",
+                          cf.python_files(batches))]
+    x_train, y_train, x_test, y_test = cf.expected(batches)
+    expected = data.fingerprint((x_train, y_train, x_test, y_test, cf.NAMES))
+    assert len(expected) == 64 and {load_dataset("cifar10", str(f)).fingerprint
+                                    for f in forms} == {expected}
+    # ... from the cache (the second load of each form), and from a cache entry of an older
+    # kvt (no fingerprint file), which gets one
+    entries = list((Path(os.environ["KVT_CACHE_DIR"]) / "datasets").iterdir())
+    assert len(entries) == 3
+    for entry in entries:
+        (entry / data.FINGERPRINT).unlink()
+    assert {load_dataset("cifar10", str(f)).fingerprint for f in forms} == {expected}
+    assert {(e / data.FINGERPRINT).read_text().strip() for e in entries} == {expected}
+    monkeypatch.setenv("KVT_NO_CACHE", "1")
+    assert load_dataset("cifar10", str(forms[0])).fingerprint == expected
+    # ... and it stays the source's after a slice or a holdout
+    ds = load_dataset("cifar10", str(forms[0]))
+    assert ds.limit(20, 10, seed=0).fingerprint == ds.holdout(0.2).fingerprint == expected
+
+    # Other content, the same images in another order, or other names: another one.
+    changed = x_train.copy()
+    changed[0, 0, 0, 0] ^= 1
+    order = np.arange(len(y_train))[::-1]
+    others = [(changed, y_train, x_test, y_test, cf.NAMES),
+              (x_train, (y_train + 1) % 10, x_test, y_test, cf.NAMES),
+              (x_train[order], y_train[order], x_test, y_test, cf.NAMES),
+              (x_test, y_test, x_train, y_train, cf.NAMES),
+              (x_train, y_train, x_test, y_test, cf.NAMES[::-1])]
+    assert len({expected, *(data.fingerprint(o) for o in others)}) == 1 + len(others)
+    # An image folder lists the same images class by class: another order, so another one.
+    png = cf.write_image_folder(tmp_path / "png", batches)
+    assert load_dataset("cifar10", str(png)).fingerprint != expected
+    # Labels count as numbers, whatever integer type a reader gave them.
+    assert data.fingerprint((x_train, y_train.astype(np.int32), x_test,
+                             y_test.astype(np.uint8), cf.NAMES)) == expected

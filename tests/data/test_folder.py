@@ -135,7 +135,8 @@ def test_arrays_cached_by_an_older_decoder_are_not_read_back(tmp_path, monkeypat
     stale = data.cache_dir() / "datasets" / data._signature("folder", root, None)
     white = [np.full_like(a, 255) if a.dtype == np.uint8 else a
              for a in (fresh.x_train, fresh.y_train, fresh.x_test, fresh.y_test)]
-    data._write_cache(stale, (*white, fresh.class_names))  # what v1 made of 16-bit images
+    stale_arrays = (*white, fresh.class_names)  # what v1 made of 16-bit images
+    data._write_cache(stale, stale_arrays, data.fingerprint(stale_arrays))
     assert (load_dataset(str(root)).x_train == 255).all()
     monkeypatch.setattr(data, "DECODER_VERSION", 2)
     assert np.array_equal(load_dataset(str(root)).x_train, fresh.x_train)
@@ -148,15 +149,16 @@ def test_two_processes_caching_the_same_arrays_at_once_is_not_an_error(tmp_path,
     arrays = load_dataset(str(root))
     arrays = (arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test, arrays.class_names)
     entry = tmp_path / "cache" / "entry"
-    data._write_cache(entry, arrays)  # the other process's, renamed into place first
+    content = data.fingerprint(arrays)
+    data._write_cache(entry, arrays, content)  # the other process's, renamed into place first
     (entry / "marker").write_text("theirs")
     capsys.readouterr()
-    data._write_cache(entry, arrays)  # this one's rename finds the entry there
+    data._write_cache(entry, arrays, content)  # this one's rename finds the entry there
     assert capsys.readouterr().err == ""
     assert (entry / "marker").read_text() == "theirs"
     assert [p.name for p in entry.parent.iterdir()] == ["entry"]  # no .tmp left behind
     # A cache that cannot be written at all still says so, once.
     (tmp_path / "ro").write_text("a file where the cache folder should be")
-    data._write_cache(tmp_path / "ro" / "entry", arrays)
+    data._write_cache(tmp_path / "ro" / "entry", arrays, content)
     err = capsys.readouterr().err
     assert err.startswith("kvt: warning: could not cache decoded data in ") and err.count("\n") == 1

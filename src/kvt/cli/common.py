@@ -290,12 +290,13 @@ def given_flags(args: argparse.Namespace, dests) -> list[str]:
 
 def train_argv(config: str | Path | None = None, *, seed: int | None = None,
                out: str | Path | None = None, force: bool = False,
-               resume: str | Path | None = None) -> list[str]:
+               resume: str | Path | None = None, data_dir: str | None = None) -> list[str]:
     """The one builder of a `kvt train` command line (after the program): a run from a
     config file (`--config`, then `--seed`, `--out`, `--force` as given), or `--resume`
-    of a run directory. kvt compare hands it to its sweep, whose runs are these."""
+    of a run directory (with `--data-dir` if given). kvt compare hands it to its sweep,
+    whose runs are these."""
     if resume is not None:
-        return ["train", "--resume", str(resume)]
+        return ["train", "--resume", str(resume), *(["--data-dir", data_dir] if data_dir else [])]
     argv = ["train"]
     if config is not None:
         argv += ["--config", str(config)]

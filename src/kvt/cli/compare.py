@@ -59,7 +59,9 @@ def add_parser(sub) -> None:
     out.add_argument("--out", default=None,
                      help="sweep directory (default: runs/compare-<time>)")
     out.add_argument("--resume", default=None, metavar="SWEEP_DIR",
-                     help="continue an interrupted sweep: finished runs are kept")
+                     help="continue an interrupted sweep: finished runs are kept (with "
+                          "--data-dir DIR, on a machine that keeps the sweep's CIFAR-10 "
+                          "elsewhere: each run checks that DIR holds the same data)")
     out.add_argument("--extend", default=None, metavar="SWEEP_DIR",
                      help="add seeds to a sweep (with --seeds): its runs are kept, the new "
                           "seeds' runs are trained, and the results are written again")
@@ -112,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--resume and --extend both continue a sweep: give one (--extend "
                              "also finishes what an interrupted sweep left)")
         flag = "--resume" if args.resume else "--extend"
-        given = given_flags(args, (*CONFIG_FLAGS, "out", "preset", "baseline", "force"))
+        # --data-dir: where the sweep's data lies on this machine (move_data checks it)
+        given = given_flags(args, (*(f for f in CONFIG_FLAGS if f != "data_dir"), "out",
+                                   "preset", "baseline", "force"))
         given += ["--vary"] if args.vary else []
         if args.resume and args.seeds is not None:
             given.append("--seeds (to add seeds, use --extend SWEEP --seeds N)")
@@ -141,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
             before = plan.to_dict()
             if args.extend:
                 plan.seeds = extended_seeds(plan.seeds, args.seeds, sweep.path)
+            if args.data_dir is not None:
+                move_data(plan, args.data_dir)
             if args.executor is not None and args.executor != plan.executor:
                 plan.executor = args.executor  # -j's default follows the executor
                 plan.jobs = default_jobs(plan.executor)
@@ -201,6 +207,24 @@ def check_executor(args: argparse.Namespace, saved: str) -> str:
     return executor
 
 
+def move_data(plan, data_dir: str) -> None:
+    """`--resume/--extend SWEEP --data-dir DIR`: the sweep's runs read CIFAR-10 from DIR
+    from now on (its new runs through their config files; each run it resumes is given
+    --data-dir, and `kvt train` checks that DIR holds the data the run began with)."""
+    import dataclasses
+
+    from kvt.data import cifar10
+    from kvt.errors import UsageError
+
+    datasets = sorted({plan.config(v).dataset for v in plan.variants} - {"cifar10"})
+    if datasets:
+        raise UsageError(f"--data-dir says where CIFAR-10 lies; this sweep trains on "
+                         f"{', '.join(datasets)}: drop --data-dir")
+    cifar10.resolve(data_dir)  # a folder without CIFAR-10 is refused before anything runs
+    plan.base = dataclasses.replace(plan.base, data_dir=str(Path(data_dir).expanduser()
+                                                            .resolve()))
+
+
 def default_jobs(executor: str) -> int:
     """-j's default: 1 run at a time, or (0) as many as the Ray cluster's CPUs hold."""
     return 0 if executor == "ray" else 1
@@ -259,11 +283,12 @@ def _run(args: argparse.Namespace, sweep, plan, executor) -> int:
     print(f"kvt compare: {len(plan.variants)} configurations ({labels}) x {len(plan.seeds)} "
           f"seeds = {n} runs in {sweep.path}, {how}", flush=True)
     command = sweep_command(plan)
+    moved = f" --data-dir {shlex.quote(args.data_dir)}" if args.data_dir else ""
     if args.resume:
-        command += f" (resumed with kvt compare --resume {shlex.quote(args.resume)})"
+        command += f" (resumed with kvt compare --resume {shlex.quote(args.resume)}{moved})"
     if args.extend:
         command += (f" (extended with kvt compare --extend {shlex.quote(args.extend)} --seeds "
-                    f"{shlex.quote(args.seeds)})")
+                    f"{shlex.quote(args.seeds)}{moved})")
     analysis, text = execute(sweep, plan, plan.jobs, sys.stdout, command, train_argv,
                              executor)
     print()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import shlex
 import sys
@@ -30,7 +31,8 @@ def add_parser(sub) -> None:
                           "<activation>)")
     out.add_argument("--resume", default=None, metavar="RUN_DIR",
                      help="continue an interrupted run from its last finished epoch, with "
-                          "its saved config")
+                          "its saved config (and --data-dir DIR if this machine keeps the "
+                          "run's CIFAR-10 elsewhere: it must hold the same data)")
     out.add_argument("--plot", default=None, metavar="PATH",
                      help="also write the loss/accuracy plot here (as the tutorial did)")
     out.add_argument("--force", action="store_true", help="overwrite an existing run directory")
@@ -81,7 +83,8 @@ def resume_target(args: argparse.Namespace):
     from kvt.errors import RunError, UsageError
     from kvt.runs import RunDir
 
-    given = given_flags(args, (*CONFIG_FLAGS, "out", "force"))
+    # --data-dir says where the same data lies on this machine (checked by relocate_data)
+    given = given_flags(args, (*(f for f in CONFIG_FLAGS if f != "data_dir"), "out", "force"))
     if given:
         raise UsageError(f"--resume continues a run with its saved config: drop "
                          f"{', '.join(given)}")
@@ -107,6 +110,22 @@ def resume_config(run_dir):
                        f"resumed; train it again with --force") from None
 
 
+def moved_data(config, data_dir: str | None):
+    """The config a resumed run continues with: its own, or with `--resume --data-dir`
+    the same one reading its data from `data_dir` (None when that changes nothing)."""
+    from kvt.errors import UsageError
+
+    if data_dir is None:
+        return None
+    if config.dataset != "cifar10":
+        raise UsageError(f"--data-dir says where CIFAR-10 lies; this run trains on "
+                         f"{config.dataset}: drop --data-dir")
+    data_dir = str(Path(data_dir).expanduser().resolve())  # found from any folder later
+    if config.data_dir and Path(config.data_dir).expanduser().resolve() == Path(data_dir):
+        return None
+    return dataclasses.replace(config, data_dir=data_dir)
+
+
 def run(args: argparse.Namespace) -> int:
     from kvt.distribute import Cluster
     from kvt.runs import RunDir, check_writable_file
@@ -127,10 +146,13 @@ def run(args: argparse.Namespace) -> int:
     claim = run_dir.claim(create=not args.resume) if cluster.writer else \
         contextlib.nullcontext(run_dir)
     with claim:
+        moved = None
         if args.resume:
             config = resume_config(run_dir)
+            moved = moved_data(config, args.data_dir)
+            config = moved or config
             cluster.check(config)
-        result = _train(args, config, run_dir, cluster)
+        result = _train(args, config, run_dir, cluster, moved=moved is not None)
     if cluster.writer:
         print_result(result, run_dir, args.plot, args.quiet)
     else:
@@ -139,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace, config, run_dir, cluster):
+def _train(args: argparse.Namespace, config, run_dir, cluster, moved: bool = False):
     from kvt import backends, distribute, signals
     from kvt.errors import Cancelled
 
@@ -156,6 +178,10 @@ def _train(args: argparse.Namespace, config, run_dir, cluster):
         if not args.resume and cluster.writer:
             run_dir.create(force=args.force)
         dataset = load_data(config)
+        if moved and cluster.writer:
+            from kvt.runs import relocate_data
+
+            relocate_data(run_dir, config, dataset)  # the same data, or refused
         signals.check()
         quiet = args.quiet or not cluster.writer  # process 0 speaks for the run
         if not quiet:

@@ -253,7 +253,8 @@ class RayExecutor:
         return {"root": str(self.root), "token": self.token, "storage": self.storage,
                 "run": str(run), "cpus": self.cpus, "files": files,
                 "start": rel.train_argv(job.variant, job.seed, "start", self.train_argv),
-                "resume": rel.train_argv(job.variant, job.seed, "resume", self.train_argv)}
+                "resume": rel.train_argv(job.variant, job.seed, "resume", self.train_argv,
+                                         job.data_dir)}
 
     def _result(self, ray, job: Job, ref) -> int:
         """The exit code of a finished task, its run directory in place."""

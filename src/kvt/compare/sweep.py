@@ -31,7 +31,8 @@ from kvt.runs import RunDir, write_json, write_text
 RESULTS = ("compare.md", "compare.json", "compare.png", "curves.png")
 # The `kvt train` command line of a run (without the program): `kvt.cli.common.train_argv`,
 # which the CLI passes in (this library sits below the CLI). Called as
-# train_argv(config_file, seed=, out=, force=True) or train_argv(resume=run_dir).
+# train_argv(config_file, seed=, out=, force=True) or train_argv(resume=run_dir,
+# data_dir=where its data lies now or None).
 TrainArgv = Callable[..., list[str]]
 
 
@@ -45,6 +46,9 @@ class Job:
     run_dir: RunDir
     argv: list[str] = dataclasses.field(default_factory=list)
     action: str = "start"  # start | resume | done
+    # To resume: where the run's data lies now, if the plan moved it (kvt compare --resume
+    # --data-dir) since the run last trained; None if it is where the run has it.
+    data_dir: str | None = None
 
 
 # How the jobs of a sweep are trained: `executor(todo, jobs, started, finished)` runs
@@ -88,15 +92,17 @@ class Sweep:
             for name in (*RESULTS, "status.json"):
                 (self.path / name).unlink(missing_ok=True)
         try:
-            (self.path / "configs").mkdir(parents=True, exist_ok=True)
-            for variant in plan.variants:
-                write_text(self.config_path(variant), plan.config(variant).to_json() + "\n")
             self.save(plan)
         except OSError as e:
             raise RunError(f"cannot write the sweep directory {self.path} ({e.strerror or e}): "
                            f"choose a writable --out") from None
 
     def save(self, plan: Plan) -> None:
+        """Writes each configuration's config file (what its new runs train), then the
+        plan (sweep.json)."""
+        (self.path / "configs").mkdir(parents=True, exist_ok=True)
+        for variant in plan.variants:
+            write_text(self.config_path(variant), plan.config(variant).to_json() + "\n")
         write_json(self.path / "sweep.json", plan.to_dict())
 
     def load(self) -> Plan:
@@ -121,21 +127,33 @@ class Sweep:
                     with rd.claim(create=False):  # refuses a run another process is training
                         pass
                 action = next_action(rd)
-                jobs.append(Job(variant, seed, rd, self.train_argv(variant, seed, action,
-                                                                   train_argv), action))
+                moved = moved_data(rd, plan.config(variant)) if action == "resume" else None
+                jobs.append(Job(variant, seed, rd, self.train_argv(
+                    variant, seed, action, train_argv, moved), action, moved))
         return jobs
 
     def train_argv(self, variant: Variant, seed: int, action: str,
-                   train_argv: TrainArgv) -> list[str]:
+                   train_argv: TrainArgv, data_dir: str | None = None) -> list[str]:
         """The `kvt train` command line that does `action` for a run (none for "done"),
         its paths as this Sweep spells them (relative ones for a Sweep(".") that runs
-        in the sweep directory)."""
+        in the sweep directory); a resumed one reads its data from `data_dir` if given."""
         rd = self.run_dir(variant, seed)
         if action == "done":
             return []
         if action == "resume":
-            return train_argv(resume=rd.path)
+            return train_argv(resume=rd.path, data_dir=data_dir)
         return train_argv(self.config_path(variant), seed=seed, out=rd.path, force=True)
+
+
+def moved_data(rd: RunDir, config) -> str | None:
+    """The plan's data directory for a run to resume, if its own config.json names
+    another (the sweep's data moved since it last trained); None otherwise (and when
+    config.json cannot be read: `kvt train --resume` says why)."""
+    try:
+        saved = json.loads((rd / "config.json").read_text())["config"].get("data_dir")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return config.data_dir if config.data_dir and config.data_dir != saved else None
 
 
 def next_action(rd: RunDir) -> str:

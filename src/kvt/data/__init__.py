@@ -4,10 +4,12 @@
 Images are (N, height, width, channels) uint8 in 0..255; labels are (N,) int64.
 Decoded file-based datasets are cached on disk (`KVT_CACHE_DIR`, default
 `~/.cache/kvt`), keyed by the path, size and modification time of every source file.
+A dataset's `fingerprint` (`fingerprint()`) names its content, wherever it is stored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -35,6 +37,9 @@ class Dataset:
     class_names: list[str]
     source: str = ""
     eval_split: str = "test"  # what x_test holds: "test", or "validation" after holdout()
+    # `fingerprint()` of the source's arrays, before any `limit` or `holdout`: the same
+    # data in another place or format has the same one.
+    fingerprint: str = ""
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -88,6 +93,7 @@ def load_dataset(name: str, data_dir: str | None = None, image_size: int | None 
             raise DataError(f"--image-size {image_size} applies to image folders only; "
                             f"digits is {digits.SIDE}x{digits.SIDE}")
         arrays, source = digits.load(), "scikit-learn load_digits()"
+        arrays = (*arrays, fingerprint(arrays))
     elif name == "cifar10":
         from kvt.data import cifar10
 
@@ -106,8 +112,24 @@ def load_dataset(name: str, data_dir: str | None = None, image_size: int | None 
         arrays = _cached("folder", path, image_size, lambda: folder.load(path, image_size))
         source = str(path.resolve())
         name = path.resolve().name
-    x_train, y_train, x_test, y_test, class_names = arrays
-    return Dataset(name, x_train, y_train, x_test, y_test, class_names, source)
+    x_train, y_train, x_test, y_test, class_names, content = arrays
+    return Dataset(name, x_train, y_train, x_test, y_test, class_names, source,
+                   fingerprint=content)
+
+
+def fingerprint(arrays) -> str:
+    """SHA-256 of a dataset's content: (x_train, y_train, x_test, y_test, class_names)'s
+    shapes, bytes and order and the class names. Two copies of CIFAR-10 in different
+    places or formats that decode to the same arrays have the same fingerprint; the same
+    images in another order (which a seeded run would visit differently) do not."""
+    h = hashlib.sha256(b"kvt dataset v1\n")
+    for key, array in zip(_ARRAYS, arrays[:4]):
+        # Labels as int64 whatever a reader made them: the content, not the reader.
+        array = np.ascontiguousarray(array, dtype=np.int64 if key.startswith("y") else None)
+        h.update(f"{key} {array.dtype.str} {array.shape}\n".encode())
+        h.update(memoryview(array).cast("B"))
+    h.update(json.dumps([str(n) for n in arrays[4]]).encode())
+    return h.hexdigest()
 
 
 def _read_cifar(kind: str, path: Path, image_size: int | None):
@@ -165,36 +187,62 @@ def _signature(kind: str, path: Path, image_size: int | None) -> str:
 
 
 _ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+FINGERPRINT = "fingerprint.txt"
 
 
 def _cached(kind: str, path: Path, image_size: int | None, read):
-    """`read()`'s arrays, from the cache when the source files are unchanged.
+    """`read()`'s arrays and their `fingerprint`, from the cache when the source files
+    are unchanged.
 
     An entry is a folder of .npy files (plain `np.load`, no pickle, no zip: about
-    0.1 s for CIFAR-10), written under a temporary name and renamed when complete.
+    0.1 s for CIFAR-10) and the fingerprint (hashing CIFAR-10 takes longer than loading
+    it), written under a temporary name and renamed when complete.
     """
     if os.environ.get("KVT_NO_CACHE"):
-        return read()
+        arrays = read()
+        return (*arrays, fingerprint(arrays))
     entry = cache_dir() / "datasets" / _signature(kind, path, image_size)
     if entry.is_dir():
         try:
             arrays = [np.load(entry / f"{k}.npy", allow_pickle=False) for k in _ARRAYS]
             names = json.loads((entry / "class_names.json").read_text())
-            return (*arrays, [str(n) for n in names])
+            arrays = (*arrays, [str(n) for n in names])
         except (OSError, ValueError, EOFError):
             shutil.rmtree(entry, ignore_errors=True)  # damaged: rebuild, never trust it
+        else:
+            return (*arrays, _cached_fingerprint(entry, arrays))
     arrays = read()
-    _write_cache(entry, arrays)
-    return arrays
+    content = fingerprint(arrays)
+    _write_cache(entry, arrays, content)
+    return (*arrays, content)
 
 
-def _write_cache(entry: Path, arrays) -> None:
+def _cached_fingerprint(entry: Path, arrays) -> str:
+    """The entry's fingerprint, computed (and added to it) if an older kvt wrote it."""
+    try:
+        content = (entry / FINGERPRINT).read_text().strip()
+        if len(content) == 64:
+            return content
+    except OSError:
+        pass
+    content = fingerprint(arrays)
+    tmp = entry / f"{FINGERPRINT}.{os.getpid()}.tmp"
+    with contextlib.suppress(OSError):  # only a saving: a read-only cache still works
+        tmp.write_text(content + "\n")
+        os.replace(tmp, entry / FINGERPRINT)
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
+    return content
+
+
+def _write_cache(entry: Path, arrays, content: str) -> None:
     tmp = entry.with_name(f"{entry.name}.{os.getpid()}.tmp")
     try:
         tmp.mkdir(parents=True, exist_ok=True)
         for key, array in zip(_ARRAYS, arrays[:4]):
             np.save(tmp / f"{key}.npy", array, allow_pickle=False)
         (tmp / "class_names.json").write_text(json.dumps(list(arrays[4])))
+        (tmp / FINGERPRINT).write_text(content + "\n")
         os.replace(tmp, entry)
     except OSError as e:
         if entry.is_dir():
