@@ -288,6 +288,19 @@ def given_flags(args: argparse.Namespace, dests) -> list[str]:
             if getattr(args, dest, None) not in (None, False)]
 
 
+def cifar10_data_dir(data_dir: str, datasets, what: str) -> str:
+    """`--resume/--extend ... --data-dir DIR` of a run or sweep (`what`) that trains on
+    `datasets`: DIR as an absolute path (the saved config finds it from any folder
+    later), or a usage error when any of them is not CIFAR-10."""
+    from kvt.errors import UsageError
+
+    others = sorted(set(datasets) - {"cifar10"})
+    if others:
+        raise UsageError(f"--data-dir says where CIFAR-10 lies; this {what} trains on "
+                         f"{', '.join(others)}: drop --data-dir")
+    return str(Path(data_dir).expanduser().resolve())
+
+
 def train_argv(config: str | Path | None = None, *, seed: int | None = None,
                out: str | Path | None = None, force: bool = False,
                resume: str | Path | None = None, data_dir: str | None = None) -> list[str]:

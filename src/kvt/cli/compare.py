@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from kvt.cli.common import (CONFIG_FLAGS, add_config_arguments, add_threads_argument,
-                            apply_threads, config_from_args, given_flags, positive,
-                            train_argv)
+                            apply_threads, cifar10_data_dir, config_from_args,
+                            given_flags, positive, train_argv)
 
 
 def add_parser(sub) -> None:
@@ -214,15 +214,11 @@ def move_data(plan, data_dir: str) -> None:
     import dataclasses
 
     from kvt.data import cifar10
-    from kvt.errors import UsageError
 
-    datasets = sorted({plan.config(v).dataset for v in plan.variants} - {"cifar10"})
-    if datasets:
-        raise UsageError(f"--data-dir says where CIFAR-10 lies; this sweep trains on "
-                         f"{', '.join(datasets)}: drop --data-dir")
+    data_dir = cifar10_data_dir(data_dir, [plan.config(v).dataset for v in plan.variants],
+                                "sweep")
     cifar10.resolve(data_dir)  # a folder without CIFAR-10 is refused before anything runs
-    plan.base = dataclasses.replace(plan.base, data_dir=str(Path(data_dir).expanduser()
-                                                            .resolve()))
+    plan.base = dataclasses.replace(plan.base, data_dir=data_dir)
 
 
 def default_jobs(executor: str) -> int:

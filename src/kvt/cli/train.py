@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from kvt.cli.common import (CONFIG_FLAGS, add_config_arguments, add_threads_argument,
-                            apply_threads, config_from_args, given_flags)
+                            apply_threads, cifar10_data_dir, config_from_args, given_flags)
 
 
 def add_parser(sub) -> None:
@@ -113,14 +113,9 @@ def resume_config(run_dir):
 def moved_data(config, data_dir: str | None):
     """The config a resumed run continues with: its own, or with `--resume --data-dir`
     the same one reading its data from `data_dir` (None when that changes nothing)."""
-    from kvt.errors import UsageError
-
     if data_dir is None:
         return None
-    if config.dataset != "cifar10":
-        raise UsageError(f"--data-dir says where CIFAR-10 lies; this run trains on "
-                         f"{config.dataset}: drop --data-dir")
-    data_dir = str(Path(data_dir).expanduser().resolve())  # found from any folder later
+    data_dir = cifar10_data_dir(data_dir, [config.dataset], "run")
     if config.data_dir and Path(config.data_dir).expanduser().resolve() == Path(data_dir):
         return None
     return dataclasses.replace(config, data_dir=data_dir)

@@ -127,7 +127,7 @@ class Sweep:
                     with rd.claim(create=False):  # refuses a run another process is training
                         pass
                 action = next_action(rd)
-                moved = moved_data(rd, plan.config(variant)) if action == "resume" else None
+                moved = data_dir_to_resume(rd, plan.config(variant)) if action == "resume" else None
                 jobs.append(Job(variant, seed, rd, self.train_argv(
                     variant, seed, action, train_argv, moved), action, moved))
         return jobs
@@ -145,7 +145,7 @@ class Sweep:
         return train_argv(self.config_path(variant), seed=seed, out=rd.path, force=True)
 
 
-def moved_data(rd: RunDir, config) -> str | None:
+def data_dir_to_resume(rd: RunDir, config) -> str | None:
     """The plan's data directory for a run to resume, if its own config.json names
     another (the sweep's data moved since it last trained); None otherwise (and when
     config.json cannot be read: `kvt train --resume` says why)."""
