@@ -1,6 +1,7 @@
 """kvt compare: the grid, the results of finished run directories, and whole sweeps on
 digits (in subprocesses, killed and resumed, with failing runs)."""
 
+import io
 import json
 import os
 import re
@@ -12,6 +13,7 @@ from conftest import run_cli
 from events import wait_until
 from kvt.compare import Sweep, build_plan, collect, parse_seeds, parse_vary, write_results
 from kvt.compare.render import render_text
+from kvt.compare.sweep import Job, Progress, train_jobs
 from kvt.config import TrainConfig
 from kvt.errors import UsageError
 from kvt.runs import RunDir, write_json
@@ -105,6 +107,70 @@ def test_results_of_finished_and_failed_runs(tmp_path):
     assert saved["plan"]["seeds"] == [0, 1, 2] and len(saved["runs"]) == 6
     for name in ("compare.png", "curves.png"):
         assert (sweep.path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_progress_shows_each_new_epoch_with_the_time_left_at_its_pace(tmp_path):
+    plan = build_plan(TrainConfig.from_recipe(dataset="digits", epochs=30), None,
+                      ["activation=relu,crelu"], [0], None)
+    sweep = Sweep(tmp_path / "sweep")
+    sweep.create(plan, force=False)
+    relu, crelu = (Job(v, 0, sweep.run_dir(v, 0).create()) for v in plan.variants)
+    # crelu is resumed: the epochs it trained before this sweep started it are not news
+    crelu.run_dir.write_history({"loss": [2.0, 1.5], "epoch_seconds": [790.0, 800.0]})
+    os.utime(crelu.run_dir / "history.csv", (1e9, 1e9))
+    now, stream = [0.0], io.StringIO()
+    progress = Progress(plan, stream, every=5, clock=lambda: now[0])
+    progress.add(relu)
+    progress.add(crelu)
+    progress.poll()
+    assert stream.getvalue() == ""  # relu has no history yet, crelu's is old
+
+    relu.run_dir.write_history({"loss": [2.0], "epoch_seconds": [120.0]})
+    progress.poll()  # within 5 s of the last look: not read yet
+    assert stream.getvalue() == ""
+    now[0] = 5.0
+    progress.poll()
+    progress.poll()  # nothing new: nothing printed again
+    assert stream.getvalue() == ("kvt compare: relu seed 0: epoch 1/30 in 120 s, about 58 min "
+                                 "to go at that pace\n")
+
+    crelu.run_dir.write_history({"loss": [2.0, 1.5, 1.2], "epoch_seconds": [790.0, 800.0, 790.0]})
+    relu.run_dir.write_history({"loss": [1.0] * 30, "epoch_seconds": [120.0] * 30})
+    now[0] = 10.0
+    progress.poll()
+    assert stream.getvalue().splitlines()[1:] == [
+        "kvt compare: relu seed 0: epoch 30/30 in 120 s",
+        "kvt compare: crelu seed 0: epoch 3/30 in 790 s, about 5.9 h to go at that pace"]
+
+    progress.remove(crelu)  # it ended: its run directory is no longer watched
+    crelu.run_dir.write_history({"loss": [1.0] * 4, "epoch_seconds": [790.0] * 4})
+    now[0] = 15.0
+    progress.poll()
+    assert len(stream.getvalue().splitlines()) == 3
+
+
+def test_a_sweep_prints_the_progress_its_executor_lets_it_see(tmp_path):
+    plan = build_plan(TrainConfig.from_recipe(dataset="digits", epochs=2), None,
+                      ["activation=relu,crelu"], [0], None)
+    sweep = Sweep(tmp_path / "sweep")
+    sweep.create(plan, force=False)
+
+    def executor(todo, jobs, started, finished, tick):  # trains the first job only
+        job = todo[0]
+        started(job)
+        rd = job.run_dir.create()
+        rd.write_history({"loss": [1.0], "epoch_seconds": [3.0]})
+        tick()
+        write_json(rd / "metrics.json", {"accuracy": 0.7})
+        rd.mark("complete")
+        finished(job, 0, 6.0)
+
+    stream = io.StringIO()
+    train_jobs(sweep, plan, 1, stream, lambda *a, **k: [], executor)
+    assert stream.getvalue().splitlines() == [
+        "kvt compare: starting relu seed 0",
+        "kvt compare: relu seed 0: epoch 1/2 in 3 s, about 3 s to go at that pace",
+        "kvt compare: [1/2] relu seed 0: 70.00% in 6 s"]
 
 
 def _compare(argv, tmp_path, **kw):

@@ -141,7 +141,8 @@ class RayExecutor:
             self.ray.shutdown()  # a local instance stops with it; a cluster stays up
 
     def __call__(self, todo: list[Job], jobs: int, started: Callable[[Job], None],
-                 finished: Callable[[Job, int, float], None]) -> None:
+                 finished: Callable[[Job, int, float], None],
+                 tick: Callable[[], None] = lambda: None) -> None:
         if self.ray is None:
             raise RuntimeError("a RayExecutor trains inside its `with` block")
         limit = jobs or self.room
@@ -155,7 +156,7 @@ class RayExecutor:
         if self.storage != "copy" and not self.token:
             self.token = secrets.token_hex(16)
             (self.root / MARKER).write_text(self.token)
-        self._train(self.ray, todo, limit, started, finished)
+        self._train(self.ray, todo, limit, started, finished, tick)
 
     def _connect(self, ray) -> None:
         """Joins the cluster (or starts the local instance), keeping kvt's own handlers
@@ -219,7 +220,7 @@ class RayExecutor:
         self.room = sum(int(c // self.cpus) for c in cpus)
 
     def _train(self, ray, todo: list[Job], limit: int, started: Callable[[Job], None],
-               finished: Callable[[Job, int, float], None]) -> None:
+               finished: Callable[[Job, int, float], None], tick: Callable[[], None]) -> None:
         task = ray.remote(run_task)
         options = {"num_cpus": self.cpus, "max_retries": RETRIES}
         running: dict[Any, tuple[Job, float]] = {}
@@ -233,6 +234,7 @@ class RayExecutor:
                     started(job)
                 ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
                 signals.check()  # ray.wait may swallow the KeyboardInterrupt of a signal
+                tick()
                 for ref in ready:
                     job, start = running.pop(ref)
                     code = self._result(ray, job, ref)

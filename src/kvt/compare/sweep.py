@@ -51,15 +51,19 @@ class Job:
     data_dir: str | None = None
 
 
-# How the jobs of a sweep are trained: `executor(todo, jobs, started, finished)` runs
-# every job of `todo` (`kvt <job.argv>`, its output in the run's train.log), at most
-# `jobs` at a time; it calls `started(job)` once a job is under way and `finished(job,
-# exit code, seconds)` once it has ended, and on KeyboardInterrupt stops what it started
-# (each run checkpoints and marks itself interrupted) before letting the interrupt go on.
+# How the jobs of a sweep are trained: `executor(todo, jobs, started, finished, tick)`
+# runs every job of `todo` (`kvt <job.argv>`, its output in the run's train.log), at most
+# `jobs` at a time; it calls `started(job)` once a job is under way, `finished(job, exit
+# code, seconds)` once it has ended and `tick()` every second or so while it waits (the
+# sweep's progress lines), and on KeyboardInterrupt stops what it started (each run
+# checkpoints and marks itself interrupted) before letting the interrupt go on.
 # `local_pool` runs them as child processes of this one; `RayExecutor`
 # (kvt.compare.ray_executor) as Ray tasks on the nodes of a cluster.
-Executor = Callable[[list[Job], int, Callable[[Job], None], Callable[[Job, int, float], None]],
-                    None]
+Executor = Callable[[list[Job], int, Callable[[Job], None], Callable[[Job, int, float], None],
+                     Callable[[], None]], None]
+
+# How often the sweep reads the history.csv of the runs under way, in seconds.
+PROGRESS_EVERY = 5.0
 
 
 class Sweep:
@@ -185,7 +189,7 @@ def child_env(jobs: int) -> dict[str, str]:
 
 def local_pool(todo: list[Job], jobs: int, started: Callable[[Job], None],
                finished: Callable[[Job, int, float], None],
-               python: str = sys.executable) -> None:
+               tick: Callable[[], None] = lambda: None, python: str = sys.executable) -> None:
     """The executor of this machine: each job a `python -m kvt` child process, its
     output in the run's train.log, `jobs` at a time, each with its share of the cores
     (`child_env`)."""
@@ -208,6 +212,7 @@ def local_pool(todo: list[Job], jobs: int, started: Callable[[Job], None],
                     running[proc] = (job, log, time.perf_counter())
                 started(job)
             time.sleep(0.2)
+            tick()
             for proc in [p for p in running if p.poll() is not None]:
                 job, log, start = running.pop(proc)
                 log.close()
@@ -230,13 +235,17 @@ def train_jobs(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO, train_argv: 
         print(f"kvt compare: {done_before} runs already finished, {total} to go", file=stream,
               flush=True)
 
+    progress = Progress(plan, stream)
+
     def started(job: Job) -> None:
         verb = "continuing" if job.action == "resume" else "starting"
         print(f"kvt compare: {verb} {job.variant.label} seed {job.seed}", file=stream,
               flush=True)
+        progress.add(job)
 
     def ended(job: Job, returncode: int, seconds: float) -> None:
         nonlocal finished
+        progress.remove(job)
         finished += 1
         print(f"kvt compare: [{finished}/{total}] {job.variant.label} seed {job.seed}: "
               f"{_outcome(job, returncode, seconds)}", file=stream, flush=True)
@@ -245,10 +254,73 @@ def train_jobs(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO, train_argv: 
 
     sweep.status.mark("running", f"{done_before} of {done_before + total} runs finished")
     try:
-        executor(todo, jobs, started, ended)
+        executor(todo, jobs, started, ended, progress.poll)
     except KeyboardInterrupt:
         raise _cancelled(sweep, "stopped; finished runs are kept, unfinished ones continue "
                                 "from their last finished epoch with") from None
+
+
+class Progress:
+    """The runs under way, epoch by epoch: whenever a run's history.csv shows an epoch
+    more, a line with the epoch, its seconds and about how long the run has left at that
+    pace. Reads each run directory at most every `every` seconds of `clock`. A run whose
+    files are written elsewhere (a Ray node that copies) shows nothing until it ends."""
+
+    def __init__(self, plan: Plan, stream: TextIO, every: float = PROGRESS_EVERY,
+                 clock: Callable[[], float] = time.monotonic):
+        self.epochs = {v.label: plan.config(v).epochs for v in plan.variants}
+        self.stream, self.every, self.clock = stream, every, clock
+        self.due = clock()
+        # id(job) -> (job, when it started (time.time()), the epochs shown so far)
+        self.watched: dict[int, tuple[Job, float, int]] = {}
+
+    def add(self, job: Job) -> None:
+        """Watches a job that has just started. A history.csv older than that is not its
+        news: a resumed run's earlier epochs, or what a run started again will replace."""
+        self.watched[id(job)] = (job, time.time(), 0)
+
+    def remove(self, job: Job) -> None:
+        self.watched.pop(id(job), None)
+
+    def poll(self) -> None:
+        now = self.clock()
+        if now < self.due:
+            return
+        self.due = now + self.every
+        for key, (job, since, shown) in list(self.watched.items()):
+            history = _history_since(job.run_dir, since)
+            done = len(next(iter(history.values()), []))
+            if done <= shown:
+                continue
+            self.watched[key] = (job, since, done)
+            total = self.epochs[job.variant.label]
+            line = f"kvt compare: {job.variant.label} seed {job.seed}: epoch {done}/{total}"
+            pace = history.get("epoch_seconds", [])
+            if pace:
+                line += f" in {pace[-1]:.0f} s"
+                if done < total:
+                    line += f", about {_duration((total - done) * pace[-1])} to go at that pace"
+            print(line, file=self.stream, flush=True)
+
+
+def _history_since(rd: RunDir, since: float) -> dict[str, list[float]]:
+    """A run's history.csv if it was written at `since` (time.time()) or later, give or
+    take a second (file times are coarser than the clock), else (or if it cannot be read
+    yet) nothing."""
+    try:
+        if (rd / "history.csv").stat().st_mtime < since - 1:
+            return {}
+        return rd.read_history()
+    except (OSError, ValueError):
+        return {}
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 5400:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 90:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
 
 
 def _cancelled(sweep: Sweep, words: str) -> Cancelled:
