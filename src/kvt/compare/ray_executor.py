@@ -142,7 +142,7 @@ class RayExecutor:
 
     def __call__(self, todo: list[Job], jobs: int, started: Callable[[Job], None],
                  finished: Callable[[Job, int, float], None],
-                 tick: Callable[[], None] = lambda: None) -> None:
+                 tick: Callable[[], None]) -> None:
         if self.ray is None:
             raise RuntimeError("a RayExecutor trains inside its `with` block")
         limit = jobs or self.room

@@ -189,7 +189,7 @@ def child_env(jobs: int) -> dict[str, str]:
 
 def local_pool(todo: list[Job], jobs: int, started: Callable[[Job], None],
                finished: Callable[[Job, int, float], None],
-               tick: Callable[[], None] = lambda: None, python: str = sys.executable) -> None:
+               tick: Callable[[], None], python: str = sys.executable) -> None:
     """The executor of this machine: each job a `python -m kvt` child process, its
     output in the run's train.log, `jobs` at a time, each with its share of the cores
     (`child_env`)."""
