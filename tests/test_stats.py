@@ -96,7 +96,8 @@ def test_intervals_are_cut_to_the_possible_range_and_say_so():
 
 
 def test_a_two_sample_contrast_is_welchs_test():
-    from kvt.compare.stats import contrast, welch
+    from kvt.compare.factorial import contrast
+    from kvt.compare.stats import welch
 
     a, b = [0.70, 0.72, 0.75, 0.71], [0.74, 0.78, 0.73, 0.79, 0.77]
     est, se, df, low, high, p = contrast([a, b], [-1, 1])
@@ -106,7 +107,7 @@ def test_a_two_sample_contrast_is_welchs_test():
 
 
 def test_holm_adjusts_in_order_and_never_decreases():
-    from kvt.compare.stats import holm
+    from kvt.compare.factorial import holm
 
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # 0.9 cannot fall below 1.0
@@ -115,7 +116,7 @@ def test_holm_adjusts_in_order_and_never_decreases():
 def test_factorial_recovers_the_effects_of_an_additive_grid():
     """Cells = base + api effect + activation effect (+ interaction), the same noise in
     each: the estimates are exactly those effects, the family-wise intervals hold them."""
-    from kvt.compare.stats import factorial
+    from kvt.compare.factorial import factorial
 
     noise = [-0.01, 0.0, 0.012, -0.002, 0.004]
     def cell(shift):
@@ -130,13 +131,13 @@ def test_factorial_recovers_the_effects_of_an_additive_grid():
     assert "after Holm's correction" in inter.verdict and inter.verdict.startswith("+3.00")
     assert api.p_holm >= api.p_value  # adjusted p-values are never smaller
     # family-wise: each interval at 1 - 0.05/3, wider than a plain 95% one
-    from kvt.compare.stats import contrast
+    from kvt.compare.factorial import contrast
     plain = contrast(list(cells.values()), (1, -1, -1, 1))
     assert inter.ci_high - inter.ci_low > plain[4] - plain[3]
 
 
 def test_factorial_needs_two_runs_per_cell():
-    from kvt.compare.stats import factorial
+    from kvt.compare.factorial import factorial
 
     cells = {("a", "x"): [0.7, 0.71], ("a", "y"): [0.7], ("b", "x"): [0.7, 0.72],
              ("b", "y"): [0.7, 0.73]}
