@@ -596,7 +596,8 @@ def test_twins_are_configurations_identical_at_every_seed_they_share():
     assert group.evidence == "the same accuracy, test loss and learning curve at every epoch"
     assert merged(runs, group.labels) == {0: 0.70, 1: 0.72, 2: 0.71}
     only_accuracy = {"a": {0: _run(0.7), 1: _run(0.8)}, "b": {0: _run(0.7), 1: _run(0.8)}}
-    assert twins(only_accuracy)[0].evidence == "the same accuracy, the only measure both records hold"
+    assert twins(only_accuracy)[0].evidence == ("the same accuracy, the only measure both "
+                                                "records hold")
 
 
 def test_runs_pair_by_seed_only_on_the_same_seeds_and_machines():
@@ -606,7 +607,8 @@ def test_runs_pair_by_seed_only_on_the_same_seeds_and_machines():
         return {s: _run(0.7, machine=m) for s, m in enumerate(machines)}
 
     ok, words = pairing({"a": arm(["x", "y", "x"]), "b": arm(["x", "y", "x"])})
-    assert ok and words == "the configurations ran the same 3 seeds, each seed on one kind of machine"
+    assert ok and words == ("the configurations ran the same 3 seeds, each seed on one kind "
+                            "of machine")
     ok, words = pairing({"a": arm(["x", "y", "x", "x"]), "b": arm(["x", "x", "x", "y"])})
     assert not ok and words.startswith("at seeds 1 and 3 the configurations ran on different")
     ok, words = pairing({"a": arm([None, None]), "b": arm([None, None])})
