@@ -21,7 +21,9 @@ def add_parser(sub) -> None:
         description="Train every configuration of a grid with several seeds (each run an "
                     "ordinary run directory, trained in its own process) and compare mean "
                     "accuracy against a baseline with confidence intervals, Welch's t-test "
-                    "and a bootstrap check. Writes compare.md, compare.json, compare.png "
+                    "and a bootstrap check (a paired interval beside them where the runs "
+                    "pair up by seed; configurations whose runs are identical at every seed "
+                    "counted once). Writes compare.md, compare.json, compare.png "
                     "and curves.png. The flags of kvt train set what every configuration "
                     "shares.",
         epilog="examples: kvt compare --preset tutorial --seeds 5 | kvt compare --preset "
