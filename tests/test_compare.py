@@ -569,3 +569,122 @@ def test_resume_on_a_machine_that_keeps_the_data_elsewhere(tmp_path, capsys, mon
     code, _, err = run_cli(capsys, "compare", "--resume", str(digits), "--data-dir", str(same))
     assert code == 2 and err.strip() == ("kvt compare: error: --data-dir says where CIFAR-10 "
                                          "lies; this sweep trains on digits: drop --data-dir")
+
+
+def _run(accuracy, loss=None, history=None, machine=None):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(accuracy=accuracy, loss=loss, history=history, machine=machine)
+
+
+def test_twins_are_configurations_identical_at_every_seed_they_share():
+    from kvt.compare.design import merged, twins
+
+    curve = {"loss": [1.0, 0.5], "val_accuracy": [0.4, 0.7]}
+    timed = lambda s: {**curve, "epoch_seconds": [s, s]}  # noqa: E731 (timings may differ)
+    runs = {
+        "keras": {0: _run(0.70, 0.9, timed(2.0)), 1: _run(0.72, 0.8, timed(2.0))},
+        "tf": {0: _run(0.70, 0.9, timed(3.0)), 1: _run(0.72, 0.8, timed(3.1)),
+               2: _run(0.71, 0.85)},  # a seed the other has not finished yet
+        "other loss": {0: _run(0.70, 0.91), 1: _run(0.72, 0.8)},
+        "other curve": {0: _run(0.70, 0.9, {**curve, "loss": [1.0, 0.6]}),
+                        1: _run(0.72, 0.8, timed(2.0))},
+        "one seed": {0: _run(0.70)},  # a single equal accuracy can be chance
+    }
+    (group,) = twins(runs)
+    assert group.labels == ["keras", "tf"] and group.seeds == 2
+    assert group.evidence == "the same accuracy, test loss and learning curve at every epoch"
+    assert merged(runs, group.labels) == {0: 0.70, 1: 0.72, 2: 0.71}
+    only_accuracy = {"a": {0: _run(0.7), 1: _run(0.8)}, "b": {0: _run(0.7), 1: _run(0.8)}}
+    assert twins(only_accuracy)[0].evidence == ("the same accuracy, the only measure both "
+                                                "records hold")
+
+
+def test_runs_pair_by_seed_only_on_the_same_seeds_and_machines():
+    from kvt.compare.design import pairing
+
+    def arm(machines):
+        return {s: _run(0.7, machine=m) for s, m in enumerate(machines)}
+
+    ok, words = pairing({"a": arm(["x", "y", "x"]), "b": arm(["x", "y", "x"])})
+    assert ok and words == ("the configurations ran the same 3 seeds, each seed on one kind "
+                            "of machine")
+    ok, words = pairing({"a": arm(["x", "y", "x", "x"]), "b": arm(["x", "x", "x", "y"])})
+    assert not ok and words.startswith("at seeds 1 and 3 the configurations ran on different")
+    ok, words = pairing({"a": arm([None, None]), "b": arm([None, None])})
+    assert ok and "the records do not say where every run ran" in words
+    ok, words = pairing({"a": arm(["x", "x"]), "b": arm(["x"])})
+    assert not ok and "did not finish the same seeds" in words
+
+
+def test_a_2x2_with_identical_api_arms_says_so_and_counts_each_result_once(tmp_path):
+    plan = build_plan(TrainConfig.from_recipe(), "tutorial-2x2", [], [0, 1, 2, 3], None)
+    sweep = Sweep(tmp_path / "sweep")
+    sweep.create(plan, force=False)
+    relu, crelu = [0.70, 0.72, 0.71, 0.74], [0.75, 0.74, 0.77, 0.78]
+    for variant in plan.variants:
+        for seed in range(4):
+            is_relu = variant.overrides["activation"] == "relu"
+            acc = (relu if is_relu else crelu)[seed]
+            # seed 1's ReLU runs ran elsewhere: no pairing of ReLU with CReLU by seed
+            where = "Xeon" if seed == 1 and is_relu else "EPYC"
+            _fake_run(sweep.run_dir(variant, seed), acc,
+                      environment={"backend": "tensorflow", "processor": where})
+    analysis = write_results(sweep, plan, collect(sweep, plan), "kvt compare ...")
+    assert [t["labels"] for t in analysis["identical"]] == [["keras/relu", "tf/relu"],
+                                                            ["keras/crelu", "tf/crelu"]]
+    f = analysis["factorial"]
+    assert f["distinct"] == ["keras/relu", "keras/crelu"] and not f["blocked"]
+    effects = {e["name"]: e for e in f["effects"]}
+    act, api, inter = effects["activation"], effects["api"], effects["api x activation"]
+    assert act["n"] == [4, 4] and act["estimate"] == pytest.approx(0.0425)
+    assert api["identical_seeds"] == inter["identical_seeds"] == 4
+    tf_relu = analysis["comparisons"][0]
+    assert tf_relu["other"] == "tf/relu" and tf_relu["identical_seeds"] == 4
+    assert tf_relu["verdict"].startswith("identical at every seed (4 seeds: the same accuracy")
+    md = (sweep.path / "compare.md").read_text()
+    assert "- keras/relu and tf/relu gave identical runs at every seed (4 seeds:" in md
+    assert "no evidence of a difference" not in md
+    assert "| api | api tf minus keras, averaged over activation | +0.00 | identical at every " \
+           "seed (4 seeds) | n/a | n/a |" in md
+    assert "the effects are estimated from 4 against 4 runs" in md
+    assert "api: identical at every seed (4 seeds): exactly 0" in md
+    assert "The verdicts follow Welch" in md and "at seed 1 the configurations ran on" in md
+    text = render_text(plan, analysis)
+    assert "tf/relu: identical at every seed (4 seeds" in text
+
+
+def test_report_of_a_folder_that_kept_only_compare_json(tmp_path, capsys):
+    """A published result keeps compare.json without sweep.json or runs/: --report
+    analyses the run records it holds again, and leaves curves.png as it was."""
+    import shutil
+
+    plan = build_plan(TrainConfig.from_recipe(dataset="digits"), None,
+                      ["precision=float32,bf16"], [0, 1, 2], None)
+    sweep = Sweep(tmp_path / "sweep")
+    sweep.create(plan, force=False)
+    sweep.status.mark("complete")
+    for seed, (a, b) in enumerate([(0.70, 0.72), (0.74, 0.75), (0.71, 0.74)]):
+        _fake_run(sweep.run_dir(plan.variants[0], seed), a)
+        _fake_run(sweep.run_dir(plan.variants[1], seed), b)
+    write_results(sweep, plan, collect(sweep, plan), "kvt compare ...")
+    before = (sweep.path / "compare.md").read_text()
+    shutil.rmtree(sweep.path / "runs")
+    shutil.rmtree(sweep.path / "configs")
+    (sweep.path / "sweep.json").unlink()
+    (sweep.path / "status.json").unlink()
+    (sweep.path / "compare.md").write_text("stale\n")
+    (sweep.path / "curves.png").write_bytes(b"kept")
+    code, out, err = run_cli(capsys, "compare", "--report", str(sweep.path))
+    assert code == 0 and err == "", err
+    assert "curves.png kept" in out
+    md = (sweep.path / "compare.md").read_text()
+    # the same analysis; only the command line says how it was reported
+    assert md[md.index("## Accuracy"):] == before[before.index("## Accuracy"):]
+    assert "from the run records in compare.json" in md
+    assert "95% CI (paired by seed)" in md  # same seeds; the records say no machine
+    assert (sweep.path / "curves.png").read_bytes() == b"kept"
+    assert json.loads((sweep.path / "compare.json").read_text())["comparisons"][0]["paired"]
+    (sweep.path / "compare.json").write_text("{}")
+    code, out, err = run_cli(capsys, "compare", "--report", str(sweep.path))
+    assert code == 6 and "cannot read the run records" in err and "Traceback" not in err

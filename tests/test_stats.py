@@ -96,7 +96,8 @@ def test_intervals_are_cut_to_the_possible_range_and_say_so():
 
 
 def test_a_two_sample_contrast_is_welchs_test():
-    from kvt.compare.stats import contrast, welch
+    from kvt.compare.factorial import contrast
+    from kvt.compare.stats import welch
 
     a, b = [0.70, 0.72, 0.75, 0.71], [0.74, 0.78, 0.73, 0.79, 0.77]
     est, se, df, low, high, p = contrast([a, b], [-1, 1])
@@ -106,7 +107,7 @@ def test_a_two_sample_contrast_is_welchs_test():
 
 
 def test_holm_adjusts_in_order_and_never_decreases():
-    from kvt.compare.stats import holm
+    from kvt.compare.factorial import holm
 
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # 0.9 cannot fall below 1.0
@@ -115,7 +116,7 @@ def test_holm_adjusts_in_order_and_never_decreases():
 def test_factorial_recovers_the_effects_of_an_additive_grid():
     """Cells = base + api effect + activation effect (+ interaction), the same noise in
     each: the estimates are exactly those effects, the family-wise intervals hold them."""
-    from kvt.compare.stats import factorial
+    from kvt.compare.factorial import factorial
 
     noise = [-0.01, 0.0, 0.012, -0.002, 0.004]
     def cell(shift):
@@ -130,13 +131,13 @@ def test_factorial_recovers_the_effects_of_an_additive_grid():
     assert "after Holm's correction" in inter.verdict and inter.verdict.startswith("+3.00")
     assert api.p_holm >= api.p_value  # adjusted p-values are never smaller
     # family-wise: each interval at 1 - 0.05/3, wider than a plain 95% one
-    from kvt.compare.stats import contrast
+    from kvt.compare.factorial import contrast
     plain = contrast(list(cells.values()), (1, -1, -1, 1))
     assert inter.ci_high - inter.ci_low > plain[4] - plain[3]
 
 
 def test_factorial_needs_two_runs_per_cell():
-    from kvt.compare.stats import factorial
+    from kvt.compare.factorial import factorial
 
     cells = {("a", "x"): [0.7, 0.71], ("a", "y"): [0.7], ("b", "x"): [0.7, 0.72],
              ("b", "y"): [0.7, 0.73]}
@@ -148,3 +149,92 @@ def test_position_of_a_single_value_in_a_sample():
 
     pct, z = position(0.7432, [0.73, 0.74, 0.75, 0.76])
     assert pct == 50.0 and z == pytest.approx((0.7432 - 0.745) / np.std([0.73, 0.74, 0.75, 0.76], ddof=1))
+
+
+# Test accuracies of the published 30-epoch 2x2 (results/tutorial-2x2/seed), seeds 0-4:
+# on TensorFlow the keras and tf API arms trained identically at every seed.
+RELU = [0.7454, 0.7261, 0.7478, 0.7494, 0.7185]
+CRELU = [0.7689, 0.7621, 0.7725, 0.7662, 0.7709]
+
+
+def test_a_2x2_whose_api_arms_are_identical_counts_each_result_once():
+    from kvt.compare.factorial import factorial
+
+    cells = {("relu", "keras"): RELU, ("relu", "tf"): RELU, ("crelu", "keras"): CRELU,
+             ("crelu", "tf"): CRELU}
+    levels = (("relu", "crelu"), ("keras", "tf"))
+    twins = [([("relu", "keras"), ("relu", "tf")], 5), ([("crelu", "keras"), ("crelu", "tf")], 5)]
+    act, api, inter = factorial(cells, ("activation", "api"), levels, twins)
+
+    # By hand: 5 CReLU results against 5 ReLU results, Welch-Satterthwaite.
+    def mean(x):
+        return sum(x) / len(x)
+
+    def var_of_mean(x):
+        return sum((v - mean(x)) ** 2 for v in x) / (len(x) - 1) / len(x)
+
+    v0, v1 = var_of_mean(RELU), var_of_mean(CRELU)
+    diff, se = mean(CRELU) - mean(RELU), math.sqrt(v0 + v1)
+    df = (v0 + v1) ** 2 / (v0 ** 2 / 4 + v1 ** 2 / 4)
+    assert act.estimate == pytest.approx(diff) and diff == pytest.approx(0.03068)
+    assert (act.se, act.df) == pytest.approx((se, df))
+    assert act.n == [5, 5]
+    # Family-wise over the three effects: each interval at 1 - 0.05/3 = 98.3%.
+    t_star = (act.ci_high - act.ci_low) / 2 / se
+    assert two_sided_p(t_star, df) == pytest.approx(0.05 / 3, abs=1e-6)
+    assert (act.ci_low + act.ci_high) / 2 == pytest.approx(diff)
+    assert (round(100 * act.ci_low, 2), round(100 * act.ci_high, 2)) == (0.66, 5.47)
+    assert act.p_value == pytest.approx(two_sided_p(diff / se, df), abs=1e-6)
+    assert act.p_holm == pytest.approx(3 * act.p_value)  # the other two count with p = 1
+    assert act.verdict == "+3.07 points (+0.66 to +5.47), p = 0.0198 after Holm's correction"
+    # The API's effect and the interaction compare twins: exactly 0, no interval.
+    for e in (api, inter):
+        assert e.identical_seeds == 5 and e.estimate == 0 and e.se == 0
+        assert math.isnan(e.p_value) and math.isnan(e.p_holm)
+        assert e.verdict.startswith("identical at every seed (5 seeds)")
+
+    # Counted twice (the old analysis), the same data look about sqrt(2) more precise.
+    twice, _, _ = factorial(cells, ("activation", "api"), levels)
+    assert twice.estimate == pytest.approx(diff)
+    assert (round(100 * twice.ci_low, 2), round(100 * twice.ci_high, 2)) == (1.71, 4.42)
+    assert twice.se == pytest.approx(se / math.sqrt(2))
+
+
+def test_paired_by_seed_by_hand():
+    base = {0: 0.70, 1: 0.74, 2: 0.71, 3: 0.76}
+    other = {3: 0.78, 0: 0.71, 1: 0.76, 2: 0.74}  # the seeds pair, whatever their order
+    d = [0.01, 0.02, 0.03, 0.02]  # per-seed differences: mean 0.02, sd sqrt(0.0002/3)
+    got = stats.paired(base, other)
+    se = math.sqrt(0.0002 / 3) / 2
+    assert (got.n, got.df) == (4, 3)
+    assert (got.diff, got.se) == pytest.approx((sum(d) / 4, se))
+    assert got.p_value == pytest.approx(two_sided_p(0.02 / se, 3), abs=1e-6)
+    assert two_sided_p((got.ci_high - got.ci_low) / 2 / se, 3) == pytest.approx(0.05, abs=1e-6)
+    # Welch on the same numbers ignores that seed 1 is high in both: far wider.
+    w = stats.compare("a", list(base.values()), "b", list(other.values()))
+    assert w.ci_high - w.ci_low > 3 * (got.ci_high - got.ci_low)
+
+
+def test_seed_as_a_block_in_a_2x2_by_hand():
+    from kvt.compare.factorial import factorial
+
+    seed_shift = {0: 0.0, 1: 0.03, 2: -0.02}  # each seed moves all four cells alike
+    noise = {("a", "x"): [0.001, 0.0, -0.001], ("a", "y"): [0.0, 0.002, 0.0],
+             ("b", "x"): [0.0, -0.001, 0.001], ("b", "y"): [0.002, 0.0, 0.001]}
+    shift = {("a", "x"): 0.0, ("a", "y"): 0.0, ("b", "x"): 0.01, ("b", "y"): 0.01}
+    cells = {c: {s: 0.7 + shift[c] + seed_shift[s] + noise[c][s] for s in seed_shift}
+             for c in shift}
+    f, g, inter = factorial(cells, ("f", "g"), (("a", "b"), ("x", "y")), blocked=True)
+    # The f effect within each seed: mean of the b cells minus mean of the a cells.
+    per_seed = [(cells[("b", "x")][s] + cells[("b", "y")][s] - cells[("a", "x")][s]
+                 - cells[("a", "y")][s]) / 2 for s in seed_shift]
+    m = sum(per_seed) / 3
+    se = math.sqrt(sum((v - m) ** 2 for v in per_seed) / 2 / 3)
+    assert (f.block["diff"], f.block["se"], f.block["df"]) == pytest.approx((m, se, 2))
+    assert f.block["diff"] == pytest.approx(f.estimate)
+    assert two_sided_p((f.block["ci_high"] - f.block["ci_low"]) / 2 / se, 2) == pytest.approx(
+        0.05 / 3, abs=1e-6)
+    # The seed-to-seed spread that Welch counts as noise cancels within a seed.
+    assert f.block["ci_high"] - f.block["ci_low"] < (f.ci_high - f.ci_low) / 3
+    assert f.block["p_holm"] < 0.05 < f.p_holm
+    assert factorial(cells, ("f", "g"), (("a", "b"), ("x", "y")))[0].block is None

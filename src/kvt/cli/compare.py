@@ -21,7 +21,9 @@ def add_parser(sub) -> None:
         description="Train every configuration of a grid with several seeds (each run an "
                     "ordinary run directory, trained in its own process) and compare mean "
                     "accuracy against a baseline with confidence intervals, Welch's t-test "
-                    "and a bootstrap check. Writes compare.md, compare.json, compare.png "
+                    "and a bootstrap check (a paired interval beside them where the runs "
+                    "pair up by seed; configurations whose runs are identical at every seed "
+                    "counted once). Writes compare.md, compare.json, compare.png "
                     "and curves.png. The flags of kvt train set what every configuration "
                     "shares.",
         epilog="examples: kvt compare --preset tutorial --seeds 5 | kvt compare --preset "
@@ -69,7 +71,8 @@ def add_parser(sub) -> None:
                      help="write a sweep's results (compare.md, compare.json, the plots) from "
                           "the runs it has finished so far, training nothing: a look at a "
                           "sweep that is still running or was stopped, marked interim, with "
-                          "its unfinished runs listed")
+                          "its unfinished runs listed; of a folder that kept only "
+                          "compare.json, from the run records it holds (curves.png kept)")
     out.add_argument("--force", action="store_true", help="start over in an existing --out")
     add_threads_argument(out)
     ray = p.add_argument_group("Ray (with --executor ray; --resume keeps the sweep's own)")
@@ -179,11 +182,44 @@ def run_report(args: argparse.Namespace) -> int:
         raise UsageError(f"--report writes a sweep's results from its saved plan and "
                          f"finished runs: drop {', '.join(given)}")
     sweep = Sweep(args.report)
+    reported = f" (reported with kvt compare --report {shlex.quote(args.report)})"
+    if not (sweep.path / "sweep.json").exists() and (sweep.path / "compare.json").is_file():
+        return report_record(sweep, reported)
     plan = sweep.load()
-    _, text = report(sweep, plan, sweep_command(plan) + f" (reported with kvt compare --report "
-                                                        f"{shlex.quote(args.report)})")
+    _, text = report(sweep, plan, sweep_command(plan) + reported)
     print(text, end="")
     print(f"\nresults in {sweep.path}: {', '.join(RESULTS)}")
+    return 0
+
+
+def report_record(sweep, reported: str) -> int:
+    """`--report DIR` of a published sweep that kept only its results (compare.json, no
+    sweep.json or runs/): analysed again from the run records compare.json holds. They
+    carry no learning curves, so curves.png is left as it is."""
+    import json
+
+    from kvt.compare import write_results
+    from kvt.compare.render import render_text
+    from kvt.compare.results import from_record
+    from kvt.errors import RunError
+
+    path = sweep.path / "compare.json"
+    try:
+        data = json.loads(path.read_text())
+        plan, results = from_record(data)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RunError(f"cannot read the run records of {path} ({e}): it is not a kvt "
+                       f"compare result") from None
+    command = sweep_command(plan) + reported + " from the run records in compare.json"
+    try:
+        analysis = write_results(sweep, plan, results, command,
+                                 interim=bool(data.get("interim")), curves=False)
+    except OSError as e:
+        raise RunError(f"cannot write the results into {sweep.path} ({e.strerror or e}): make "
+                       f"it writable") from None
+    print(render_text(plan, analysis), end="")
+    print(f"\nresults in {sweep.path}: compare.md, compare.json, compare.png (curves.png "
+          f"kept: compare.json holds no learning curves)")
     return 0
 
 

@@ -32,6 +32,10 @@ def _pct(x: float | None, sign: bool = False) -> str:
     return f"{100 * x:+.2f}" if sign else f"{100 * x:.2f}"
 
 
+def _p(p: float | None) -> str:
+    return "n/a" if p is None or p != p else f"{p:.3g}"
+
+
 def tables(plan: Plan, analysis: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
     """(configuration rows, comparison rows), header first, as strings."""
     conf = [["configuration", "n", "unfinished" if analysis.get("interim") else "failed",
@@ -43,15 +47,51 @@ def tables(plan: Plan, analysis: dict[str, Any]) -> tuple[list[list[str]], list[
                      _interval(c["ci_low"], c["ci_high"], c["ci_clipped"]) if c["n"] > 1
                      else "n/a",
                      f"{secs:.0f}" if secs is not None else "n/a"])
+    paired = any(d.get("paired") for d in analysis["comparisons"])
     comp = [["vs " + plan.baseline, "diff (points)", "95% CI (Welch)", "95% CI (bootstrap)",
-             "p", "verdict"]]
+             "p", *(["95% CI (paired by seed)", "p (paired)"] if paired else []), "verdict"]]
     for d in analysis["comparisons"]:
+        if d.get("identical_seeds"):
+            same = f"identical at every seed ({d['identical_seeds']} seeds)"
+            comp.append([d["other"], _pct(d["diff"], sign=True), same, "identical", "n/a",
+                         *(["identical", "n/a"] if paired else []), d["verdict"]])
+            continue
+        pd = d.get("paired")
         comp.append([d["other"], _pct(d["diff"], sign=True),
                      _interval(d["ci_low"], d["ci_high"], d["clipped"], sign=True),
                      f"{_pct(d['boot_low'], True)} to {_pct(d['boot_high'], True)}",
-                     "n/a" if d["p_value"] != d["p_value"] else f"{d['p_value']:.3g}",
+                     _p(d["p_value"]),
+                     *([_interval(pd["ci_low"], pd["ci_high"], False, sign=True) if pd
+                        else "n/a", _p(pd["p_value"]) if pd else "n/a"] if paired else []),
                      d["verdict"]])
     return conf, comp
+
+
+def identical_lines(analysis: dict[str, Any]) -> list[str]:
+    """The configurations whose runs were identical at every seed, one line per group."""
+    return [f"{', '.join(t['labels'][:-1])} and {t['labels'][-1]} gave identical runs at "
+            f"every seed ({t['seeds']} seeds: {t['evidence']}): one result, counted once"
+            for t in analysis.get("identical") or []]
+
+
+PAIRING = ("The verdicts follow Welch, chosen before any data: it holds whether or not a "
+           "seed ties two configurations' results, and nothing guarantees that it does "
+           "(configurations that build different models draw different initial weights "
+           "from one seed).")
+
+
+def pairing_words(analysis: dict[str, Any]) -> str:
+    """Which analysis the verdicts follow, and whether the paired one applies."""
+    reasons = list(dict.fromkeys(d["pairing"] for d in analysis["comparisons"]
+                                 if not d.get("identical_seeds") and d.get("pairing")))
+    if any(d.get("paired") for d in analysis["comparisons"]):
+        return (PAIRING + " The paired interval, from the per-seed differences, is given "
+                "beside it where " + "; ".join(reasons) + ". Where it is much narrower than "
+                "Welch's, the seed does tie the runs; where it is not, pairing only costs "
+                "degrees of freedom.")
+    if reasons:
+        return PAIRING + " No paired analysis: " + "; ".join(reasons) + "."
+    return PAIRING
 
 
 def factorial_rows(analysis: dict[str, Any]) -> list[list[str]] | None:
@@ -59,12 +99,21 @@ def factorial_rows(analysis: dict[str, Any]) -> list[list[str]] | None:
     if not f:
         return None
     conf = f"{100 * f['confidence']:.1f}% CI"
-    rows = [["effect", "meaning", "estimate (points)", conf, "p", "p (Holm)"]]
+    blocked = any(e.get("block") for e in f["effects"])
+    rows = [["effect", "meaning", "estimate (points)", conf, "p", "p (Holm)",
+             *([f"{conf} (seed as block)", "p (block, Holm)"] if blocked else [])]]
     for e in f["effects"]:
+        b = e.get("block")
+        if e.get("identical_seeds"):
+            same = f"identical at every seed ({e['identical_seeds']} seeds)"
+            rows.append([e["name"], e["meaning"], _pct(e["estimate"], sign=True), same,
+                         "n/a", "n/a", *(["identical", "n/a"] if blocked else [])])
+            continue
         rows.append([e["name"], e["meaning"], _pct(e["estimate"], sign=True),
                      _interval(e["ci_low"], e["ci_high"], False, sign=True),
-                     "n/a" if e["p_value"] != e["p_value"] else f"{e['p_value']:.3g}",
-                     "n/a" if e["p_holm"] != e["p_holm"] else f"{e['p_holm']:.3g}"])
+                     _p(e["p_value"]), _p(e["p_holm"]),
+                     *([_interval(b["ci_low"], b["ci_high"], False, sign=True) if b
+                        else "n/a", _p(b["p_holm"]) if b else "n/a"] if blocked else [])])
     return rows
 
 
@@ -73,8 +122,15 @@ def factorial_words(analysis: dict[str, Any]) -> list[str]:
     if not f:
         return []
     (fa, fb), ((a0, a1), (b0, b1)) = f["factors"], f["levels"]
-    return ([f"2x2 grid: {fa} ({a0} -> {a1}) x {fb} ({b0} -> {b1}); {f['method']}."] +
-            [f"{e['name']}: {e['verdict']}" for e in f["effects"]])
+    lines = [f"2x2 grid: {fa} ({a0} -> {a1}) x {fb} ({b0} -> {b1}); {f['method']}."]
+    sizes = sorted({" against ".join(map(str, e["n"])) for e in f["effects"] if e["n"]})
+    if f.get("distinct") and len(f["distinct"]) < 4:
+        lines.append(f"Distinct results: {', '.join(f['distinct'])} (the others repeat "
+                     f"them); the effects are estimated from {' or '.join(sizes)} runs.")
+    how = ("The verdicts follow Welch (see above why); seed as a block is shown beside it: "
+           if f.get("blocked") else "The verdicts follow Welch; no seed-as-block analysis: ")
+    lines.append(how + f["pairing"] + ".")
+    return lines + [f"{e['name']}: {e['verdict']}" for e in f["effects"]]
 
 
 def tutorial_words(analysis: dict[str, Any]) -> list[str]:
@@ -173,11 +229,14 @@ def render_text(plan: Plan, analysis: dict[str, Any]) -> str:
     conf, comp = tables(plan, analysis)
     interim = interim_words(analysis)
     parts = [interim, ""] if interim else []
-    parts += [headline(plan, analysis), "", fixed_columns(conf), "",
-             fixed_columns([r[:-1] for r in comp]), ""]
+    parts += [headline(plan, analysis), "", fixed_columns(conf), ""]
+    same = identical_lines(analysis)
+    parts += [*same, ""] if same else []
+    parts += [fixed_columns([r[:-1] for r in comp]), ""]
     note = clipping_note(analysis)
     parts += [note, ""] if note else []
     parts += [f"{d['other']}: {d['verdict']}" for d in analysis["comparisons"]]
+    parts += ["", pairing_words(analysis)] if analysis["comparisons"] else []
     effects = factorial_rows(analysis)
     if effects:
         parts += ["", fixed_columns([r[:1] + r[2:] for r in effects]), "",
@@ -201,14 +260,21 @@ def render_markdown(plan: Plan, analysis: dict[str, Any], command: str) -> str:
     parts += [f"**{interim}**", ""] if interim else []
     parts += [headline(plan, analysis) + ".", "",
              f"Command: `{command}`", "", "## Accuracy per configuration", "",
-             markdown(conf), "", f"## Against the baseline ({plan.baseline})", "",
+             markdown(conf), ""]
+    same = identical_lines(analysis)
+    if same:
+        parts += [*[f"- {line}" for line in same], "",
+                  "Identical runs are one result, not independent samples: each distinct "
+                  "result is counted once in the statistics below.", ""]
+    parts += [f"## Against the baseline ({plan.baseline})", "",
              markdown(comp), "",
              "Differences are in percentage points (other minus baseline). The Welch "
              "interval and p-value come from Welch's t-test (no equal-variance "
              "assumption); the bootstrap interval resamples each configuration's runs "
              f"{stats.BOOTSTRAP_RESAMPLES} times as a check that does not assume "
              "normality; with few runs per configuration (under about 10) it is too narrow, "
-             "so the verdict follows Welch. A difference is called only when p < 0.05."]
+             "so the verdict follows Welch. A difference is called only when p < 0.05.",
+             "", pairing_words(analysis)]
     note = clipping_note(analysis)
     if note:
         parts += ["", note]
@@ -237,9 +303,10 @@ def render_markdown(plan: Plan, analysis: dict[str, Any], command: str) -> str:
 
 
 def write_results(sweep: Sweep, plan: Plan, results: list[SeedResult], command: str,
-                  interim: bool = False) -> dict[str, Any]:
+                  interim: bool = False, curves: bool = True) -> dict[str, Any]:
     """Writes compare.md, compare.json and the plots; `interim` marks them as a look at a
-    sweep that has not finished (`kvt compare --report`)."""
+    sweep that has not finished (`kvt compare --report`); without `curves`, curves.png is
+    left as it is (results read back from compare.json hold no learning curves)."""
     from kvt.report import plot_compare, plot_curves
 
     analysis = analyse(plan, results)
@@ -254,8 +321,9 @@ def write_results(sweep: Sweep, plan: Plan, results: list[SeedResult], command: 
     plot_compare(groups, sweep.path / "compare.png",
                  f"Accuracy per configuration ({title})",
                  f"{analysis['eval_split'] or 'evaluation'} accuracy (%)")
-    curves = {v.label: [r.history for r in results if r.label == v.label and r.history]
-              for v in plan.variants}
-    plot_curves(curves, sweep.path / "curves.png", f"Mean learning curves ({title})",
-                analysis["eval_split"] or "evaluation")
+    if curves:
+        histories = {v.label: [r.history for r in results if r.label == v.label and r.history]
+                     for v in plan.variants}
+        plot_curves(histories, sweep.path / "curves.png", f"Mean learning curves ({title})",
+                    analysis["eval_split"] or "evaluation")
     return analysis

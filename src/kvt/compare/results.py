@@ -7,7 +7,8 @@ import dataclasses
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from kvt.compare import stats
+from kvt.compare import design, stats
+from kvt.compare.factorial import factorial as factorial_effects
 from kvt.compare.plan import TUTORIAL_RESULTS, Plan
 from kvt.runs import RunDir
 
@@ -65,6 +66,7 @@ class SeedResult:
     history: dict[str, list[float]] | None = None
     message: str = ""
     machine: str | None = None
+    loss: float | None = None  # test (or validation) loss: twins have the same
 
 
 def machine_words(env: dict[str, Any]) -> str:
@@ -93,6 +95,7 @@ def collect(sweep: Sweep, plan: Plan) -> list[SeedResult]:
                     r.seconds = float(m["train_seconds"])
                     r.eval_split = m["eval_split"]
                     r.eval_images = int(m["eval_images"])
+                    r.loss = float(m["loss"]) if m.get("loss") is not None else None
                     r.history = rd.read_history()
                 except (OSError, ValueError, KeyError, TypeError) as e:
                     r.status, r.message = "failed", f"unreadable results ({e})"
@@ -109,10 +112,14 @@ def collect(sweep: Sweep, plan: Plan) -> list[SeedResult]:
 
 
 def analyse(plan: Plan, results: list[SeedResult]) -> dict[str, Any]:
-    """Per-configuration summaries and comparisons with the baseline, as plain data."""
+    """Per-configuration summaries, configurations with identical runs, comparisons with
+    the baseline and the 2x2 effects, as plain data."""
     by_label = {v.label: [r for r in results if r.label == v.label] for v in plan.variants}
     accs = {label: [r.accuracy for r in rs if r.status == "complete"]
             for label, rs in by_label.items()}
+    finished = {label: {r.seed: r for r in rs if r.status == "complete"}
+                for label, rs in by_label.items()}
+    twins = design.twins(finished)
     configurations = []
     for variant in plan.variants:
         rs = by_label[variant.label]
@@ -127,13 +134,14 @@ def analyse(plan: Plan, results: list[SeedResult]) -> dict[str, Any]:
             "ci_clipped": s.clipped,
             "mean_train_seconds": sum(secs) / len(secs) if secs else None,
         })
-    comparisons = [dataclasses.asdict(stats.compare(plan.baseline, accs[plan.baseline],
-                                                    v.label, accs[v.label]))
+    comparisons = [dataclasses.asdict(compare_pair(plan.baseline, v.label, finished, twins))
                    for v in plan.variants if v.label != plan.baseline]
     complete = [r for r in results if r.status == "complete"]
     splits = sorted({(r.eval_split, r.eval_images) for r in complete})
-    return {"configurations": configurations, "comparisons": comparisons,
-            "factorial": factorial(plan, accs),
+    return {"configurations": configurations,
+            "identical": [dataclasses.asdict(t) for t in twins],
+            "comparisons": comparisons,
+            "factorial": factorial(plan, finished, twins),
             "tutorial": tutorial_positions(plan, accs, splits),
             "eval_split": splits[0][0] if len(splits) == 1 else None,
             "eval_images": splits[0][1] if len(splits) == 1 else None,
@@ -142,6 +150,24 @@ def analyse(plan: Plan, results: list[SeedResult]) -> dict[str, Any]:
                          Counter(r.machine for r in complete if r.machine).most_common()],
             "runs": [{k: v for k, v in dataclasses.asdict(r).items() if k != "history"}
                      for r in results]}
+
+
+def compare_pair(baseline: str, other: str, finished: dict[str, dict[int, SeedResult]],
+                 twins: list[design.Twins]) -> stats.Difference:
+    """`other` against `baseline`: exactly 0 if they are twins; else Welch (the verdict),
+    with the paired-by-seed analysis beside it where their runs pair up."""
+    for t in twins:
+        if baseline in t.labels and other in t.labels:
+            return stats.identical(baseline, other, t.seeds, len(finished[baseline]),
+                                   len(finished[other]), t.evidence)
+    a, b = finished[baseline], finished[other]
+    d = stats.compare(baseline, [r.accuracy for r in a.values()], other,
+                      [r.accuracy for r in b.values()])
+    paired, d.pairing = design.pairing({baseline: a, other: b})
+    if paired and len(a) >= 2:
+        d.paired = dataclasses.asdict(stats.paired({s: r.accuracy for s, r in a.items()},
+                                                   {s: r.accuracy for s, r in b.items()}))
+    return d
 
 
 def factorial_axes(plan: Plan) -> tuple[tuple[str, str], tuple[tuple[str, str], ...]] | None:
@@ -164,23 +190,39 @@ def factorial_axes(plan: Plan) -> tuple[tuple[str, str], tuple[tuple[str, str], 
     return fields, tuple(levels)
 
 
-def factorial(plan: Plan, accs: dict[str, list[float]]) -> dict[str, Any] | None:
-    """The 2x2 analysis (`stats.factorial`) as plain data, or None if the grid is not
-    2x2 or a cell has fewer than 2 finished runs."""
+def factorial(plan: Plan, finished: dict[str, dict[int, SeedResult]],
+              twins: list[design.Twins]) -> dict[str, Any] | None:
+    """The 2x2 analysis (`kvt.compare.factorial`) as plain data, each distinct result
+    counted once, or None if the grid is not 2x2 or a distinct sample has fewer than 2
+    finished runs."""
     axes = factorial_axes(plan)
     if axes is None:
         return None
     fields, levels = axes
-    cells = {tuple(str(v.overrides[f]) for f in fields): accs[v.label] for v in plan.variants}
+    cell_of = {v.label: tuple(str(v.overrides[f]) for f in fields) for v in plan.variants}
+    cells = {cell_of[label]: {s: r.accuracy for s, r in runs.items()}
+             for label, runs in finished.items()}
+    for t in twins:  # each group's runs, once: the seeds any of them finished
+        cells[cell_of[t.labels[0]]] = design.merged(finished, t.labels)
+    distinct = [label for label in finished
+                if not any(label in t.labels[1:] for t in twins)]
+    blocked, pairing = design.pairing({label: finished[label] for label in distinct})
     str_levels = tuple(tuple(str(x) for x in lv) for lv in levels)
-    effects = stats.factorial(cells, fields, str_levels)
+    effects = factorial_effects(cells, fields, str_levels,
+                                [([cell_of[m] for m in t.labels], t.seeds) for t in twins],
+                                blocked)
     if effects is None:
         return None
     return {"factors": list(fields), "levels": [list(lv) for lv in str_levels],
             "confidence": 1 - stats.ALPHA / len(effects),
-            "method": "Welch-Satterthwaite contrasts of the four configuration means (no "
-                      "equal-variance assumption); intervals Bonferroni-adjusted and "
-                      "p-values Holm-adjusted over the three effects",
+            "distinct": distinct, "pairing": pairing, "verdict_follows": "welch",
+            "method": "Welch-Satterthwaite contrasts of the configuration means (no "
+                      "equal-variance assumption)"
+                      + (", configurations with identical runs counted once" if twins
+                         else "")
+                      + "; intervals Bonferroni-adjusted and p-values Holm-adjusted over "
+                        "the three effects",
+            "blocked": blocked,
             "effects": [dataclasses.asdict(e) for e in effects]}
 
 
@@ -202,6 +244,15 @@ def tutorial_positions(plan: Plan, accs: dict[str, list[float]],
         out.append({"label": label, "tutorial": value, "n": len(sample),
                     "percentile": pct, "z": z, "comparable": comparable})
     return out
+
+
+def from_record(data: dict[str, Any]) -> tuple[Plan, list[SeedResult]]:
+    """The plan and the run results a compare.json holds: enough to analyse and report a
+    published sweep whose run directories were not kept (without learning curves)."""
+    plan = Plan.from_dict(data["plan"])
+    fields = {f.name for f in dataclasses.fields(SeedResult)} - {"history"}
+    return plan, [SeedResult(**{k: v for k, v in r.items() if k in fields})
+                  for r in data["runs"]]
 
 
 def unfinished(analysis: dict[str, Any]) -> list[dict[str, Any]]:

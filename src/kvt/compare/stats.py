@@ -7,6 +7,14 @@ difference of means with Welch's t interval and p-value (no equal-variance
 assumption), and a percentile bootstrap interval as a check that does not lean on
 normality. Values are fractions (0.743); `points` below are percentage points.
 
+Where both configurations ran the same seeds, the difference can also be estimated from
+the per-seed differences (a paired t interval, `paired`). The verdict still follows
+Welch: a seed fixes two different configurations' initial weights and data order only
+where they draw them alike, so nothing guarantees that it ties their results, and
+Welch's interval is valid whether it does or not. The paired one, beside it, shows how
+much the seed does tie them. Two configurations whose runs are identical at every seed
+(`identical`) are one result, not two samples: their difference is exactly 0.
+
 Accuracy lies in [0, 1] and a difference of two in [-1, 1]; at n = 2 a t interval
 (t = 12.7) is often wider than that. Intervals are cut to the possible range and say
 so (`clipped`): such an interval tells nothing the scale did not already.
@@ -55,6 +63,23 @@ class Difference:
     boot_high: float
     verdict: str
     clipped: bool = False  # the Welch interval reached past -1 or 1 and was cut there
+    identical_seeds: int = 0  # > 0: the two gave identical runs at this many seeds
+    paired: dict | None = None  # the paired-by-seed analysis (`Paired`), where it applies
+    pairing: str = ""  # why the runs were (or were not) analysed as pairs
+
+
+@dataclasses.dataclass
+class Paired:
+    """`other` minus `baseline` from per-seed differences: n pairs, the mean difference,
+    its standard error, df = n - 1, the t interval and the two-sided p."""
+
+    n: int
+    diff: float
+    se: float
+    df: float
+    ci_low: float
+    ci_high: float
+    p_value: float
 
 
 def summarize(values: Sequence[float]) -> Summary:
@@ -94,6 +119,28 @@ def welch(baseline: Sequence[float], other: Sequence[float]) -> tuple[float, flo
     return diff, se, float(test.df), float(ci.low), float(ci.high), float(test.pvalue)
 
 
+def one_sample(values: Sequence[float], confidence: float = CONFIDENCE) -> Paired:
+    """Student's t for the mean of `values` (per-seed differences or contrasts) against
+    0. Needs at least 2 values."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    n, mean = len(x), float(x.mean())
+    se = float(x.std(ddof=1)) / math.sqrt(n)
+    if se == 0:
+        return Paired(n, mean, 0.0, n - 1, mean, mean, 1.0 if mean == 0 else 0.0)
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * se
+    p = float(2 * stats.t.sf(abs(mean) / se, n - 1))
+    low, high, _ = clip(mean - half, mean + half, -1.0, 1.0)
+    return Paired(n, mean, se, n - 1, low, high, p)
+
+
+def paired(baseline: dict[int, float], other: dict[int, float]) -> Paired:
+    """mean(other - baseline) over the seeds both ran, from the per-seed differences."""
+    seeds = sorted(set(baseline) & set(other))
+    return one_sample([other[s] - baseline[s] for s in seeds])
+
+
 def bootstrap(baseline: Sequence[float], other: Sequence[float],
               seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of mean(other) - mean(baseline), each sample
@@ -130,6 +177,17 @@ def compare(baseline_name: str, baseline: Sequence[float], other_name: str,
                                                    p, se, nb, na, clipped), clipped)
 
 
+def identical(baseline_name: str, other_name: str, seeds: int, n_baseline: int,
+              n_other: int, evidence: str) -> Difference:
+    """Two configurations whose runs are identical at every seed both ran: one result
+    counted twice, so their difference is exactly 0, with no interval to give."""
+    words = (f"identical at every seed ({seeds} seeds: {evidence}): the same result, "
+             f"so the difference is exactly 0")
+    return Difference(other_name, baseline_name, n_other, n_baseline, 0.0, 0.0, math.nan,
+                      0.0, 0.0, math.nan, 0.0, 0.0, words, identical_seeds=seeds,
+                      pairing="identical runs")
+
+
 def verdict(other: str, baseline: str, diff: float, low: float, high: float, p: float,
             se: float, n_other: int, n_baseline: int, clipped: bool = False) -> str:
     """The comparison in words a user can act on."""
@@ -148,95 +206,6 @@ def verdict(other: str, baseline: str, diff: float, low: float, high: float, p: 
             f"{100 * high:+.2f} points" + (" (the interval reaches the limits of the scale: "
                                            "more seeds are needed to narrow it)" if clipped
                                            else ""))
-
-
-# --- a 2x2 factorial: two effects and their interaction --------------------------------
-
-@dataclasses.dataclass
-class Effect:
-    """A contrast of configuration means (a main effect or an interaction), in fractions:
-    the estimate, its Welch-Satterthwaite standard error and degrees of freedom, the
-    interval at the family-wise confidence (each effect at 1 - ALPHA / family), the raw
-    and the Holm-adjusted p-value, and the verdict."""
-
-    name: str
-    meaning: str
-    estimate: float
-    se: float
-    df: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    p_holm: float
-    verdict: str
-
-
-def contrast(samples: Sequence[Sequence[float]], weights: Sequence[float],
-             confidence: float = CONFIDENCE) -> tuple[float, float, float, float, float, float]:
-    """(estimate, se, df, ci_low, ci_high, p) of sum(w_i * mean_i), each sample with its
-    own variance (Welch-Satterthwaite degrees of freedom, no equal-variance assumption).
-    Needs at least 2 values per sample."""
-    from scipy import stats
-
-    xs = [np.asarray(s, dtype=float) for s in samples]
-    estimate = float(sum(w * x.mean() for w, x in zip(weights, xs)))
-    parts = [w * w * x.var(ddof=1) / len(x) for w, x in zip(weights, xs)]
-    var = float(sum(parts))
-    if var == 0:
-        return estimate, 0.0, math.nan, estimate, estimate, (1.0 if estimate == 0 else 0.0)
-    df = var ** 2 / sum(p * p / (len(x) - 1) for p, x in zip(parts, xs) if p > 0)
-    se = math.sqrt(var)
-    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
-    p = float(2 * stats.t.sf(abs(estimate) / se, df))
-    return estimate, se, float(df), estimate - half, estimate + half, p
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (family-wise error), in the input's order."""
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
-    adjusted, running = [0.0] * len(p_values), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted
-
-
-def factorial(cells: dict[tuple[str, str], Sequence[float]], factors: tuple[str, str],
-              levels: tuple[tuple[str, str], tuple[str, str]]) -> list[Effect] | None:
-    """The two main effects and the interaction of a 2x2 grid, or None if a cell has
-    fewer than 2 runs. `cells[(a, b)]` holds the accuracies at level a of the first
-    factor and b of the second; each factor's first level is its reference. A main
-    effect is the change from the reference level averaged over the other factor's two
-    levels; the interaction is how much the second factor's effect changes with the
-    first. Intervals are family-wise: each at 1 - ALPHA/3 (Bonferroni), and the
-    p-values Holm-adjusted over the three effects."""
-    (a0, a1), (b0, b1) = levels
-    if any(len(cells[(a, b)]) < 2 for a in (a0, a1) for b in (b0, b1)):
-        return None
-    order = [(a0, b0), (a0, b1), (a1, b0), (a1, b1)]
-    samples = [cells[k] for k in order]
-    fa, fb = factors
-    specs = [  # name, meaning, weights over `order`
-        (fa, f"{fa} {a1} minus {a0}, averaged over {fb}", (-0.5, -0.5, 0.5, 0.5)),
-        (fb, f"{fb} {b1} minus {b0}, averaged over {fa}", (-0.5, 0.5, -0.5, 0.5)),
-        (f"{fa} x {fb}", f"the {fb} effect under {fa} {a1} minus under {a0}", (1, -1, -1, 1)),
-    ]
-    confidence = 1 - ALPHA / len(specs)
-    raw = [contrast(samples, w, confidence) for _, _, w in specs]
-    adjusted = holm([r[5] for r in raw])
-    effects = []
-    for (name, meaning, _), (est, se, df, low, high, p), p_holm in zip(specs, raw, adjusted):
-        low, high, _ = clip(low, high, -1.0, 1.0)
-        if se == 0:
-            words = "identical in every run" if est == 0 else "no spread to judge by"
-        elif p_holm < ALPHA:
-            words = (f"{100 * est:+.2f} points ({100 * low:+.2f} to {100 * high:+.2f}), "
-                     f"p = {p_holm:.3g} after Holm's correction")
-        else:
-            words = (f"no evidence of an effect (p = {p_holm:.2f} after Holm's correction); "
-                     f"it lies between {100 * low:+.2f} and {100 * high:+.2f} points")
-        effects.append(Effect(name, meaning, est, se, df, low, high, p, p_holm, words))
-    return effects
 
 
 def position(value: float, sample: Sequence[float]) -> tuple[float, float]:
