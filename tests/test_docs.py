@@ -47,7 +47,7 @@ NOT_RUN = [
     (r"^make ", "builds its own .venv (the suite already runs in one)"),
     (r"^(python3 -m venv|pip install)", "changes the Python environment"),
     (r"^tensorboard ", "starts a server"),
-    (r"^(benchmarks/|python benchmarks/)", "measures for minutes, most on the full CIFAR-10"),
+    (r"^(\w+=\S+ )*(python )?benchmarks/", "measures for minutes, most on the full CIFAR-10"),
     (r"--executor ray", "needs Ray, a cluster for most (tests/test_ray.py runs digits "
                         "sweeps on a local and a simulated two-node cluster)"),
     (r"--distribute|--num-processes",
