@@ -5,6 +5,7 @@ seconds run as shown. The others are listed by `not_run()` with the reason (CIFA
 another engine, several devices, a Ray cluster, minutes of measuring); the tests that
 cover what they do are named there."""
 
+import os
 import re
 import shlex
 import shutil
@@ -52,6 +53,8 @@ NOT_RUN = [
                         "sweeps on a local and a simulated two-node cluster)"),
     (r"--distribute|--num-processes",
      "several devices or processes (tests/test_distribute.py; GPUs untested)"),
+    (r"^kvt export .*--format litert",
+     "LiteRT's converter takes a while (tests/test_export.py and test_readme.py run it)"),
     (r"^kvt bench", "measures for minutes (tests/test_bench.py runs tiny benches)"),
     (r"^kvt compare --(resume|extend|report) runs/compare-",
      "needs a sweep trained before (tests/test_compare.py resumes, extends and reports "
@@ -79,8 +82,6 @@ def not_run(command: str) -> str | None:
     for pattern, reason in NOT_RUN:
         if re.search(pattern, command):
             return reason
-    if command.startswith("kvt export"):
-        return "LiteRT conversion takes a while (tests/test_export.py, test_readme.py)"
     return "no rule says why: run it, or add a rule"
 
 
@@ -159,7 +160,7 @@ def site(tmp_path_factory):
     built = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=HANG,
-        env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"})
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})  # Material's banner
     assert built.returncode == 0, built.stderr[-5000:]
     return out
 
