@@ -59,7 +59,7 @@ NOT_RUN = [
     (r"^kvt compare --(resume|extend|report) runs/compare-",
      "needs a sweep trained before (tests/test_compare.py resumes, extends and reports "
      "digits sweeps)"),
-    (r"^kvt compare", "trains a sweep of CIFAR-10 runs for hours (tests/test_compare.py "
+    (r"^kvt compare", "trains a sweep of CIFAR-10 runs, minutes to hours (tests/test_compare.py "
                       "runs sweeps on digits)"),
     (r"--backend (jax|torch)",
      "another engine: the suite's process runs TensorFlow (tests/test_backends*.py)"),
