@@ -1,5 +1,6 @@
 # make demo   fresh machine -> .venv, install kvt, train on the bundled digits set (offline)
 # make test   fresh machine -> .venv, install kvt with every engine, exporter and Ray, run the whole test suite
+# make docs   the documentation site (MkDocs + Material) into site/
 # make test-stress   the learning (10 seeds) and tolerance (3 seeds) tests at 1 and 2 threads: their margins
 PYTHON ?= python3
 # make test covers every engine. torch 2.13.0 is pinned because that release's CPU build
@@ -10,8 +11,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 BASE   := $(VENV)/.kvt-base
 FULL   := $(VENV)/.kvt-full
+DOCS   := $(VENV)/.kvt-docs
 
-.PHONY: install demo test test-stress bench clean
+.PHONY: install demo test test-stress docs bench clean
 
 $(BASE): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +23,7 @@ $(BASE): pyproject.toml Makefile
 
 $(FULL): $(BASE)
 	$(BIN)/python -m pip install --quiet '$(TORCH)'
-	$(BIN)/python -m pip install --quiet -e '.[test,all]'
+	$(BIN)/python -m pip install --quiet -e '.[test,docs,all]'
 	touch $(FULL)
 
 install: $(BASE)
@@ -39,8 +41,17 @@ test: $(FULL)
 test-stress: $(FULL)
 	$(BIN)/python tests/stress.py --seeds 10 --margin-seeds 3 --threads 1,2
 
+$(DOCS): $(BASE)
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $(DOCS)
+
+# --strict: a broken link, a missing page or a nav entry without a file fails the build.
+# (NO_MKDOCS_2_WARNING silences Material's banner about MkDocs 2, printed on every build.)
+docs: $(DOCS)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 bench: $(FULL)
 	$(BIN)/python benchmarks/seed_table.py --epochs 1
 
 clean:
-	rm -rf $(VENV) runs build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) runs site build dist src/*.egg-info .pytest_cache

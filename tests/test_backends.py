@@ -72,7 +72,7 @@ def parity(tmp_path_factory):
     # Drawn from seed 1 instead (measured with tests/stress.py, 1 thread, AMD EPYC), the
     # ReLU and CReLU classifiers' Dense 512 update differed by 53% of the update between
     # TensorFlow and JAX/PyTorch (which agreed with each other), and the conv ties by up
-    # to 40%, while swish agreed within the tolerance. Not explained yet: see the README's
+    # to 40%, while swish agreed within the tolerance. Not explained yet: see docs/engines.md,
     # "What agreeing means".
     rng = np.random.default_rng(PARITY_SEED)
     weights = {}

@@ -1,6 +1,8 @@
-"""The README's claims about using kvt from Python, executed as written: loading a model
-file in your own code, and the tutorial's driver scripts under Keras 3 changed only as
-the migration note says."""
+"""The claims of the README and the docs about using kvt from Python, executed as written:
+loading a model file in your own code, running an exported artifact without kvt, and the
+tutorial's driver scripts under Keras 3 changed only as the migration note says. The
+snippets are picked out of every page by what they contain, so they may move between
+pages."""
 
 import re
 import shutil
@@ -12,11 +14,15 @@ import numpy as np
 import pytest
 from processes import HANG
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[1]
+# The README, then the site's pages in their file order.
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+TEXT = "\n".join(page.read_text() for page in PAGES)
+TUTORIAL = (ROOT / "docs" / "tutorial.md").read_text()
 
 
 def python_blocks(containing: str) -> list[str]:
-    return [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if containing in b]
+    return [b for b in re.findall(r"```python\n(.*?)```", TEXT, re.S) if containing in b]
 
 
 def test_import_kvt_imports_no_framework():
@@ -30,13 +36,13 @@ def test_import_kvt_imports_no_framework():
 LOADING = python_blocks("load_model(")
 
 
-def test_readme_shows_both_ways_to_load_a_model():
+def test_docs_show_both_ways_to_load_a_model():
     assert [("kvt.load_model" in b, "keras.saving.load_model" in b) for b in LOADING] == \
         [(True, False), (False, True)]
 
 
 @pytest.mark.parametrize("snippet", LOADING, ids=["kvt.load_model", "keras.saving.load_model"])
-def test_readme_snippet_loads_a_tf_api_model_as_written(tmp_path, digits_runs, snippet):
+def test_docs_snippet_loads_a_tf_api_model_as_written(tmp_path, digits_runs, snippet):
     """A `--api tf` model holds TFCReLU, whose class lives with the tf.keras model."""
     model_file = tmp_path / "runs" / "demo" / "model.keras"
     model_file.parent.mkdir(parents=True)
@@ -53,13 +59,13 @@ DEPLOY = python_blocks('"runs/demo/config.json"')
 DEPLOY_FORMATS = ["saved_model", "onnx", "litert"]
 
 
-def test_readme_has_one_deploy_snippet_per_format():
+def test_docs_have_one_deploy_snippet_per_format():
     assert [b.splitlines()[0].split(":")[0] for b in DEPLOY] == ["# SavedModel", "# ONNX",
                                                                  "# LiteRT"]
 
 
 @pytest.mark.parametrize("snippet, fmt", list(zip(DEPLOY, DEPLOY_FORMATS)), ids=DEPLOY_FORMATS)
-def test_readme_deploy_snippet_classifies_an_image_as_kvt_predict_does(
+def test_docs_deploy_snippet_classifies_an_image_as_kvt_predict_does(
         tmp_path, capsys, digits_runs, snippet, fmt):
     """Each snippet, as written, in a process of its own beside runs/demo and digit.png."""
     from PIL import Image
@@ -162,7 +168,7 @@ def test_tutorial_driver_runs_with_the_migration_notes_changes(tmp_path, capsys,
     for change in ("SGD(learning_rate=kvt.keras2_decay(INIT_LR, INIT_LR / EPOCHS))",
                    'H.history["accuracy"]', 'H.history["val_accuracy"]',
                    "from kvt.models import MiniVGGNetKeras"):
-        assert change in README  # the note says exactly what this driver changes
+        assert change in TUTORIAL  # the note says exactly what this driver changes
     plot = tmp_path / "plot.png"
     code = DRIVER.format(model_class=model_class, module=module, optimizers=optimizers)
     exec(compile(code, f"train_network_{module}.py", "exec"),

@@ -6,7 +6,7 @@ line and exits with its `exit_code`. Anything else is a bug and keeps its traceb
 
 from __future__ import annotations
 
-# Exit codes, documented in the README. 1 is left to unexpected failures (bugs).
+# Exit codes, documented in docs/runs.md. 1 is left to unexpected failures (bugs).
 EXIT_OK = 0
 EXIT_BUG = 1
 EXIT_USAGE = 2  # argparse's own code: bad flags and nonsense numbers
@@ -18,7 +18,7 @@ EXIT_TRAINING = 7  # training itself failed (for example a NaN loss)
 EXIT_CANCELLED = 130  # Ctrl-C
 EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE, as shells report)
 
-# What each code means, for --help and the README's table.
+# What each code means, for --help and the table of docs/runs.md.
 EXIT_MEANINGS = {
     EXIT_OK: "success",
     EXIT_BUG: "an unexpected error (a bug: please report it with --debug output)",
