@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kvt import __version__
+from kvt._version import __version__
 from kvt.errors import ModelError, RunError
 from kvt.runs import RunDir, write_atomic
 
