@@ -92,7 +92,7 @@ def add_parser(sub) -> None:
 EXECUTORS = ("local", "ray")
 RAY_FLAGS = {"ray_address": "address", "cpus_per_run": "cpus_per_run",
              "ray_storage": "storage"}  # flag dest -> key of the plan's ray settings
-STORAGE = ("auto", "shared", "copy")  # kvt.compare.ray_executor.STORAGE, without its import
+STORAGE = ("auto", "shared", "copy")  # kvt.executors.ray_executor.STORAGE, without its import
 INSTALL = "pip install 'kvt[ray]'"
 
 
@@ -201,7 +201,7 @@ def check_executor(args: argparse.Namespace, saved: str) -> str:
         if args.threads is not None:
             raise UsageError("--threads does not apply to --executor ray: each run has as "
                              "many threads as Ray grants it CPUs (--cpus-per-run)")
-        from kvt.compare.ray_executor import import_ray
+        from kvt.executors.ray_executor import import_ray
 
         import_ray()
     return executor
@@ -258,7 +258,7 @@ def _executor(sweep, plan):
     connected to its cluster inside the block."""
     if plan.executor != "ray":
         return contextlib.nullcontext(None)
-    from kvt.compare.ray_executor import RayExecutor
+    from kvt.executors.ray_executor import RayExecutor
 
     return RayExecutor(sweep.path, train_argv, plan.ray["address"], plan.ray["cpus_per_run"],
                        plan.ray["storage"], sys.stdout)

@@ -1,0 +1,1 @@
+"""How the runs of kvt compare are trained: the executors."""
