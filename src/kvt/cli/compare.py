@@ -260,7 +260,7 @@ def _executor(sweep, plan):
         return contextlib.nullcontext(None)
     from kvt.executors.ray_executor import RayExecutor
 
-    return RayExecutor(sweep.path, train_argv, plan.ray["address"], plan.ray["cpus_per_run"],
+    return RayExecutor(sweep.path, plan.ray["address"], plan.ray["cpus_per_run"],
                        plan.ray["storage"], sys.stdout)
 
 

@@ -1,73 +1,35 @@
-"""The Ray executor of `kvt compare --executor ray`: each run of a sweep is a Ray task
-that trains on whichever node of a Ray cluster has room.
+"""The Ray executor of `kvt compare --executor ray`: each job a Ray task that trains on
+whichever node of a Ray cluster has room (the task itself is `ray_task.run_task`).
 
-A task asks Ray for `cpus_per_run` CPUs and runs the same `kvt train` command line as
-the local pool (`Sweep.train_argv`, its paths relative to the sweep directory) in a
-subprocess on its node, its output appended to the run's train.log, its threads
-(OMP_NUM_THREADS, TF_NUM_INTRAOP_THREADS; TF_NUM_INTEROP_THREADS 1) set to the CPUs Ray
-granted it. Runs train on CPUs only: Ray reserves no GPU for them, so they see none.
-
-Where the run directory is written (`storage`):
-
-- shared: every node sees the sweep directory at the same path (one machine, or a
-  filesystem every node mounts there: NFS, a cluster filesystem). The task trains in the
-  sweep directory itself, as the local pool does. A node knows that it sees the sweep
-  directory when it reads the marker file (MARKER) this session wrote there, with the
-  session's random token in it; one that does not fails the run and says so.
-- copy: the driver ships the configuration file and what the run directory holds (a
-  checkpoint to continue from, its train.log) with the task; the node trains in a
-  temporary directory of its own and returns the run directory as a tar archive, which
-  the driver unpacks beside the run and renames into its place whole (so that nothing
-  half-copied ever sits at the run's path).
-- auto (the default): the files travel with every task, and a node uses the sweep
-  directory where it sees it, its own copy where it does not.
-
-A task whose worker process dies (killed, out of memory, its node lost) is retried by
-Ray, up to RETRIES times; a run whose `kvt train` is killed by a signal that its task did
-not send (the OOM killer) is continued by the task itself, up to RETRIES times. Each
-attempt looks afresh at what the run needs (`next_action`, as `Sweep.jobs` does): a run
-in the sweep directory, or in its node's copy within one task, continues from its last
-finished epoch; a copied run whose worker died starts again from the state the driver
-holds. Either way each run is trained to its end once and counted once. Ctrl-C or
-SIGTERM to `kvt compare` cancels the tasks: each sends SIGTERM to its `kvt train`, which
-checkpoints and marks itself interrupted, as under the local pool (a copied run's
-progress comes back where Ray still returns the cancelled task's result).
-
-`import ray` happens only when a sweep uses this executor (`import_ray`); a worker that
-runs a task imports this module, so kvt must be installed on every node.
+A task asks Ray for `cpus_per_run` CPUs, which are its run's threads, and no GPU. Where
+a run's files are written (`storage`): "shared", in the sweep directory that every node
+mounts at the same path (a node proves it sees it by reading the session's MARKER);
+"copy", in a node's temporary copy that the task returns as a tar archive, which the
+driver swaps in whole; "auto" (the default), the sweep directory where a node sees it,
+else a copy. Ray retries a task whose worker died; a task continues a run whose `kvt
+train` was killed; either way each run is trained to its end once and counted once.
+`import ray` happens only when a sweep uses this executor (`import_ray`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
-import os
 import secrets
-import shlex
-import shutil
 import signal
 import socket
-import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from kvt import signals
-from kvt.backends import thread_env
-from kvt.compare.sweep import Job, Sweep, TrainArgv, next_action
-from kvt.errors import EXIT_CANCELLED, BackendError, RunError
-from kvt.runs import LOCK, RunDir
+from kvt.errors import BackendError, RunError, first_line
+from kvt.executors.job import Job
+from kvt.executors.ray_task import MARKER, RETRIES, STOP_WAIT, note, pack, run_task, swap_in
 
 INSTALL = "pip install 'kvt[ray]'"
 STORAGE = ("auto", "shared", "copy")
-RETRIES = 3  # retries of a run whose Ray worker died or whose kvt train was killed
-MARKER = ".kvt-ray-marker"  # in the sweep directory while a Ray sweep runs: its token
-LOCK_WAIT = 120  # s a retry waits for a killed attempt's kvt train to let go of the run
-STOP_WAIT = 90  # s a stopping sweep waits for its runs to checkpoint before killing them
 CONNECT_WAIT = 10  # s to reach a cluster's head before calling it absent
 
 
@@ -81,22 +43,16 @@ def import_ray():
     return ray
 
 
-class NotShared(RuntimeError):
-    """--ray-storage shared, on a node that does not see the sweep directory."""
-
-
-# --- the driver's side: kvt compare ----------------------------------------------------
-
 class RayExecutor:
-    """An `Executor` (see `kvt.compare.sweep`) that trains each job as a Ray task; a
-    context manager, connected to the cluster inside its `with` block:
+    """An `Executor` (see `kvt.executors`) that trains each job as a Ray task, from its
+    `Job.remote`; a context manager, connected to the cluster inside its `with` block:
 
-        with RayExecutor(sweep.path, train_argv) as executor:
+        with RayExecutor(sweep.path) as executor:
             execute(sweep, plan, plan.jobs, sys.stdout, command, train_argv, executor)
 
     Args:
-        root: the sweep directory.
-        train_argv: the builder of `kvt train` command lines (`kvt.cli.common`).
+        root: the folder that the jobs' `remote` paths are relative to (the sweep
+            directory).
         address: a running cluster to join ("auto", or HOST:PORT of its head); None
             starts a local Ray instance for this sweep and stops it at the end.
         cpus_per_run: the CPUs Ray reserves for each run, which are its threads.
@@ -104,14 +60,13 @@ class RayExecutor:
         stream: where the executor says which cluster it uses.
     """
 
-    def __init__(self, root: str | Path, train_argv: TrainArgv, address: str | None = None,
+    def __init__(self, root: str | Path, address: str | None = None,
                  cpus_per_run: int = 1, storage: str = "auto", stream: TextIO = sys.stdout):
         if storage not in STORAGE:
             raise ValueError(f"storage must be one of {STORAGE}. Received: storage={storage}")
         # Absolute as the user spells it (not resolved through links): the path that a
         # node of a shared filesystem mounts the sweep directory at.
         self.root = Path(root).absolute()
-        self.train_argv = train_argv
         self.address = address
         self.cpus = cpus_per_run
         self.storage = storage
@@ -175,7 +130,7 @@ class RayExecutor:
             raise KeyboardInterrupt from None
         except ConnectionError as e:
             raise BackendError(f"cannot join the Ray cluster at --ray-address "
-                               f"{self.address} ({_first_line(e)}): start it with `ray "
+                               f"{self.address} ({first_line(e)}): start it with `ray "
                                f"start --head`, or check the address") from None
         finally:
             for sig, handler in saved.items():
@@ -228,7 +183,7 @@ class RayExecutor:
             while todo or running:
                 while todo and len(running) < limit:
                     job = todo.pop(0)
-                    name = f"kvt train {job.variant.label} seed {job.seed}"
+                    name = f"kvt train {job.name}"
                     ref = task.options(name=name, **options).remote(self._spec(job))
                     running[ref] = (job, time.perf_counter())
                     started(job)
@@ -244,29 +199,28 @@ class RayExecutor:
             raise
 
     def _spec(self, job: Job) -> dict[str, Any]:
-        """What a task needs: its command lines relative to the sweep directory, how
-        to tell whether its node sees that directory, and (unless it is shared) the
-        files of the run."""
-        rel = Sweep(".")
-        run = rel.run_dir(job.variant, job.seed).path
+        """What a task needs: its command lines relative to the root folder, how to
+        tell whether its node sees that folder, and (unless it is shared) the files of
+        the run."""
+        remote = job.remote
+        if remote is None:
+            raise ValueError(f"job {job.name} has no `remote`: a Ray task needs one")
         files = None
         if self.storage != "shared":
-            files = pack(self.root, [rel.config_path(job.variant), run])
+            files = pack(self.root, [*remote.inputs, remote.run])
         return {"root": str(self.root), "token": self.token, "storage": self.storage,
-                "run": str(run), "cpus": self.cpus, "files": files,
-                "start": rel.train_argv(job.variant, job.seed, "start", self.train_argv),
-                "resume": rel.train_argv(job.variant, job.seed, "resume", self.train_argv,
-                                         job.data_dir)}
+                "run": str(remote.run), "cpus": self.cpus, "files": files,
+                "start": remote.start, "resume": remote.resume}
 
     def _result(self, ray, job: Job, ref) -> int:
         """The exit code of a finished task, its run directory in place."""
         try:
             result = ray.get(ref)
         except ray.exceptions.RayTaskError as e:  # the task raised (NotShared, a bug)
-            note(job.run_dir, f"the Ray task failed: {_first_line(getattr(e, 'cause', e))}")
+            note(job.run_dir, f"the Ray task failed: {first_line(getattr(e, 'cause', e))}")
             return 1
         except ray.exceptions.RayError as e:  # its worker or node died RETRIES + 1 times
-            note(job.run_dir, f"Ray could not run it ({_first_line(e)}; retried "
+            note(job.run_dir, f"Ray could not run it ({first_line(e)}; retried "
                               f"{RETRIES} times)")
             return 1
         if result["files"] is not None:
@@ -291,194 +245,3 @@ class RayExecutor:
                         swap_in(running[ref][0].run_dir, result["files"])
         for ref in pending:
             ray.cancel(ref, force=True)
-
-
-def note(run_dir: RunDir, text: str) -> None:
-    """Says in the run's train.log why the executor could not train it (read back by
-    `failure_message`)."""
-    run_dir.path.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "train.log", "a") as log:
-        log.write(f"kvt compare: {text}\n")
-
-
-def _first_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
-
-
-# --- files between the driver and a node ---------------------------------------------
-
-def pack(base: Path, names: list[Path]) -> bytes:
-    """A tar archive of `names` (files or folders, relative to `base`; missing ones
-    skipped), without run-directory locks or half-written temporary files."""
-    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        name = Path(info.name).name
-        return None if name == LOCK or (name.startswith(".") and ".tmp" in name) else info
-
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name in names:
-            if (base / name).exists():
-                tar.add(base / name, arcname=str(name), filter=keep)
-    return buffer.getvalue()
-
-
-def unpack(data: bytes, dest: Path) -> None:
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(dest, filter="data")  # nothing outside dest, no devices or links out
-
-
-def swap_in(run_dir: RunDir, data: bytes) -> None:
-    """Puts a run directory that a node returned (a tar of its files) in place of
-    `run_dir`: unpacked beside it first, then renamed into its place, so that the run's
-    path holds the old directory or the new one, never part of one."""
-    path = run_dir.path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    incoming = path.with_name(f".{path.name}.incoming-{os.getpid()}")
-    old = path.with_name(f".{path.name}.old-{os.getpid()}")
-    shutil.rmtree(incoming, ignore_errors=True)
-    try:
-        incoming.mkdir()
-        unpack(data, incoming)
-        with signals.deferred():  # both renames, or neither
-            if path.exists():
-                os.rename(path, old)
-            os.rename(incoming, path)
-    except OSError as e:
-        shutil.rmtree(incoming, ignore_errors=True)
-        raise RunError(f"cannot write the run directory {path} ({e.strerror or e}): "
-                       f"free space or fix permissions, then continue the sweep with "
-                       f"--resume") from None
-    shutil.rmtree(old, ignore_errors=True)
-
-
-# --- the node's side: one Ray task -------------------------------------------------------
-
-def run_task(spec: dict[str, Any]) -> dict[str, Any]:
-    """One run on a Ray worker: trains it (or what is left of it) with `kvt train` in a
-    subprocess, in the sweep directory if this node sees it, else in a temporary copy.
-    Returns {"code": exit code, "files": the run directory as a tar, or None when it
-    was trained in place}."""
-    import ray
-
-    # Ray's cancel raises KeyboardInterrupt in the task through Python's SIGINT handler
-    # (`_thread.interrupt_main`), which does nothing in a worker that inherited SIGINT
-    # ignored (a node started from a background shell or a service manager): so the
-    # task has Python's own handler while it runs.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        return _run_task(spec, ray.get_runtime_context())
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _run_task(spec: dict[str, Any], context) -> dict[str, Any]:
-    threads = max(1, int(context.get_assigned_resources().get("CPU", spec["cpus"])))
-    root = Path(spec["root"])
-    shared = spec["storage"] != "copy" and _sees(root, spec["token"])
-    where = (f"node {context.get_node_id()[:8]} ({socket.gethostname()}), worker pid "
-             f"{os.getpid()}, {threads} CPU{'s' * (threads != 1)}")
-    if shared:
-        return {"code": _train(root, spec, threads, f"{where}, in the sweep directory"),
-                "files": None}
-    if spec["storage"] == "shared":
-        raise NotShared(f"node {socket.gethostname()} does not see the sweep directory "
-                        f"{root} (--ray-storage shared): mount it there on every node, or "
-                        f"use --ray-storage auto")
-    with tempfile.TemporaryDirectory(prefix="kvt-ray-") as tmp:
-        unpack(spec["files"], Path(tmp))
-        code = _train(Path(tmp), spec, threads, f"{where}, in a copy at {tmp}")
-        run = Path(tmp) / spec["run"]
-        return {"code": code,
-                "files": pack(run, [Path(p.name) for p in run.iterdir()])
-                if run.is_dir() else None}
-
-
-def _sees(root: Path, token: str) -> bool:
-    """Whether this node sees the driver's sweep directory: it reads the marker file
-    that the driver wrote there for this session."""
-    try:
-        return bool(token) and (root / MARKER).read_text() == token
-    except OSError:
-        return False
-
-
-def _train(root: Path, spec: dict[str, Any], threads: int, where: str) -> int:
-    """Trains the run of `spec` in `root` (the sweep directory or its copy) until it
-    ends, continuing it up to RETRIES times where its kvt train was killed by a signal
-    that this task did not send (the OOM killer, a user). Returns the exit code."""
-    rd = RunDir(root / spec["run"])
-    try:
-        code = _train_once(root, spec, threads, where)
-        for retry in range(1, RETRIES + 1):
-            if code >= 0:
-                break
-            note(rd, f"kvt train was killed by {signal.Signals(-code).name}: continuing "
-                     f"it (retry {retry} of {RETRIES})")
-            code = _train_once(root, spec, threads, where)
-    except KeyboardInterrupt:  # Ray's cancel: the run is stopped, not tried again
-        return EXIT_CANCELLED
-    if code < 0:
-        note(rd, f"kvt train was killed by {signal.Signals(-code).name} {RETRIES + 1} times")
-    return code
-
-
-def _train_once(root: Path, spec: dict[str, Any], threads: int, where: str) -> int:
-    """One `kvt train` of what the run still needs (`next_action`: an attempt of this
-    task or of an earlier one may have trained part of it); on Ray's cancel (a
-    KeyboardInterrupt here) stops it as the local pool does. Returns its exit code."""
-    rd = RunDir(root / spec["run"])
-    _wait_unclaimed(rd)
-    action = next_action(rd)
-    if action == "done":
-        return 0
-    argv = spec["resume"] if action == "resume" else spec["start"]
-    rd.path.mkdir(parents=True, exist_ok=True)
-    with open(rd / "train.log", "a") as log:
-        log.write(f"$ kvt {shlex.join(argv)}\n# ray: {where}\n")
-        log.flush()
-        proc = None
-        try:
-            with signals.children_held():
-                proc = subprocess.Popen([sys.executable, "-m", "kvt", *argv], cwd=root,
-                                        stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=_child_env(threads))
-            while proc.poll() is None:  # polled: Ray's cancel interrupts between calls
-                time.sleep(0.2)
-        except KeyboardInterrupt:  # ray.cancel: the run checkpoints and says interrupted
-            if proc is not None:
-                _stop_child(proc)
-            raise
-    return proc.returncode
-
-
-def _wait_unclaimed(rd: RunDir) -> None:
-    """Waits until no process holds the run (a retry may start while the killed
-    attempt's kvt train is still being ended); after LOCK_WAIT, kvt train refuses it
-    with its own message."""
-    deadline = time.monotonic() + LOCK_WAIT
-    while rd.path.is_dir() and time.monotonic() < deadline:
-        try:
-            with rd.claim(create=False):
-                return
-        except RunError:
-            time.sleep(0.5)
-
-
-def _child_env(threads: int) -> dict[str, str]:
-    """The environment of a run's kvt train: as many threads as Ray granted CPUs, and
-    no GPU. Ray reserves none for a run, and leaves the node's GPUs visible to a task
-    that asked for none: several runs would each take a whole GPU's memory."""
-    env = {**os.environ, **thread_env(threads)}
-    env["CUDA_VISIBLE_DEVICES"] = ""
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def _stop_child(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(STOP_WAIT - 10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
