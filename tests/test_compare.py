@@ -13,7 +13,8 @@ from conftest import run_cli
 from events import wait_until
 from kvt.compare import Sweep, build_plan, collect, parse_seeds, parse_vary, write_results
 from kvt.compare.render import render_text
-from kvt.compare.sweep import Job, Progress, train_jobs
+from kvt.compare.sweep import train_jobs
+from kvt.executors import Job, Progress
 from kvt.config import TrainConfig
 from kvt.errors import UsageError
 from kvt.runs import RunDir, write_json
@@ -92,7 +93,7 @@ def test_results_of_finished_and_failed_runs(tmp_path):
             rd.mark("failed", "the loss became nan at epoch 1, step 3: ...")
         else:
             _fake_run(sweep.run_dir(plan.variants[1], seed), b)
-    analysis = write_results(sweep, plan, collect(sweep, plan), "kvt compare ...")
+    analysis = write_results(sweep.path, plan, collect(sweep.run_dir, plan), "kvt compare ...")
     relu, crelu = analysis["configurations"]
     assert (relu["n"], relu["failed"], crelu["n"], crelu["failed"]) == (3, 0, 2, 1)
     assert relu["mean"] == pytest.approx(0.72) and crelu["mean"] == pytest.approx(0.74)
@@ -114,12 +115,13 @@ def test_progress_shows_each_new_epoch_with_the_time_left_at_its_pace(tmp_path):
                       ["activation=relu,crelu"], [0], None)
     sweep = Sweep(tmp_path / "sweep")
     sweep.create(plan, force=False)
-    relu, crelu = (Job(v, 0, sweep.run_dir(v, 0).create()) for v in plan.variants)
+    relu, crelu = (Job(f"{v.label} seed 0", sweep.run_dir(v, 0).create(), epochs=30)
+                   for v in plan.variants)
     # crelu is resumed: the epochs it trained before this sweep started it are not news
     crelu.run_dir.write_history({"loss": [2.0, 1.5], "epoch_seconds": [790.0, 800.0]})
     os.utime(crelu.run_dir / "history.csv", (1e9, 1e9))
     now, stream = [0.0], io.StringIO()
-    progress = Progress(plan, stream, every=5, clock=lambda: now[0])
+    progress = Progress(stream, "kvt compare", every=5, clock=lambda: now[0])
     progress.add(relu)
     progress.add(crelu)
     progress.poll()
@@ -318,7 +320,7 @@ def test_intervals_at_two_seeds_stay_within_0_and_100_with_a_note(tmp_path):
     for seed, (a, b) in enumerate([(0.50, 0.55), (0.90, 0.60)]):
         _fake_run(sweep.run_dir(plan.variants[0], seed), a)
         _fake_run(sweep.run_dir(plan.variants[1], seed), b)
-    analysis = write_results(sweep, plan, collect(sweep, plan), "kvt compare ...")
+    analysis = write_results(sweep.path, plan, collect(sweep.run_dir, plan), "kvt compare ...")
     relu, crelu = analysis["configurations"]
     assert (relu["ci_low"], relu["ci_high"], relu["ci_clipped"]) == (0.0, 1.0, True)
     assert 0 <= crelu["ci_low"] <= crelu["ci_high"] <= 1
@@ -341,7 +343,7 @@ def test_tutorial_2x2_reports_two_effects_their_interaction_and_the_tutorials_ru
     for variant in plan.variants:
         for seed, noise in enumerate([-0.01, 0.0, 0.01]):
             _fake_run(sweep.run_dir(variant, seed), 0.74 + shifts[variant.label] + noise)
-    analysis = write_results(sweep, plan, collect(sweep, plan), "kvt compare ...")
+    analysis = write_results(sweep.path, plan, collect(sweep.run_dir, plan), "kvt compare ...")
     f = analysis["factorial"]
     assert f["factors"] == ["api", "activation"]
     assert f["levels"] == [["keras", "tf"], ["relu", "crelu"]]
@@ -377,7 +379,7 @@ def test_the_machines_the_runs_ran_on_are_counted_and_mixed_ones_flagged(tmp_pat
         _fake_run(sweep.run_dir(variant, 0), 0.7, environment=cpu)
         _fake_run(sweep.run_dir(variant, 1), 0.71, environment=gpu)
         _fake_run(sweep.run_dir(variant, 2), 0.72)  # no config.json: counted, not placed
-    analysis = write_results(sweep, plan, collect(sweep, plan), "kvt compare ...")
+    analysis = write_results(sweep.path, plan, collect(sweep.run_dir, plan), "kvt compare ...")
     assert analysis["configurations"][0]["n"] == 3
     cpu_words = "AMD EPYC (2 CPUs); tensorflow 2.21.0, Keras 3.15.1, Python 3.11.7"
     gpu_words = "Intel(R) Xeon(R) (16 CPUs), cuda:0; jax 0.10.2, Keras 3.15.1, Python 3.12.3"
@@ -394,7 +396,7 @@ def test_the_machines_the_runs_ran_on_are_counted_and_mixed_ones_flagged(tmp_pat
     # One kind of machine: named, with no warning.
     for variant in plan.variants:
         write_json(sweep.run_dir(variant, 1) / "config.json", {"environment": cpu})
-    write_results(sweep, plan, collect(sweep, plan), "kvt compare ...")
+    write_results(sweep.path, plan, collect(sweep.run_dir, plan), "kvt compare ...")
     md = (sweep.path / "compare.md").read_text()
     assert f"- 4 runs: {cpu_words}\n" in md and "more than one kind" not in md
 
@@ -407,7 +409,7 @@ def test_a_grid_that_is_not_2x2_has_no_factorial_analysis(tmp_path):
     for variant in plan.variants:
         for seed in (0, 1):
             _fake_run(sweep.run_dir(variant, seed), 0.7 + 0.01 * seed)
-    analysis = write_results(sweep, plan, collect(sweep, plan), "kvt compare ...")
+    analysis = write_results(sweep.path, plan, collect(sweep.run_dir, plan), "kvt compare ...")
     assert analysis["factorial"] is None and analysis["tutorial"] is None
 
 

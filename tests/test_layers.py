@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from kvt.layers import CReLU
-from kvt.models.minivggnet_tf import TFCReLU
+from kvt.layers.tf_crelu import TFCReLU
 
 
 @pytest.fixture

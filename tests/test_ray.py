@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from events import wait_for_text
-from kvt.compare.ray_executor import (MARKER, NotShared, _child_env, _run_task, pack,
-                                      swap_in)
+from kvt.executors.ray_task import (MARKER, NotShared, _child_env, _run_task, pack,
+                                    swap_in)
 from kvt.runs import LOCK, RunDir
 from processes import HANG, child_env, kvt
 

@@ -43,7 +43,7 @@ def test_docs_show_both_ways_to_load_a_model():
 
 @pytest.mark.parametrize("snippet", LOADING, ids=["kvt.load_model", "keras.saving.load_model"])
 def test_docs_snippet_loads_a_tf_api_model_as_written(tmp_path, digits_runs, snippet):
-    """A `--api tf` model holds TFCReLU, whose class lives with the tf.keras model."""
+    """A `--api tf` model holds TFCReLU, which `import kvt.layers` registers on TensorFlow."""
     model_file = tmp_path / "runs" / "demo" / "model.keras"
     model_file.parent.mkdir(parents=True)
     shutil.copy(digits_runs["tf"] / "model.keras", model_file)

@@ -5,7 +5,9 @@ Importing `kvt` imports no framework; pick the backend with `kvt.backends.select
 model of `kvt.models` or calling the functions below, which import Keras when called.
 """
 
-__version__ = "0.1.0"
+from kvt._version import __version__
+
+__all__ = ["__version__", "keras2_decay", "load_model"]
 
 
 def load_model(path, unsafe: bool = False, imports=()):

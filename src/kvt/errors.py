@@ -39,6 +39,15 @@ def exit_codes_help() -> str:
                                         for code, meaning in EXIT_MEANINGS.items())
 
 
+def first_line(e: BaseException) -> str:
+    """The first non-blank line of an error's message (a library's errors often go on
+    for pages), or its type's name if it has none: for one-line messages that quote it."""
+    for line in str(e).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(e).__name__
+
+
 class KvtError(Exception):
     """An error the user can fix; its message says what went wrong and what to do."""
 

@@ -33,7 +33,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from kvt.errors import BackendError, ModelError, RunError, UsageError
+from kvt.errors import BackendError, ModelError, RunError, UsageError, first_line
 from kvt.runs import check_writable_folder, write_atomic
 
 EXTRA = "kvt[export]"  # the pip extra that installs every format's converter and runtime
@@ -202,12 +202,12 @@ def export(model, meta: dict[str, Any], fmt: str, out: Path, pixels, labels,
                                **_converter_options(quantize, representative))
             except Exception as e:
                 raise ModelError(f"{spec.title} export of {model.name} failed: "
-                                 f"{_first_line(e)}") from None
+                                 f"{first_line(e)}") from None
             try:
                 got = predict(fmt, tmp, pixels)
             except Exception as e:
                 raise ModelError(f"the exported {spec.title} model does not run in "
-                                 f"{spec.runtime} ({_first_line(e)}); nothing was exported") \
+                                 f"{spec.runtime} ({first_line(e)}); nothing was exported") \
                     from None
         check = compare(reference, got, labels, f"{spec.runtime} {_version(spec.runtime)}",
                         quantize)
@@ -359,8 +359,3 @@ def _version(distribution: str) -> str:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return "?"
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__

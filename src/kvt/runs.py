@@ -37,7 +37,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from kvt import __version__, backends, signals
+from kvt import backends, signals
+from kvt._version import __version__
 from kvt.errors import DataError, RunError
 
 if TYPE_CHECKING:

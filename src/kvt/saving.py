@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kvt import __version__
-from kvt.errors import ModelError, RunError
+from kvt._version import __version__
+from kvt.errors import ModelError, RunError, first_line
 from kvt.runs import RunDir, write_atomic
 
 if TYPE_CHECKING:
@@ -175,10 +175,5 @@ def _loading_error(path: Path, e: Exception) -> ModelError | None:
             f"{path} needs arbitrary Python code to load (for example a Lambda layer), "
             f"which safe mode refuses: load it only if you trust its source, with --unsafe")
     if isinstance(e, (ValueError, TypeError, OSError, KeyError, zipfile.BadZipFile)):
-        return ModelError(f"cannot load {path}: {_first_line(e)}")
+        return ModelError(f"cannot load {path}: {first_line(e)}")
     return None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__

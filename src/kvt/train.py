@@ -131,6 +131,47 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
     source = run_dir  # where a resumed run is read from, by every process
     if replicas.process:  # process 0 alone writes the run and the plot
         run_dir = plot_path = None
+    _check_process(config, dataset)
+    if config.deterministic:
+        backends.make_deterministic(keras.backend.backend())
+    keras.utils.set_random_seed(config.seed)
+    arrays = _Arrays.of(config, dataset, replicas)
+    model = build_and_compile(config, dataset.input_shape, dataset.num_classes,
+                              replicas.usable(arrays.n_train))
+    if replicas.kind == "mirrored":
+        distribute.synchronize_batchnorm(model, True)
+    progress = Progress(config.epochs)
+    if resume and source is not None and (source / CHECKPOINT).is_file():
+        progress = restore_checkpoint(model, config, source / CHECKPOINT)
+    replicas.agree(progress.done, "the epochs already trained")
+
+    timer = EpochTimer(arrays.n_train)
+    callbacks: list[Any] = [timer, NanGuard(), InterruptCheck()]
+    if progress.rng:
+        callbacks.append(RestoreRng(config.backend, progress.rng))
+    board = tensorboard_log(run_dir, timer)
+    if board is not None:
+        callbacks.append(board)
+    # From the moment status.json says "running", an interrupt or error must change it.
+    with signals.policy(), recording_failure(run_dir, progress), \
+            (contextlib.closing(board) if board else contextlib.nullcontext()):
+        if run_dir is not None:
+            _start_run(run_dir, config, dataset, model, progress, resume)
+        _train_epochs(model, config, arrays, replicas, progress, run_dir, timer, board,
+                      callbacks, stream)
+        metrics, report, matrix = _evaluate(model, config, dataset, arrays, replicas,
+                                            progress)
+        result = TrainResult(config, model, progress.history, metrics, report, run_dir)
+        if run_dir is not None:
+            write_run(result, dataset, matrix, plot_path)
+            (run_dir / CHECKPOINT).unlink(missing_ok=True)  # model.keras holds the end state
+        elif plot_path is not None:
+            plot_training(progress.history, plot_path, dataset.name, config)
+    return result
+
+
+def _check_process(config: TrainConfig, dataset: Dataset) -> None:
+    """Refuses a config that this process or this dataset cannot train."""
     if config.backend != keras.backend.backend():
         raise BackendError(
             f"the config asks for backend {config.backend} but Keras runs on "
@@ -142,115 +183,128 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
             f"--batch-size {config.batch_size} is larger than the {n_train} training images: "
             f"use a smaller batch"
         )
-    if config.deterministic:
-        backends.make_deterministic(keras.backend.backend())
-    keras.utils.set_random_seed(config.seed)
-    x_train, x_test = to_inputs(dataset.x_train), to_inputs(dataset.x_test)
-    y_train = keras.utils.to_categorical(dataset.y_train, dataset.num_classes)
-    y_test = keras.utils.to_categorical(dataset.y_test, dataset.num_classes)
-    model = build_and_compile(config, dataset.input_shape, dataset.num_classes,
-                              replicas.usable(n_train))
-    if replicas.kind == "mirrored":
-        distribute.synchronize_batchnorm(model, True)
-    x_val, y_val, w_val = distribute.padded(replicas, x_test, y_test)
-    padded = len(x_val) > len(x_test)  # data-parallel evaluation's zero-weight copies
-    progress = Progress(config.epochs)
-    if resume and source is not None and (source / CHECKPOINT).is_file():
-        progress = restore_checkpoint(model, config, source / CHECKPOINT)
-    replicas.agree(progress.done, "the epochs already trained")
+
+
+@dataclasses.dataclass
+class _Arrays:
+    """The dataset as model inputs and one-hot labels, with the evaluation data padded
+    for data-parallel replicas and the validation data as this process feeds it."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    x_val: np.ndarray
+    padded: bool  # x_val holds data-parallel evaluation's zero-weight copies
+    validation: tuple[np.ndarray, ...]
+
+    @property
+    def n_train(self) -> int:
+        return len(self.x_train)
+
+    @classmethod
+    def of(cls, config: TrainConfig, dataset: Dataset, replicas: distribute.Replicas) -> _Arrays:
+        x_train, x_test = to_inputs(dataset.x_train), to_inputs(dataset.x_test)
+        y_train = keras.utils.to_categorical(dataset.y_train, dataset.num_classes)
+        y_test = keras.utils.to_categorical(dataset.y_test, dataset.num_classes)
+        x_val, y_val, w_val = distribute.padded(replicas, x_test, y_test)
+        padded = len(x_val) > len(x_test)
+        validation: tuple[np.ndarray, ...] = (x_test, y_test)
+        if padded or replicas.processes > 1:
+            validation = tuple(replicas.share(a, config.batch_size)
+                               for a in (x_val, y_val, w_val))
+        return cls(x_train, y_train, x_test, x_val, padded, validation)
+
+
+def _start_run(run_dir: RunDir, config: TrainConfig, dataset: Dataset, model,
+               progress: Progress, resume: bool) -> None:
+    """config.json (kept when resuming), summary.txt, and status.json "running"."""
+    if not (resume and (run_dir / "config.json").is_file()):
+        write_json(run_dir / "config.json", config_record(config, dataset))
+    write_text(run_dir / "summary.txt", model_summary(
+        model, config, dataset.input_shape, dataset.num_classes))
+    run_dir.mark("running", progress.summary())
+
+
+def _train_epochs(model, config: TrainConfig, arrays: _Arrays, replicas: distribute.Replicas,
+                  progress: Progress, run_dir: RunDir | None, timer: EpochTimer,
+                  board: EpochLog | None, callbacks: list[Any], stream: TextIO) -> None:
+    """Fits the epochs left, one `model.fit` each, every finished epoch checkpointed and
+    in history.csv before its line is printed."""
+    n_train, x_train, y_train = arrays.n_train, arrays.x_train, arrays.y_train
     # Each process feeds its slice of every global batch (all of it with one process).
     batch = config.batch_size // replicas.processes
-    validation = (x_test, y_test)
-    if padded or replicas.processes > 1:
-        validation = tuple(replicas.share(a, config.batch_size) for a in (x_val, y_val, w_val))
-
-    timer = EpochTimer(n_train)
-    callbacks: list[Any] = [timer, NanGuard(), InterruptCheck()]
-    if progress.rng:
-        callbacks.append(RestoreRng(config.backend, progress.rng))
-    board = tensorboard_log(run_dir, timer)
-    if board is not None:
-        callbacks.append(board)
     interactive = stream.isatty()
-    # From the moment status.json says "running", an interrupt or error must change it.
-    with signals.policy(), recording_failure(run_dir, progress), \
-            (contextlib.closing(board) if board else contextlib.nullcontext()):
-        if run_dir is not None:
-            if not (resume and (run_dir / "config.json").is_file()):
-                write_json(run_dir / "config.json", config_record(config, dataset))
-            write_text(run_dir / "summary.txt", model_summary(
-                model, config, dataset.input_shape, dataset.num_classes))
-            run_dir.mark("running", progress.summary())
-        # One buffer for every epoch's images: fresh arrays of the training set's size each
-        # epoch cost seconds of page faults (kvt.augment.CHUNK).
-        buffer = np.empty((replicas.usable(n_train), *x_train.shape[1:]), x_train.dtype)
-        for epoch in range(progress.done, config.epochs):
-            order = epoch_order(config.seed, epoch, n_train)[:replicas.usable(n_train)]
-            # mode "clip": NumPy's default "raise" copies through a temporary first
-            x_epoch = np.take(x_train, order, axis=0, out=buffer, mode="clip")
-            x_epoch = augment_epoch(x_epoch, config.augment, config.seed, epoch, out=x_epoch)
-            if replicas.processes > 1:
-                mine = replicas.share(np.arange(len(order)), config.batch_size)
-                x_epoch, order = x_epoch[mine], order[mine]
-            fitted = model.fit(x_epoch, y_train[order], validation_data=validation,
-                               batch_size=batch, initial_epoch=epoch,
-                               epochs=epoch + 1, shuffle=False,
-                               verbose=1 if interactive else 0, callbacks=callbacks)
-            if padded:  # Keras divides val_loss by the padded count
-                fitted.history["val_loss"] = [v * len(x_val) / len(x_test)
-                                              for v in fitted.history["val_loss"]]
-            signals.check()
-            with signals.deferred():  # an epoch that finished is saved whole
-                progress.add_epoch(fitted.history, timer.epoch_seconds[-1],
-                                   timer.train_seconds[-1])
-                if run_dir is not None:
-                    save_checkpoint(model, config, progress, run_dir / CHECKPOINT)
-                    progress.saved = progress.done
-                    run_dir.write_history(progress.history)
-                    run_dir.mark("running", progress.summary())
-                if board is not None:
-                    board.commit(fitted.history)
-            if not interactive:  # printed once the epoch is on disk
-                print(epoch_line(epoch, config.epochs, fitted.history, timer.epoch_seconds[-1],
-                                 timer.train_seconds[-1], n_train), file=stream, flush=True)
-        history = progress.history
-        predict_batch = max(config.batch_size, 256)
-        predict_batch += -predict_batch % replicas.count  # an equal share per device
-
-        def predict(x: np.ndarray) -> np.ndarray:
-            return distribute.predict(model, replicas, x, predict_batch,
-                                      [InterruptCheck()])[:len(x_test)]
-
-        single = predict(x_val)
-        probs = tta_probs(single, predict, x_val, config.tta)
+    # One buffer for every epoch's images: fresh arrays of the training set's size each
+    # epoch cost seconds of page faults (kvt.augment.CHUNK).
+    buffer = np.empty((replicas.usable(n_train), *x_train.shape[1:]), x_train.dtype)
+    for epoch in range(progress.done, config.epochs):
+        order = epoch_order(config.seed, epoch, n_train)[:replicas.usable(n_train)]
+        # mode "clip": NumPy's default "raise" copies through a temporary first
+        x_epoch = np.take(x_train, order, axis=0, out=buffer, mode="clip")
+        x_epoch = augment_epoch(x_epoch, config.augment, config.seed, epoch, out=x_epoch)
+        if replicas.processes > 1:
+            mine = replicas.share(np.arange(len(order)), config.batch_size)
+            x_epoch, order = x_epoch[mine], order[mine]
+        fitted = model.fit(x_epoch, y_train[order], validation_data=arrays.validation,
+                           batch_size=batch, initial_epoch=epoch,
+                           epochs=epoch + 1, shuffle=False,
+                           verbose=1 if interactive else 0, callbacks=callbacks)
+        if arrays.padded:  # Keras divides val_loss by the padded count
+            fitted.history["val_loss"] = [v * len(arrays.x_val) / len(arrays.x_test)
+                                          for v in fitted.history["val_loss"]]
         signals.check()
-        metrics, report, matrix = evaluate_predictions(probs, dataset.y_test,
-                                                       dataset.class_names)
-        metrics = _name_split(metrics, dataset.eval_split)
-        metrics["tta"] = config.tta
-        if config.tta != "none":  # what the network scores alone, for comparison
-            metrics["single_pass_accuracy"] = float(np.mean(
-                single.argmax(axis=1) == dataset.y_test))
-        epoch_seconds, train_seconds = history["epoch_seconds"], history["train_seconds"]
-        metrics.update({
-            "epochs": config.epochs,
-            "train_images": n_train,
-            "train_seconds": float(sum(epoch_seconds)),
-            "seconds_per_epoch": float(np.mean(epoch_seconds)),
-            "images_per_second": float(n_train / np.mean(train_seconds)),
-            "final_train_accuracy": history["accuracy"][-1],
-            "final_train_loss": history["loss"][-1],
-            "sessions": progress.sessions,
-            "replicas": replicas.count,
-            "processes": replicas.processes,
-        })
-        result = TrainResult(config, model, history, metrics, report, run_dir)
-        if run_dir is not None:
-            write_run(result, dataset, matrix, plot_path)
-            (run_dir / CHECKPOINT).unlink(missing_ok=True)  # model.keras holds the end state
-        elif plot_path is not None:
-            plot_training(history, plot_path, dataset.name, config)
-    return result
+        with signals.deferred():  # an epoch that finished is saved whole
+            progress.add_epoch(fitted.history, timer.epoch_seconds[-1],
+                               timer.train_seconds[-1])
+            if run_dir is not None:
+                save_checkpoint(model, config, progress, run_dir / CHECKPOINT)
+                progress.saved = progress.done
+                run_dir.write_history(progress.history)
+                run_dir.mark("running", progress.summary())
+            if board is not None:
+                board.commit(fitted.history)
+        if not interactive:  # printed once the epoch is on disk
+            print(epoch_line(epoch, config.epochs, fitted.history, timer.epoch_seconds[-1],
+                             timer.train_seconds[-1], n_train), file=stream, flush=True)
+
+
+def _evaluate(model, config: TrainConfig, dataset: Dataset, arrays: _Arrays,
+              replicas: distribute.Replicas, progress: Progress
+              ) -> tuple[dict[str, Any], str, np.ndarray]:
+    """The run's metrics (under test-time augmentation `config.tta`, with its timings),
+    classification report and confusion matrix."""
+    history, n_test = progress.history, len(arrays.x_test)
+    predict_batch = max(config.batch_size, 256)
+    predict_batch += -predict_batch % replicas.count  # an equal share per device
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return distribute.predict(model, replicas, x, predict_batch,
+                                  [InterruptCheck()])[:n_test]
+
+    single = predict(arrays.x_val)
+    probs = tta_probs(single, predict, arrays.x_val, config.tta)
+    signals.check()
+    metrics, report, matrix = evaluate_predictions(probs, dataset.y_test,
+                                                   dataset.class_names)
+    metrics = _name_split(metrics, dataset.eval_split)
+    metrics["tta"] = config.tta
+    if config.tta != "none":  # what the network scores alone, for comparison
+        metrics["single_pass_accuracy"] = float(np.mean(
+            single.argmax(axis=1) == dataset.y_test))
+    epoch_seconds, train_seconds = history["epoch_seconds"], history["train_seconds"]
+    metrics.update({
+        "epochs": config.epochs,
+        "train_images": arrays.n_train,
+        "train_seconds": float(sum(epoch_seconds)),
+        "seconds_per_epoch": float(np.mean(epoch_seconds)),
+        "images_per_second": float(arrays.n_train / np.mean(train_seconds)),
+        "final_train_accuracy": history["accuracy"][-1],
+        "final_train_loss": history["loss"][-1],
+        "sessions": progress.sessions,
+        "replicas": replicas.count,
+        "processes": replicas.processes,
+    })
+    return metrics, report, matrix
 
 
 def tensorboard_log(run_dir: RunDir | None, timer: EpochTimer) -> EpochLog | None:

@@ -6,7 +6,7 @@ from kvt.errors import ModelError
 from kvt.layers import CReLU
 from kvt.models import (MiniVGGNetKeras, MiniVGGNetTF, build_model, get_model,
                         list_models)
-from kvt.models.minivggnet_tf import TFCReLU
+from kvt.layers.tf_crelu import TFCReLU
 
 
 def kinds(model):

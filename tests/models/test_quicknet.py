@@ -9,7 +9,7 @@ from kvt.bench import conv2d_flops, dense_flops, keras_flops
 from kvt.errors import DataError
 from kvt.layers import CReLU
 from kvt.models import QuickNetKeras, QuickNetTF, build_model, get_model
-from kvt.models.minivggnet_tf import TFCReLU
+from kvt.layers.tf_crelu import TFCReLU
 from kvt.models.quicknet import BN_MOMENTUM
 
 

@@ -95,7 +95,7 @@ def add_parser(sub) -> None:
 EXECUTORS = ("local", "ray")
 RAY_FLAGS = {"ray_address": "address", "cpus_per_run": "cpus_per_run",
              "ray_storage": "storage"}  # flag dest -> key of the plan's ray settings
-STORAGE = ("auto", "shared", "copy")  # kvt.compare.ray_executor.STORAGE, without its import
+STORAGE = ("auto", "shared", "copy")  # kvt.executors.ray_executor.STORAGE, without its import
 INSTALL = "pip install 'kvt[ray]'"
 
 
@@ -212,7 +212,7 @@ def report_record(sweep, reported: str) -> int:
                        f"compare result") from None
     command = sweep_command(plan) + reported + " from the run records in compare.json"
     try:
-        analysis = write_results(sweep, plan, results, command,
+        analysis = write_results(sweep.path, plan, results, command,
                                  interim=bool(data.get("interim")), curves=False)
     except OSError as e:
         raise RunError(f"cannot write the results into {sweep.path} ({e.strerror or e}): make "
@@ -237,7 +237,7 @@ def check_executor(args: argparse.Namespace, saved: str) -> str:
         if args.threads is not None:
             raise UsageError("--threads does not apply to --executor ray: each run has as "
                              "many threads as Ray grants it CPUs (--cpus-per-run)")
-        from kvt.compare.ray_executor import import_ray
+        from kvt.executors.ray_executor import import_ray
 
         import_ray()
     return executor
@@ -294,9 +294,9 @@ def _executor(sweep, plan):
     connected to its cluster inside the block."""
     if plan.executor != "ray":
         return contextlib.nullcontext(None)
-    from kvt.compare.ray_executor import RayExecutor
+    from kvt.executors.ray_executor import RayExecutor
 
-    return RayExecutor(sweep.path, train_argv, plan.ray["address"], plan.ray["cpus_per_run"],
+    return RayExecutor(sweep.path, plan.ray["address"], plan.ray["cpus_per_run"],
                        plan.ray["storage"], sys.stdout)
 
 

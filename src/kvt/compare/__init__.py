@@ -25,9 +25,8 @@ The modules, each importing only those before it: `plan` (the grid x seeds), `st
 (two samples compared, scipy), `design` (configurations whose runs were identical at
 every seed, counted once; runs that pair up by seed), `factorial` (the 2x2 effects),
 `results` (what the runs came to, analysed), `render` (tables, compare.md, plots),
-`sweep` (the sweep directory, the local executor that trains its runs, and the report of
-what a sweep has finished so far), `ray_executor` (the runs as Ray tasks on a cluster;
-imported only by a sweep that uses it, so that Ray stays optional).
+`sweep` (the sweep directory, the training of its runs by an executor of
+`kvt.executors`, and the report of what a sweep has finished so far).
 """
 
 from kvt.compare.plan import build_plan, parse_seeds, parse_vary

@@ -3,15 +3,13 @@ compare.md, compare.json, compare.png and curves.png."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from kvt.compare import stats
 from kvt.compare.plan import Plan
 from kvt.compare.results import SeedResult, analyse, unfinished
 from kvt.runs import write_json, write_text
-
-if TYPE_CHECKING:
-    from kvt.compare.sweep import Sweep
 
 
 def split_words(analysis: dict[str, Any], plan: Plan) -> str:
@@ -302,28 +300,29 @@ def render_markdown(plan: Plan, analysis: dict[str, Any], command: str) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write_results(sweep: Sweep, plan: Plan, results: list[SeedResult], command: str,
+def write_results(folder: Path, plan: Plan, results: list[SeedResult], command: str,
                   interim: bool = False, curves: bool = True) -> dict[str, Any]:
-    """Writes compare.md, compare.json and the plots; `interim` marks them as a look at a
-    sweep that has not finished (`kvt compare --report`); without `curves`, curves.png is
-    left as it is (results read back from compare.json hold no learning curves)."""
+    """Writes compare.md, compare.json and the plots into `folder` (the sweep directory);
+    `interim` marks them as a look at a sweep that has not finished (`kvt compare
+    --report`); without `curves`, curves.png is left as it is (results read back from
+    compare.json hold no learning curves)."""
     from kvt.report import plot_compare, plot_curves
 
     analysis = analyse(plan, results)
     analysis["interim"] = ({"finished": sum(r.status == "complete" for r in results),
                             "runs": len(results)} if interim else None)
-    write_text(sweep.path / "compare.md", render_markdown(plan, analysis, command))
-    write_json(sweep.path / "compare.json", {"plan": plan.to_dict(), **analysis})
+    write_text(folder / "compare.md", render_markdown(plan, analysis, command))
+    write_json(folder / "compare.json", {"plan": plan.to_dict(), **analysis})
     title = f"{plan.base.dataset}, {plan.base.epochs} epochs, {len(plan.seeds)} seeds"
     if interim:
         title += f", interim: {analysis['interim']['finished']} of {len(results)} runs"
     groups = {c["label"]: list(c["accuracies"].values()) for c in analysis["configurations"]}
-    plot_compare(groups, sweep.path / "compare.png",
+    plot_compare(groups, folder / "compare.png",
                  f"Accuracy per configuration ({title})",
                  f"{analysis['eval_split'] or 'evaluation'} accuracy (%)")
     if curves:
         histories = {v.label: [r.history for r in results if r.label == v.label and r.history]
                      for v in plan.variants}
-        plot_curves(histories, sweep.path / "curves.png", f"Mean learning curves ({title})",
+        plot_curves(histories, folder / "curves.png", f"Mean learning curves ({title})",
                     analysis["eval_split"] or "evaluation")
     return analysis

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
 from kvt.compare import design, stats
 from kvt.compare.factorial import factorial as factorial_effects
-from kvt.compare.plan import TUTORIAL_RESULTS, Plan
+from kvt.compare.plan import TUTORIAL_RESULTS, Plan, Variant
 from kvt.runs import RunDir
-
-if TYPE_CHECKING:
-    from kvt.compare.sweep import Sweep
 
 
 REASON_PREFIXES = ("kvt train: ", "kvt compare: ")  # the lines that say why a run ended
@@ -82,11 +79,13 @@ def machine_words(env: dict[str, Any]) -> str:
     return f"{where}; {', '.join(versions)}"
 
 
-def collect(sweep: Sweep, plan: Plan) -> list[SeedResult]:
+def collect(run_dir: Callable[[Variant, int], RunDir], plan: Plan) -> list[SeedResult]:
+    """What each run of `plan` came to; `run_dir(variant, seed)` is where it is
+    (`Sweep.run_dir`)."""
     results = []
     for variant in plan.variants:
         for seed in plan.seeds:
-            rd = sweep.run_dir(variant, seed)
+            rd = run_dir(variant, seed)
             r = SeedResult(variant.label, seed, str(rd.path), rd.status())
             if r.status == "complete":
                 try:

@@ -8,7 +8,7 @@
 it twice, and its two classes keep their names and `build()` signature:
 `MiniVGGNetKeras` (its `minivggnetkeras.py`) in portable Keras 3, for any backend, and
 `MiniVGGNetTF` (its `minivggnettf.py`) in `tf.keras`, whose CReLU is TensorFlow's own
-`tf.nn.crelu` (`TFCReLU`, in `minivggnet_tf.py`), so it needs the TensorFlow backend.
+`tf.nn.crelu` (`TFCReLU`, in `kvt.layers.tf_crelu`), so it needs the TensorFlow backend.
 With `activation="crelu"` every hidden activation but the first conv's is a CReLU (the
 tutorial's placement). Both register themselves as "minivggnet" when `kvt.models` is
 imported; importing this module imports no framework: each `build()` imports its own.
@@ -105,7 +105,7 @@ def build_tf(name: str, input_shape: tuple[int, int, int], classes: int, activat
     from tensorflow import keras  # tf.keras: Keras 3 itself with TensorFlow >= 2.16
 
     from kvt.layers import hidden_activation
-    from kvt.models.minivggnet_tf import TFCReLU
+    from kvt.layers.tf_crelu import TFCReLU
 
     def act(first: bool = False):
         if activation == "crelu" and not first:

@@ -3,9 +3,9 @@
 The tutorial's `minivggnettf.py` made the move Keras users make when Keras lacks
 something: drop down to the engine and use a TensorFlow op (`tf.nn.crelu`) inside the
 Keras model. Here that op sits in `TFCReLU`, a registered, serializable layer (not a
-Python lambda), so the saved model reloads in safe mode. `MiniVGGNetTF` (in
-`minivggnet.py`) builds the MiniVGGNet plan with it. Imports TensorFlow: only the
-TensorFlow backend can run it.
+Python lambda), so the saved model reloads in safe mode; `--api tf` models
+(`kvt.models.minivggnet.build_tf`) use it. Imports TensorFlow: only the TensorFlow
+backend can run it, and `kvt.layers` imports this module on that backend alone.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import tensorflow as tf
 from tensorflow import keras  # tf.keras: Keras 3 itself with TensorFlow >= 2.16
 
-from kvt.layers import crelu_output_shape
+from kvt.layers.portable import crelu_output_shape
 
 
 @keras.utils.register_keras_serializable(package="kvt")

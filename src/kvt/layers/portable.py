@@ -1,10 +1,7 @@
-"""Serializable activation layers: portable, backend-native, and user functions.
+"""Portable serializable layers: CReLU, backend-native and user-function activations.
 
-Every layer here is registered with `keras.saving.register_keras_serializable` under the
-package name "kvt", so a model that uses it saves to `.keras` and loads back with
-`safe_mode=True` once `kvt.layers` is imported (kvt's loaders do that), on any backend.
-On TensorFlow the import also registers `TFCReLU` of the tf.keras model (its module
-imports TensorFlow, so other backends do without it; they cannot run it anyway).
+Each is registered with `keras.saving.register_keras_serializable` under the package
+name "kvt" and runs on any backend; see `kvt.layers`.
 
 - `CReLU`: concatenated ReLU, written with `keras.ops` (portable), or with the active
   backend's own ops when `native=True` (`tf.nn.crelu` on TensorFlow).
@@ -239,9 +236,3 @@ def hidden_activation(activation: str, native: bool = False, first: bool = False
 
         raise ModelError(f"--activation {activation}: {e}") from None
 
-
-# On TensorFlow, importing this module registers every kvt layer, the tf.keras model's
-# TFCReLU too, so that plain `keras.saving.load_model` reads any kvt model file. (Its
-# module imports this one; placed last, that import finds every name it needs here.)
-if keras.backend.backend() == "tensorflow":
-    import kvt.models.minivggnet_tf  # noqa: E402,F401
