@@ -632,7 +632,7 @@ def test_a_2x2_with_identical_api_arms_says_so_and_counts_each_result_once(tmp_p
             where = "Xeon" if seed == 1 and is_relu else "EPYC"
             _fake_run(sweep.run_dir(variant, seed), acc,
                       environment={"backend": "tensorflow", "processor": where})
-    analysis = write_results(sweep, plan, collect(sweep, plan), "kvt compare ...")
+    analysis = write_results(sweep.path, plan, collect(sweep.run_dir, plan), "kvt compare ...")
     assert [t["labels"] for t in analysis["identical"]] == [["keras/relu", "tf/relu"],
                                                             ["keras/crelu", "tf/crelu"]]
     f = analysis["factorial"]
@@ -669,7 +669,7 @@ def test_report_of_a_folder_that_kept_only_compare_json(tmp_path, capsys):
     for seed, (a, b) in enumerate([(0.70, 0.72), (0.74, 0.75), (0.71, 0.74)]):
         _fake_run(sweep.run_dir(plan.variants[0], seed), a)
         _fake_run(sweep.run_dir(plan.variants[1], seed), b)
-    write_results(sweep, plan, collect(sweep, plan), "kvt compare ...")
+    write_results(sweep.path, plan, collect(sweep.run_dir, plan), "kvt compare ...")
     before = (sweep.path / "compare.md").read_text()
     shutil.rmtree(sweep.path / "runs")
     shutil.rmtree(sweep.path / "configs")
