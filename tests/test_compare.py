@@ -533,7 +533,7 @@ def test_resume_on_a_machine_that_keeps_the_data_elsewhere(tmp_path, capsys, mon
     relu, crelu = plan.variants
     # relu seed 0 stopped after its first epoch (as a Ctrl-C leaves it); crelu not started
     _signal_after(monkeypatch, train, "epoch_order", lambda seed, epoch, n: epoch == 1)
-    assert run_cli(capsys, *sweep.train_argv(relu, 0, "start", train_argv))[0] == 130
+    assert run_cli(capsys, *sweep.train_argv(relu, 0, "start", train_argv, str(first)))[0] == 130
     monkeypatch.undo()
     stopped = sweep.run_dir(relu, 0)
     assert stopped.status() == "interrupted"
@@ -556,12 +556,15 @@ def test_resume_on_a_machine_that_keeps_the_data_elsewhere(tmp_path, capsys, mon
         rd = sweep.run_dir(variant, 0)
         assert rd.status() == "complete"
         record = json.loads((rd / "config.json").read_text())
-        assert record["config"]["data_dir"] == record["dataset"]["source"] == str(same)
+        # records keep no absolute data_dir, only the folder's name
+        assert record["config"]["data_dir"] is None
+        assert record["dataset"]["source"] == ".../same-in-binary"
         config = json.loads(sweep.config_path(variant).read_text())
-        assert config["data_dir"] == str(same)
-    assert json.loads((stopped / "metrics.json").read_text())["sessions"] == 2
-    assert json.loads((out / "sweep.json").read_text())["base"]["data_dir"] == str(same)
-    assert f"--resume {out} --data-dir {same})" in (out / "compare.md").read_text()
+        assert config["data_dir"] is None
+    assert json.loads((stopped / "metrics.json").read_text())["starts"] == 2
+    saved = json.loads((out / "sweep.json").read_text())
+    assert saved["base"]["data_dir"] is None and saved["data_source"] == ".../same-in-binary"
+    assert "--resume . --data-dir .../same-in-binary)" in (out / "compare.md").read_text()
 
     digits = tmp_path / "digits-sweep"
     Sweep(digits).create(build_plan(TrainConfig.from_recipe(dataset="digits"), None,

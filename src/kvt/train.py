@@ -177,7 +177,7 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
             (contextlib.closing(board) if board else contextlib.nullcontext()):
         if run_dir is not None:
             if not (resume and (run_dir / "config.json").is_file()):
-                write_json(run_dir / "config.json", config_record(config, dataset))
+                write_json(run_dir / "config.json", config_record(config, dataset, run_dir.path))
             write_text(run_dir / "summary.txt", model_summary(
                 model, config, dataset.input_shape, dataset.num_classes))
             run_dir.mark("running", progress.summary())
@@ -240,7 +240,7 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
             "images_per_second": float(n_train / np.mean(train_seconds)),
             "final_train_accuracy": history["accuracy"][-1],
             "final_train_loss": history["loss"][-1],
-            "sessions": progress.sessions,
+            "starts": progress.starts,  # 1, plus one for each --resume
             "replicas": replicas.count,
             "processes": replicas.processes,
         })

@@ -12,8 +12,8 @@ Where the run directory is written (`storage`):
 - shared: every node sees the sweep directory at the same path (one machine, or a
   filesystem every node mounts there: NFS, a cluster filesystem). The task trains in the
   sweep directory itself, as the local pool does. A node knows that it sees the sweep
-  directory when it reads the marker file (MARKER) this session wrote there, with the
-  session's random token in it; one that does not fails the run and says so.
+  directory when it reads the marker file (MARKER) this kvt compare wrote there, with
+  its random token in it; one that does not fails the run and says so.
 - copy: the driver ships the configuration file and what the run directory holds (a
   checkpoint to continue from, its train.log) with the task; the node trains in a
   temporary directory of its own and returns the run directory as a tar archive, which
@@ -60,7 +60,7 @@ from kvt import signals
 from kvt.backends import thread_env
 from kvt.compare.sweep import Job, Sweep, TrainArgv, next_action
 from kvt.errors import EXIT_CANCELLED, BackendError, RunError
-from kvt.runs import LOCK, RunDir
+from kvt.runs import LOCK, PORTABLE_PATHS, RunDir
 
 INSTALL = "pip install 'kvt[ray]'"
 STORAGE = ("auto", "shared", "copy")
@@ -254,7 +254,8 @@ class RayExecutor:
             files = pack(self.root, [rel.config_path(job.variant), run])
         return {"root": str(self.root), "token": self.token, "storage": self.storage,
                 "run": str(run), "cpus": self.cpus, "files": files,
-                "start": rel.train_argv(job.variant, job.seed, "start", self.train_argv),
+                "start": rel.train_argv(job.variant, job.seed, "start", self.train_argv,
+                                        job.data_dir),
                 "resume": rel.train_argv(job.variant, job.seed, "resume", self.train_argv,
                                          job.data_dir)}
 
@@ -396,7 +397,7 @@ def _run_task(spec: dict[str, Any], context) -> dict[str, Any]:
 
 def _sees(root: Path, token: str) -> bool:
     """Whether this node sees the driver's sweep directory: it reads the marker file
-    that the driver wrote there for this session."""
+    that the driver wrote there for this kvt compare."""
     try:
         return bool(token) and (root / MARKER).read_text() == token
     except OSError:
@@ -472,6 +473,7 @@ def _child_env(threads: int) -> dict[str, str]:
     env = {**os.environ, **thread_env(threads)}
     env["CUDA_VISIBLE_DEVICES"] = ""
     env["PYTHONUNBUFFERED"] = "1"
+    env[PORTABLE_PATHS] = "1"  # its output is the run's train.log
     return env
 
 

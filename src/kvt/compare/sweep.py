@@ -26,13 +26,14 @@ from kvt.compare.plan import Plan, Variant
 from kvt.compare.render import render_text, write_results
 from kvt.compare.results import collect, failure_message, unfinished
 from kvt.errors import Cancelled, RunError
-from kvt.runs import RunDir, write_json, write_text
+from kvt.runs import (PORTABLE_PATHS, RunDir, portable_argv, record_bases, recorded_data_dir,
+                      write_json, write_text)
 
 RESULTS = ("compare.md", "compare.json", "compare.png", "curves.png")
 # The `kvt train` command line of a run (without the program): `kvt.cli.common.train_argv`,
 # which the CLI passes in (this library sits below the CLI). Called as
-# train_argv(config_file, seed=, out=, force=True) or train_argv(resume=run_dir,
-# data_dir=where its data lies now or None).
+# train_argv(config_file, seed=, out=, force=True, data_dir=) or train_argv(resume=run_dir,
+# data_dir=): data_dir where its data lies now, if its files do not say, or None.
 TrainArgv = Callable[..., list[str]]
 
 
@@ -46,8 +47,9 @@ class Job:
     run_dir: RunDir
     argv: list[str] = dataclasses.field(default_factory=list)
     action: str = "start"  # start | resume | done
-    # To resume: where the run's data lies now, if the plan moved it (kvt compare --resume
-    # --data-dir) since the run last trained; None if it is where the run has it.
+    # Where the run's data lies now, if its files do not say: the config file keeps no
+    # absolute path (`kvt.runs.recorded_data_dir`), or the plan moved the data (kvt
+    # compare --resume --data-dir) since the run last trained. None otherwise.
     data_dir: str | None = None
 
 
@@ -106,7 +108,9 @@ class Sweep:
         plan (sweep.json)."""
         (self.path / "configs").mkdir(parents=True, exist_ok=True)
         for variant in plan.variants:
-            write_text(self.config_path(variant), plan.config(variant).to_json() + "\n")
+            config = plan.config(variant)  # its data_dir as records keep it (none if absolute)
+            config = dataclasses.replace(config, data_dir=recorded_data_dir(config.data_dir))
+            write_text(self.config_path(variant), config.to_json() + "\n")
         write_json(self.path / "sweep.json", plan.to_dict())
 
     def load(self) -> Plan:
@@ -131,7 +135,12 @@ class Sweep:
                     with rd.claim(create=False):  # refuses a run another process is training
                         pass
                 action = next_action(rd)
-                moved = data_dir_to_resume(rd, plan.config(variant)) if action == "resume" else None
+                config = plan.config(variant)
+                if action == "resume":
+                    moved = data_dir_to_resume(rd, config)
+                else:  # the config file keeps no absolute data_dir: given on the command line
+                    kept = recorded_data_dir(config.data_dir)
+                    moved = config.data_dir if kept != config.data_dir else None
                 jobs.append(Job(variant, seed, rd, self.train_argv(
                     variant, seed, action, train_argv, moved), action, moved))
         return jobs
@@ -140,13 +149,14 @@ class Sweep:
                    train_argv: TrainArgv, data_dir: str | None = None) -> list[str]:
         """The `kvt train` command line that does `action` for a run (none for "done"),
         its paths as this Sweep spells them (relative ones for a Sweep(".") that runs
-        in the sweep directory); a resumed one reads its data from `data_dir` if given."""
+        in the sweep directory); the run reads its data from `data_dir` if given."""
         rd = self.run_dir(variant, seed)
         if action == "done":
             return []
         if action == "resume":
             return train_argv(resume=rd.path, data_dir=data_dir)
-        return train_argv(self.config_path(variant), seed=seed, out=rd.path, force=True)
+        return train_argv(self.config_path(variant), seed=seed, out=rd.path, force=True,
+                          data_dir=data_dir)
 
 
 def data_dir_to_resume(rd: RunDir, config) -> str | None:
@@ -184,6 +194,7 @@ def child_env(jobs: int) -> dict[str, str]:
         env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 / jobs:.2f}")
         env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env[PORTABLE_PATHS] = "1"  # their output is the run's train.log
     return env
 
 
@@ -203,7 +214,8 @@ def local_pool(todo: list[Job], jobs: int, started: Callable[[Job], None],
                 with signals.deferred():
                     job.run_dir.path.mkdir(parents=True, exist_ok=True)
                     log = open(job.run_dir / "train.log", "a")
-                    log.write(f"$ kvt {shlex.join(job.argv)}\n")
+                    argv = portable_argv(job.argv, *record_bases(job.run_dir.path))
+                    log.write(f"$ kvt {shlex.join(argv)}\n")
                     log.flush()
                     with signals.children_held():
                         proc = subprocess.Popen([python, "-m", "kvt", *job.argv], stdout=log,
