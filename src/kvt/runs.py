@@ -265,9 +265,9 @@ class RunDir:
         made, lock = False, DirLock(self.path)
         try:
             # A Ctrl-C while the directory and its lock file are made waits for the end
-            # of this block and lands where the clean-up below runs (it once landed
-            # between the lock file's creation and the clean-up, and left a run directory
-            # holding nothing but the lock).
+            # of this block and lands where the clean-up below runs (landing between the
+            # lock file's creation and the clean-up would leave a run directory holding
+            # nothing but the lock).
             with signals.blocked():
                 if create and not self.path.is_dir():
                     try:

@@ -60,7 +60,7 @@ from kvt import signals
 from kvt.backends import thread_env
 from kvt.compare.sweep import Job, Sweep, TrainArgv, next_action
 from kvt.errors import EXIT_CANCELLED, BackendError, RunError
-from kvt.runs import LOCK, PORTABLE_PATHS, RunDir
+from kvt.runs import LOCK, PORTABLE_PATHS, RunDir, portable_argv, portable_path, record_bases
 
 INSTALL = "pip install 'kvt[ray]'"
 STORAGE = ("auto", "shared", "copy")
@@ -388,7 +388,8 @@ def _run_task(spec: dict[str, Any], context) -> dict[str, Any]:
                         f"use --ray-storage auto")
     with tempfile.TemporaryDirectory(prefix="kvt-ray-") as tmp:
         unpack(spec["files"], Path(tmp))
-        code = _train(Path(tmp), spec, threads, f"{where}, in a copy at {tmp}")
+        code = _train(Path(tmp), spec, threads,  # its name: train.log is a record
+                      f"{where}, in a copy at {portable_path(tmp)}")
         run = Path(tmp) / spec["run"]
         return {"code": code,
                 "files": pack(run, [Path(p.name) for p in run.iterdir()])
@@ -436,7 +437,8 @@ def _train_once(root: Path, spec: dict[str, Any], threads: int, where: str) -> i
     argv = spec["resume"] if action == "resume" else spec["start"]
     rd.path.mkdir(parents=True, exist_ok=True)
     with open(rd / "train.log", "a") as log:
-        log.write(f"$ kvt {shlex.join(argv)}\n# ray: {where}\n")
+        shown = portable_argv(argv, *record_bases(rd.path))  # train.log is a record
+        log.write(f"$ kvt {shlex.join(shown)}\n# ray: {where}\n")
         log.flush()
         proc = None
         try:
