@@ -93,7 +93,8 @@ def test_results_of_finished_and_failed_runs(tmp_path):
             rd.mark("failed", "the loss became nan at epoch 1, step 3: ...")
         else:
             _fake_run(sweep.run_dir(plan.variants[1], seed), b)
-    analysis = write_results(sweep.path, plan, collect(sweep.run_dir, plan), "kvt compare ...")
+    analysis = write_results(sweep.path, plan, collect(sweep.path, sweep.run_dir, plan),
+                             "kvt compare ...")
     relu, crelu = analysis["configurations"]
     assert (relu["n"], relu["failed"], crelu["n"], crelu["failed"]) == (3, 0, 2, 1)
     assert relu["mean"] == pytest.approx(0.72) and crelu["mean"] == pytest.approx(0.74)
@@ -320,7 +321,8 @@ def test_intervals_at_two_seeds_stay_within_0_and_100_with_a_note(tmp_path):
     for seed, (a, b) in enumerate([(0.50, 0.55), (0.90, 0.60)]):
         _fake_run(sweep.run_dir(plan.variants[0], seed), a)
         _fake_run(sweep.run_dir(plan.variants[1], seed), b)
-    analysis = write_results(sweep.path, plan, collect(sweep.run_dir, plan), "kvt compare ...")
+    analysis = write_results(sweep.path, plan, collect(sweep.path, sweep.run_dir, plan),
+                             "kvt compare ...")
     relu, crelu = analysis["configurations"]
     assert (relu["ci_low"], relu["ci_high"], relu["ci_clipped"]) == (0.0, 1.0, True)
     assert 0 <= crelu["ci_low"] <= crelu["ci_high"] <= 1
@@ -343,7 +345,8 @@ def test_tutorial_2x2_reports_two_effects_their_interaction_and_the_tutorials_ru
     for variant in plan.variants:
         for seed, noise in enumerate([-0.01, 0.0, 0.01]):
             _fake_run(sweep.run_dir(variant, seed), 0.74 + shifts[variant.label] + noise)
-    analysis = write_results(sweep.path, plan, collect(sweep.run_dir, plan), "kvt compare ...")
+    analysis = write_results(sweep.path, plan, collect(sweep.path, sweep.run_dir, plan),
+                             "kvt compare ...")
     f = analysis["factorial"]
     assert f["factors"] == ["api", "activation"]
     assert f["levels"] == [["keras", "tf"], ["relu", "crelu"]]
@@ -379,7 +382,8 @@ def test_the_machines_the_runs_ran_on_are_counted_and_mixed_ones_flagged(tmp_pat
         _fake_run(sweep.run_dir(variant, 0), 0.7, environment=cpu)
         _fake_run(sweep.run_dir(variant, 1), 0.71, environment=gpu)
         _fake_run(sweep.run_dir(variant, 2), 0.72)  # no config.json: counted, not placed
-    analysis = write_results(sweep.path, plan, collect(sweep.run_dir, plan), "kvt compare ...")
+    analysis = write_results(sweep.path, plan, collect(sweep.path, sweep.run_dir, plan),
+                             "kvt compare ...")
     assert analysis["configurations"][0]["n"] == 3
     cpu_words = "AMD EPYC (2 CPUs); tensorflow 2.21.0, Keras 3.15.1, Python 3.11.7"
     gpu_words = "Intel(R) Xeon(R) (16 CPUs), cuda:0; jax 0.10.2, Keras 3.15.1, Python 3.12.3"
@@ -396,7 +400,8 @@ def test_the_machines_the_runs_ran_on_are_counted_and_mixed_ones_flagged(tmp_pat
     # One kind of machine: named, with no warning.
     for variant in plan.variants:
         write_json(sweep.run_dir(variant, 1) / "config.json", {"environment": cpu})
-    write_results(sweep.path, plan, collect(sweep.run_dir, plan), "kvt compare ...")
+    write_results(sweep.path, plan, collect(sweep.path, sweep.run_dir, plan),
+                  "kvt compare ...")
     md = (sweep.path / "compare.md").read_text()
     assert f"- 4 runs: {cpu_words}\n" in md and "more than one kind" not in md
 
@@ -409,7 +414,8 @@ def test_a_grid_that_is_not_2x2_has_no_factorial_analysis(tmp_path):
     for variant in plan.variants:
         for seed in (0, 1):
             _fake_run(sweep.run_dir(variant, seed), 0.7 + 0.01 * seed)
-    analysis = write_results(sweep.path, plan, collect(sweep.run_dir, plan), "kvt compare ...")
+    analysis = write_results(sweep.path, plan, collect(sweep.path, sweep.run_dir, plan),
+                             "kvt compare ...")
     assert analysis["factorial"] is None and analysis["tutorial"] is None
 
 
@@ -535,7 +541,7 @@ def test_resume_on_a_machine_that_keeps_the_data_elsewhere(tmp_path, capsys, mon
     relu, crelu = plan.variants
     # relu seed 0 stopped after its first epoch (as a Ctrl-C leaves it); crelu not started
     _signal_after(monkeypatch, train, "epoch_order", lambda seed, epoch, n: epoch == 1)
-    assert run_cli(capsys, *sweep.train_argv(relu, 0, "start", train_argv))[0] == 130
+    assert run_cli(capsys, *sweep.train_argv(relu, 0, "start", train_argv, str(first)))[0] == 130
     monkeypatch.undo()
     stopped = sweep.run_dir(relu, 0)
     assert stopped.status() == "interrupted"
@@ -558,12 +564,15 @@ def test_resume_on_a_machine_that_keeps_the_data_elsewhere(tmp_path, capsys, mon
         rd = sweep.run_dir(variant, 0)
         assert rd.status() == "complete"
         record = json.loads((rd / "config.json").read_text())
-        assert record["config"]["data_dir"] == record["dataset"]["source"] == str(same)
+        # records keep no absolute data_dir, only the folder's name
+        assert record["config"]["data_dir"] is None
+        assert record["dataset"]["source"] == ".../same-in-binary"
         config = json.loads(sweep.config_path(variant).read_text())
-        assert config["data_dir"] == str(same)
-    assert json.loads((stopped / "metrics.json").read_text())["sessions"] == 2
-    assert json.loads((out / "sweep.json").read_text())["base"]["data_dir"] == str(same)
-    assert f"--resume {out} --data-dir {same})" in (out / "compare.md").read_text()
+        assert config["data_dir"] is None
+    assert json.loads((stopped / "metrics.json").read_text())["starts"] == 2
+    saved = json.loads((out / "sweep.json").read_text())
+    assert saved["base"]["data_dir"] is None and saved["data_source"] == ".../same-in-binary"
+    assert "--resume . --data-dir .../same-in-binary)" in (out / "compare.md").read_text()
 
     digits = tmp_path / "digits-sweep"
     Sweep(digits).create(build_plan(TrainConfig.from_recipe(dataset="digits"), None,
@@ -632,7 +641,8 @@ def test_a_2x2_with_identical_api_arms_says_so_and_counts_each_result_once(tmp_p
             where = "Xeon" if seed == 1 and is_relu else "EPYC"
             _fake_run(sweep.run_dir(variant, seed), acc,
                       environment={"backend": "tensorflow", "processor": where})
-    analysis = write_results(sweep.path, plan, collect(sweep.run_dir, plan), "kvt compare ...")
+    analysis = write_results(sweep.path, plan, collect(sweep.path, sweep.run_dir, plan),
+                             "kvt compare ...")
     assert [t["labels"] for t in analysis["identical"]] == [["keras/relu", "tf/relu"],
                                                             ["keras/crelu", "tf/crelu"]]
     f = analysis["factorial"]
@@ -669,7 +679,8 @@ def test_report_of_a_folder_that_kept_only_compare_json(tmp_path, capsys):
     for seed, (a, b) in enumerate([(0.70, 0.72), (0.74, 0.75), (0.71, 0.74)]):
         _fake_run(sweep.run_dir(plan.variants[0], seed), a)
         _fake_run(sweep.run_dir(plan.variants[1], seed), b)
-    write_results(sweep.path, plan, collect(sweep.run_dir, plan), "kvt compare ...")
+    write_results(sweep.path, plan, collect(sweep.path, sweep.run_dir, plan),
+                  "kvt compare ...")
     before = (sweep.path / "compare.md").read_text()
     shutil.rmtree(sweep.path / "runs")
     shutil.rmtree(sweep.path / "configs")

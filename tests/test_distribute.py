@@ -150,7 +150,7 @@ def test_two_processes_on_loopback_train_one_run_and_resume_one_process_run(tmp_
            max_rel_diff(resumed[1], one[1], LOSSES), 1e-5)
     within("resumed on two processes vs one: epoch 2 images flipped",
            flipped(resumed[1], one[1]), 2)
-    assert json.loads((part / "metrics.json").read_text())["sessions"] == 2
+    assert json.loads((part / "metrics.json").read_text())["starts"] == 2
 
 
 MIRRORED_SCRIPT = textwrap.dedent("""

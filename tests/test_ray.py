@@ -213,7 +213,7 @@ def test_sweep_on_its_own_ray_instance_equals_the_local_one_after_a_killed_worke
     # Ray retried the task, which continued the run from its checkpoint of epoch 1
     log = (run / "train.log").read_text()
     assert "$ kvt train --resume runs/relu/seed-0" in log and len(ray_lines(run)) == 2
-    assert json.loads((run / "metrics.json").read_text())["sessions"] == 2
+    assert json.loads((run / "metrics.json").read_text())["starts"] == 2
     for seed_run in out.glob("runs/*/seed-*"):
         assert "1 CPU, in the sweep directory" in ray_lines(seed_run)[-1]
         threads = json.loads((seed_run / "config.json").read_text())["environment"]

@@ -54,7 +54,7 @@ def test_second_trainer_on_a_live_run_is_refused_and_the_first_finishes(tmp_path
     config = json.loads((run / "config.json").read_text())["config"]
     assert (config["seed"], config["api"]) == (1, "keras")  # every artifact is the first's
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["epochs"] == 3 and metrics["sessions"] == 1
+    assert metrics["epochs"] == 3 and metrics["starts"] == 1
 
 
 def test_claim_dies_with_a_killed_process(killed_and_resumed):

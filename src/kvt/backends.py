@@ -96,7 +96,7 @@ def select(backend: str, deterministic: bool = False) -> None:
         # XLA's compiled programs persist in kvt's cache, so that the next process that
         # trains the same model (a resume, the next seed of a sweep, a rerun) loads them
         # instead of compiling again: a digits run's first epoch took 7.5 s cold and 2.8 s
-        # warm on a 2-core AMD EPYC. The user's own setting wins.
+        # warm on a 2-core AMD EPYC (2026-11-27). The user's own setting wins.
         os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(cache_dir() / "jax"))
     if deterministic and backend == "jax":
         flag = "--xla_gpu_deterministic_ops=true"

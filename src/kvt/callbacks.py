@@ -84,8 +84,8 @@ class EpochLog(keras.callbacks.TensorBoard):
     `epoch_images_per_second`), stepped by the epoch's number counted from 0.
 
     Keras' own callback opens new event files at every `fit` call and writes as soon as
-    an epoch ends. Here the writers live for the whole session (one event file per
-    folder per session: a resumed run adds one beside the first session's), and an
+    an epoch ends. Here the writers live for the whole process (one event file per
+    folder per start: a resumed run adds one beside the first start's), and an
     epoch is written only by `commit()`, which `fit` calls once the epoch's checkpoint
     is on disk, then flushed: the event files hold exactly the checkpointed epochs, so
     a resumed run neither repeats an epoch's step nor loses one to a kill. (It relies on

@@ -27,20 +27,21 @@ import numpy as np
 from kvt import backends, signals
 from kvt.config import TrainConfig
 from kvt.errors import Cancelled, RunError
-from kvt.runs import RunDir, write_atomic
+from kvt.runs import RunDir, recorded_data_dir, write_atomic
 
 CHECKPOINT_FORMAT = 1
 
 
 class Progress:
-    """What the finished epochs produced: history, timings, how many sessions ran."""
+    """What the finished epochs produced: history, timings, how many times the run was
+    started (the first start and each resume)."""
 
     def __init__(self, epochs: int, done: int = 0, history: dict[str, list[float]] | None = None,
-                 sessions: int = 0):
+                 starts: int = 0):
         self.epochs, self.done = epochs, done
         self.saved = done  # epochs in the checkpoint on disk
         self.history: dict[str, list[float]] = history or {}
-        self.sessions = sessions + 1  # this process is one more
+        self.starts = starts + 1  # this process is one more
         self.rng: dict[str, Any] = {}  # framework RNG state to restore when training starts
 
     def add_epoch(self, logs: dict[str, list[Any]], epoch_seconds: float,
@@ -71,9 +72,10 @@ def save_checkpoint(model, config: TrainConfig, progress: Progress, path: Path) 
     arrays = {f"v{i}": np.asarray(keras.ops.convert_to_numpy(v))
               for i, v in enumerate(_state_variables(model))}
     rng = backends.rng_state(config.backend)
+    config_dict = {**config.to_dict(), "data_dir": recorded_data_dir(config.data_dir)}
     state = {"format": CHECKPOINT_FORMAT, "epochs_done": progress.done,
-             "history": progress.history, "sessions": progress.sessions,
-             "config": config.to_dict(), "variables": len(arrays), "rng": sorted(rng)}
+             "history": progress.history, "starts": progress.starts,
+             "config": config_dict, "variables": len(arrays), "rng": sorted(rng)}
     arrays.update({f"rng_{k}": v for k, v in rng.items()})
     arrays["state"] = np.array(json.dumps(state))
 
@@ -112,7 +114,8 @@ def restore_checkpoint(model, config: TrainConfig, path: Path) -> Progress:
                            f"({variable.path}: {value.shape} vs {tuple(variable.shape)}): {fix}")
         variable.assign(value)
     progress = Progress(config.epochs, int(state["epochs_done"]), state["history"],
-                        int(state.get("sessions", 1)))
+                        # "sessions": what older checkpoints called the starts
+                        int(state.get("starts", state.get("sessions", 1))))
     progress.rng = rng
     return progress
 

@@ -17,10 +17,10 @@ from typing import Any
 from kvt.backends import DEFAULT_BACKEND, FRAMEWORKS
 from kvt.errors import BackendError, ModelError, UsageError
 
-# The tutorial's recipe ("Keras vs. TensorFlow", 2018): MiniVGGNet on CIFAR-10,
-# 74.32% (Keras, ReLU) and 75.50% (tf.keras, CReLU) test accuracy after 30 epochs,
-# 324-457 s per epoch on the author's CPU.
 RECIPES: dict[str, dict[str, Any]] = {
+    # The tutorial's recipe ("Keras vs. TensorFlow", 2018): MiniVGGNet on CIFAR-10.
+    # 73.74 +- 1.42% test accuracy with ReLU, 76.81 +- 0.41% with CReLU (n=5); 2-core AMD
+    # EPYC and Intel Xeon, TensorFlow 2.21, 2026-12-04 to 12-07: results/tutorial-2x2/seed.
     "seed": {
         "epochs": 30,  # passes over the training set
         "batch_size": 32,  # images per SGD step
@@ -37,15 +37,9 @@ RECIPES: dict[str, dict[str, Any]] = {
         "augment": "none",  # the tutorial trained on the images as they are
         "tta": "none",  # and judged each test image once
     },
-    # A modern recipe for the same network: large batches, Nesterov momentum, a linear
-    # warm-up then cosine decay to zero, label smoothing, weight decay, random flips and
-    # 2-pixel translations. A fixed schedule: the test set is never looked at to stop.
-    # Measured on one NVIDIA H100, JAX 0.11.2, Keras 3.15.1, float32 (2026-11-27,
-    # benchmarks/gpu.sh): test accuracy 78.50 +- 3.02% over seeds 0-3 (74.44 to 81.68,
-    # all >= 74%), 10.5 s of training each with a warm compile cache, 24.1 s cold. lr and
-    # epochs were chosen on a 10% validation holdout (lr 0.2 and 0.4 were unstable at 6
-    # and 10 epochs). On a 2-core CPU one run takes far longer than 5 minutes: README,
-    # "The fast recipe".
+    # A modern schedule for the same network; fixed, so the test set never decides a stop.
+    # 78.50 +- 3.02% test accuracy (n=4), 10.5 s of training per run; one NVIDIA H100, JAX
+    # 0.11.2, 2026-11-27 (benchmarks/gpu.sh; its files are not kept in results/).
     "fast": {
         "epochs": 15,
         "batch_size": 512,
@@ -60,20 +54,14 @@ RECIPES: dict[str, dict[str, Any]] = {
         "augment": "flip-translate",
         "tta": "none",
     },
-    # The fast recipe sized for a CPU: kvt's own small network (QuickNet, 35 MFLOP per
-    # image forward against MiniVGGNet's 54; 1.7x its training images/s on this CPU),
-    # batch 256, 2 epochs, judged with flip test-time augmentation. Measured on a 2-core
-    # AMD EPYC without AVX-512, TensorFlow 2.21, Keras 3.15.1, float32, 2026-12-03
-    # (benchmarks/fast_cpu.sh): test accuracy 74.83 +- 1.25% over seeds 0-4 (73.24 to
-    # 76.17; 4 of 5 >= 74%; one pass without the flip 73.82 +- 1.21%), 223-280 s of wall
-    # time per whole run, 182 s of it training. The schedule was chosen from three
-    # single-seed trials on the test set, the flip on a validation holdout: README, "The
-    # fast recipe on a CPU".
+    # The fast recipe sized for a CPU: QuickNet, 2 epochs, flip test-time augmentation.
+    # 74.83 +- 1.25% test accuracy (n=5), 223-280 s per whole run; 2-core AMD EPYC (no
+    # AVX-512), TensorFlow 2.21, 2026-12-03: results/fast-cpu.
     "fast-cpu": {
         "model": "quicknet",
         "epochs": 2,
         "batch_size": 256,
-        "lr": 0.2,
+        "lr": 0.2,  # chosen for ReLU (on the test set): CReLU does worse with it
         "decay": 0.0,
         "momentum": 0.9,
         "nesterov": True,

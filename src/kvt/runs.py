@@ -46,11 +46,80 @@ if TYPE_CHECKING:
     from kvt.data import Dataset
 
 CHECKPOINT = "checkpoint.npz"  # present while training; removed once the run is complete
-LOGS = "logs"  # TensorBoard's event files, one per folder per training session
+LOGS = "logs"  # TensorBoard's event files, one per folder per start of the run
 ARTIFACTS = ("config.json", "summary.txt", "status.json", "history.csv", "metrics.json",
              "report.txt",
              "plot.png", "confusion_matrix.png", "model.keras", CHECKPOINT, LOGS)
 LOCK = ".kvt.lock"  # the claim of the process working on a run (or sweep) directory
+# What a record holds in place of an absolute path outside the run (or sweep) directory
+# and the home folder: the last part of the path, after this prefix. Records travel to
+# other machines (results/), where the path would mean nothing.
+ELIDED = ".../"
+# Set (to 1) in the environment of a `kvt train` whose output is itself a record (a
+# sweep's train.log): its output spells paths as records do.
+PORTABLE_PATHS = "KVT_PORTABLE_PATHS"
+
+
+# --- paths in records -----------------------------------------------------------------
+
+def portable_path(path: str | Path, *bases: str | Path) -> str:
+    """`path` as kvt's records spell it: as typed when relative; relative to the first
+    of `bases` when it lies in one of them (a run's `--config` in its sweep); under the
+    home folder as `~/...`; otherwise only its last part, after ELIDED."""
+    text = str(path)
+    if not os.path.isabs(text):
+        return text
+    target = os.path.normpath(text)
+    for base in bases:
+        base = os.path.normpath(os.path.abspath(base))
+        if target == base or target.startswith(base.rstrip(os.sep) + os.sep):
+            return os.path.relpath(target, os.path.normpath(os.path.abspath(bases[0])))
+    home = os.path.normpath(os.path.expanduser("~"))
+    if home != os.sep and target.startswith(home + os.sep):
+        return "~/" + os.path.relpath(target, home)
+    return ELIDED + os.path.basename(target)
+
+
+def portable_argv(argv: list[str], *bases: str | Path) -> list[str]:
+    """A command line as kvt's records spell it: every absolute path in it (an
+    argument, or the value of `--flag=PATH`) through `portable_path`."""
+    out = []
+    for arg in argv:
+        flag, eq, value = arg.partition("=")
+        if eq and flag.startswith("-") and os.path.isabs(value):
+            out.append(f"{flag}={portable_path(value, *bases)}")
+        else:
+            out.append(portable_path(arg, *bases))
+    return out
+
+
+def recorded_data_dir(data_dir: str | None) -> str | None:
+    """The data directory a record keeps: the one typed when relative; none for an
+    absolute one (`kvt train --resume` then needs --data-dir or KVT_DATA_DIR, and checks
+    that it holds the same data)."""
+    return data_dir if data_dir is None or not os.path.isabs(data_dir) else None
+
+
+def recorded_source(config: TrainConfig, source: str, *bases: str | Path) -> str:
+    """A dataset's source as config.json keeps it: for data given as an absolute
+    --data-dir, only its name after ELIDED, which tells `kvt train --resume` to ask for
+    --data-dir again (`unrecorded_data`); otherwise `portable_path`."""
+    if config.data_dir and recorded_data_dir(config.data_dir) is None:
+        return ELIDED + os.path.basename(os.path.normpath(source))
+    return portable_path(source, *bases)
+
+
+def sweep_of(path: str | Path) -> Path | None:
+    """The sweep directory a run directory lies in (SWEEP/runs/<configuration>/seed-N),
+    if it does."""
+    root = Path(path).absolute().parent.parent.parent
+    return root if (root / "sweep.json").is_file() else None
+
+
+def record_bases(run_dir: str | Path) -> list[Path]:
+    """What a run's records spell paths relative to (`portable_path`): the run
+    directory, and the sweep it lies in, if any."""
+    return [Path(run_dir), *filter(None, [sweep_of(run_dir)])]
 
 
 # --- atomic writes ------------------------------------------------------------------
@@ -197,9 +266,9 @@ class RunDir:
         made, lock = False, DirLock(self.path)
         try:
             # A Ctrl-C while the directory and its lock file are made waits for the end
-            # of this block and lands where the clean-up below runs (it once landed
-            # between the lock file's creation and the clean-up, and left a run directory
-            # holding nothing but the lock).
+            # of this block and lands where the clean-up below runs (landing between the
+            # lock file's creation and the clean-up would leave a run directory holding
+            # nothing but the lock).
             with signals.blocked():
                 if create and not self.path.is_dir():
                     try:
@@ -249,6 +318,8 @@ class RunDir:
         return self
 
     def mark(self, status: str, message: str = "") -> None:
+        if self.path.is_absolute():  # "continue with kvt train --resume ." holds anywhere
+            message = message.replace(str(self.path), ".")
         write_json(self / "status.json",
                    {"status": status, "message": message, "pid": os.getpid(),
                     "host": socket.gethostname(),
@@ -299,13 +370,17 @@ class RunDir:
 
 # --- what config.json records ---------------------------------------------------------
 
-def config_record(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
+def config_record(config: TrainConfig, dataset: Dataset,
+                  run_dir: str | Path = ".") -> dict[str, Any]:
     """config.json's content: the resolved config, the dataset, the optimizer's resolved
-    values, versions and hardware, and the command line. Asks the framework for its
-    versions and devices: call after the backend is selected."""
+    values, versions and hardware, and the command line, its paths as `portable_path`
+    spells them for `run_dir`. Asks the framework for its versions and devices: call
+    after the backend is selected."""
+    bases = record_bases(run_dir)
     return {
-        "config": config.to_dict(),
-        "dataset": {"name": dataset.name, "source": dataset.source,
+        "config": {**config.to_dict(), "data_dir": recorded_data_dir(config.data_dir)},
+        "dataset": {"name": dataset.name,
+                    "source": recorded_source(config, dataset.source, *bases),
                     "eval_split": dataset.eval_split,
                     "train_images": len(dataset.y_train), "test_images": len(dataset.y_test),
                     "input_shape": list(dataset.input_shape),
@@ -320,7 +395,7 @@ def config_record(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
                       "schedule": config.schedule, "weight_decay": config.weight_decay},
         "environment": backends.describe(),
         "kvt": __version__,
-        "command": sys.argv,
+        "command": ["kvt", *portable_argv(sys.argv[1:], *bases)],
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -345,6 +420,20 @@ def relocate_data(run_dir: RunDir, config: TrainConfig, dataset: Dataset) -> Non
             f"{dataset.fingerprint[:12]}, the run's {saved['fingerprint'][:12]}; the same "
             f"images in another order differ too): point --data-dir at a copy of the data "
             f"in {where}")
-    record["config"]["data_dir"] = config.data_dir
-    record["dataset"]["source"] = dataset.source
+    record["config"]["data_dir"] = recorded_data_dir(config.data_dir)
+    record["dataset"]["source"] = recorded_source(config, dataset.source,
+                                                  *record_bases(run_dir.path))
     write_json(path, record)
+
+
+def unrecorded_data(run_dir: RunDir) -> str | None:
+    """The data folder a run read CIFAR-10 from when its config.json keeps no path to
+    it (it was given as an absolute path): its ELIDED name; None otherwise."""
+    try:
+        record = json.loads((run_dir / "config.json").read_text())
+        source = record["dataset"]["source"]
+        if record["config"]["dataset"] != "cifar10" or record["config"].get("data_dir"):
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return source if isinstance(source, str) and source.startswith(ELIDED) else None

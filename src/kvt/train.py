@@ -219,7 +219,7 @@ def _start_run(run_dir: RunDir, config: TrainConfig, dataset: Dataset, model,
                progress: Progress, resume: bool) -> None:
     """config.json (kept when resuming), summary.txt, and status.json "running"."""
     if not (resume and (run_dir / "config.json").is_file()):
-        write_json(run_dir / "config.json", config_record(config, dataset))
+        write_json(run_dir / "config.json", config_record(config, dataset, run_dir.path))
     write_text(run_dir / "summary.txt", model_summary(
         model, config, dataset.input_shape, dataset.num_classes))
     run_dir.mark("running", progress.summary())
@@ -300,7 +300,7 @@ def _evaluate(model, config: TrainConfig, dataset: Dataset, arrays: _Arrays,
         "images_per_second": float(arrays.n_train / np.mean(train_seconds)),
         "final_train_accuracy": history["accuracy"][-1],
         "final_train_loss": history["loss"][-1],
-        "sessions": progress.sessions,
+        "starts": progress.starts,  # 1, plus one for each --resume
         "replicas": replicas.count,
         "processes": replicas.processes,
     })

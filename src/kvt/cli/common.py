@@ -290,8 +290,8 @@ def given_flags(args: argparse.Namespace, dests) -> list[str]:
 
 def cifar10_data_dir(data_dir: str, datasets, what: str) -> str:
     """`--resume/--extend ... --data-dir DIR` of a run or sweep (`what`) that trains on
-    `datasets`: DIR as an absolute path (the saved config finds it from any folder
-    later), or a usage error when any of them is not CIFAR-10."""
+    `datasets`: DIR as an absolute path (for this command's processes, whatever their
+    folder; records keep none), or a usage error when any of them is not CIFAR-10."""
     from kvt.errors import UsageError
 
     others = sorted(set(datasets) - {"cifar10"})
@@ -305,9 +305,9 @@ def train_argv(config: str | Path | None = None, *, seed: int | None = None,
                out: str | Path | None = None, force: bool = False,
                resume: str | Path | None = None, data_dir: str | None = None) -> list[str]:
     """The one builder of a `kvt train` command line (after the program): a run from a
-    config file (`--config`, then `--seed`, `--out`, `--force` as given), or `--resume`
-    of a run directory (with `--data-dir` if given). kvt compare hands it to its sweep,
-    whose runs are these."""
+    config file (`--config`, then `--seed`, `--out`, `--force`, `--data-dir` as given),
+    or `--resume` of a run directory (with `--data-dir` if given). kvt compare hands it
+    to its sweep, whose runs are these."""
     if resume is not None:
         return ["train", "--resume", str(resume), *(["--data-dir", data_dir] if data_dir else [])]
     argv = ["train"]
@@ -319,4 +319,6 @@ def train_argv(config: str | Path | None = None, *, seed: int | None = None,
         argv += ["--out", str(out)]
     if force:
         argv.append("--force")
+    if data_dir is not None:
+        argv += ["--data-dir", data_dir]
     return argv

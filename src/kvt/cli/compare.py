@@ -133,14 +133,17 @@ def run(args: argparse.Namespace) -> int:
         # a folder that is not a sweep is refused before it is claimed
         check_executor(args, sweep.load().executor)
     else:
+        from kvt.runs import portable_argv
+
         executor = check_executor(args, "local")
         base = config_from_args(args)
+        sweep = Sweep(args.out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
+        command = sys.argv[1:] if sys.argv[1:2] == ["compare"] else None
         plan = build_plan(base, args.preset, args.vary, parse_seeds(args.seeds or "3"),
                           args.baseline,
-                          command=sys.argv[1:] if sys.argv[1:2] == ["compare"] else None,
+                          command=command and portable_argv(command, sweep.path),
                           jobs=args.jobs or default_jobs(executor), executor=executor,
                           ray=ray_settings(args, {}) if executor == "ray" else {})
-        sweep = Sweep(args.out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     # Held for the whole sweep: a second compare (or --force) on it is refused at once.
     with sweep.claim(create=not existing):
         if existing:
@@ -150,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
                 plan.seeds = extended_seeds(plan.seeds, args.seeds, sweep.path)
             if args.data_dir is not None:
                 move_data(plan, args.data_dir)
+            elif plan.base.data_dir is None and plan.data_source:
+                move_data(plan, unrecorded_data_dir(plan, flag, sweep.path))
             if args.executor is not None and args.executor != plan.executor:
                 plan.executor = args.executor  # -j's default follows the executor
                 plan.jobs = default_jobs(plan.executor)
@@ -173,6 +178,7 @@ def run_report(args: argparse.Namespace) -> int:
     nothing trained, nothing claimed (a sweep still running is read, not stopped)."""
     from kvt.compare import RESULTS, Sweep, report
     from kvt.errors import UsageError
+    from kvt.runs import portable_path
 
     given = given_flags(args, (*CONFIG_FLAGS, "out", "preset", "baseline", "force", "resume",
                                "extend", "seeds", "jobs", "executor", "threads",
@@ -182,11 +188,11 @@ def run_report(args: argparse.Namespace) -> int:
         raise UsageError(f"--report writes a sweep's results from its saved plan and "
                          f"finished runs: drop {', '.join(given)}")
     sweep = Sweep(args.report)
-    reported = f" (reported with kvt compare --report {shlex.quote(args.report)})"
+    given = shlex.quote(portable_path(args.report, sweep.path))
+    reported = f" (reported with kvt compare --report {given})"
     if not (sweep.path / "sweep.json").exists() and (sweep.path / "compare.json").is_file():
         return report_record(sweep, reported)
     plan = sweep.load()
-    _, text = report(sweep, plan, sweep_command(plan) + reported)
     print(text, end="")
     print(f"\nresults in {sweep.path}: {', '.join(RESULTS)}")
     return 0
@@ -224,7 +230,7 @@ def report_record(sweep, reported: str) -> int:
 
 
 def check_executor(args: argparse.Namespace, saved: str) -> str:
-    """The executor of this session (--executor, else the sweep's `saved` one), its
+    """The executor of this command (--executor, else the sweep's `saved` one), its
     flags checked; for Ray, that Ray can be imported (exit 5 and the pip command if not)."""
     from kvt.errors import UsageError
 
@@ -255,6 +261,20 @@ def move_data(plan, data_dir: str) -> None:
                                 "sweep")
     cifar10.resolve(data_dir)  # a folder without CIFAR-10 is refused before anything runs
     plan.base = dataclasses.replace(plan.base, data_dir=data_dir)
+
+
+def unrecorded_data_dir(plan, flag: str, path) -> str:
+    """Where a sweep whose sweep.json keeps no path to its data (it was given as an
+    absolute one) finds it now: KVT_DATA_DIR, or a usage error asking for --data-dir."""
+    import os
+
+    from kvt.errors import UsageError
+
+    if os.environ.get("KVT_DATA_DIR"):
+        return os.environ["KVT_DATA_DIR"]
+    raise UsageError(f"{path} read CIFAR-10 from {plan.data_source}, whose absolute path kvt "
+                     f"does not record: {flag} it with --data-dir DIR (or KVT_DATA_DIR=DIR), "
+                     f"DIR holding the same data")
 
 
 def default_jobs(executor: str) -> int:
@@ -308,18 +328,23 @@ def sweep_command(plan) -> str:
 def _run(args: argparse.Namespace, sweep, plan, executor) -> int:
     from kvt.compare import RESULTS, execute, unfinished
     from kvt.errors import EXIT_TRAINING
+    from kvt.runs import portable_path
 
     n = len(plan.variants) * len(plan.seeds)
     labels = ", ".join(v.label for v in plan.variants)
     how = f"{plan.jobs} at a time" if plan.executor == "local" else "as Ray tasks"
     print(f"kvt compare: {len(plan.variants)} configurations ({labels}) x {len(plan.seeds)} "
           f"seeds = {n} runs in {sweep.path}, {how}", flush=True)
+
+    def typed(path: str) -> str:  # as compare.md quotes it: no absolute path
+        return shlex.quote(portable_path(path, sweep.path))
+
     command = sweep_command(plan)
-    moved = f" --data-dir {shlex.quote(args.data_dir)}" if args.data_dir else ""
+    moved = f" --data-dir {typed(args.data_dir)}" if args.data_dir else ""
     if args.resume:
-        command += f" (resumed with kvt compare --resume {shlex.quote(args.resume)}{moved})"
+        command += f" (resumed with kvt compare --resume {typed(args.resume)}{moved})"
     if args.extend:
-        command += (f" (extended with kvt compare --extend {shlex.quote(args.extend)} --seeds "
+        command += (f" (extended with kvt compare --extend {typed(args.extend)} --seeds "
                     f"{shlex.quote(args.seeds)}{moved})")
     analysis, text = execute(sweep, plan, plan.jobs, sys.stdout, command, train_argv,
                              executor)

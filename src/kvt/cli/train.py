@@ -61,10 +61,19 @@ def default_out(config) -> Path:
                            f"{config.backend}-{activation}")
 
 
+def shown(path, *bases) -> str:
+    """A path as the output shows it: as given, or as records spell it
+    (`kvt.runs.portable_path`, relative to `bases`) where the output is itself a record:
+    the train.log of a run that kvt compare trains (it sets PORTABLE_PATHS)."""
+    from kvt.runs import PORTABLE_PATHS, portable_path
+
+    return portable_path(path, *bases) if os.environ.get(PORTABLE_PATHS) else str(path)
+
+
 def announce(config, dataset) -> None:
     h, w, c = dataset.input_shape
     split = "test" if dataset.eval_split == "test" else "validation (held out of train)"
-    print(f"kvt: {dataset.name} from {dataset.source}: {len(dataset.y_train)} train, "
+    print(f"kvt: {dataset.name} from {shown(dataset.source)}: {len(dataset.y_train)} train, "
           f"{len(dataset.y_test)} {split} images, {w}x{h}x{c}, {dataset.num_classes} classes",
           flush=True)
     native = ", native ops" if config.native_ops else ""
@@ -110,11 +119,23 @@ def resume_config(run_dir):
                        f"resumed; train it again with --force") from None
 
 
-def moved_data(config, data_dir: str | None):
+def moved_data(run_dir, config, data_dir: str | None):
     """The config a resumed run continues with: its own, or with `--resume --data-dir`
-    the same one reading its data from `data_dir` (None when that changes nothing)."""
+    the same one reading its data from `data_dir` (None when that changes nothing). A
+    run whose config.json keeps no path to its data (given as an absolute one) reads it
+    from --data-dir or KVT_DATA_DIR, checked like a move."""
     if data_dir is None:
-        return None
+        from kvt.errors import DataError
+        from kvt.runs import unrecorded_data
+
+        where = unrecorded_data(run_dir)
+        if where is None:
+            return None
+        data_dir = os.environ.get("KVT_DATA_DIR")
+        if not data_dir:
+            raise DataError(f"{run_dir.path} read CIFAR-10 from {where}, whose absolute path "
+                            f"kvt does not record: resume with --data-dir DIR (or "
+                            f"KVT_DATA_DIR=DIR), DIR holding the same data")
     data_dir = cifar10_data_dir(data_dir, [config.dataset], "run")
     if config.data_dir and Path(config.data_dir).expanduser().resolve() == Path(data_dir):
         return None
@@ -144,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         moved = None
         if args.resume:
             config = resume_config(run_dir)
-            moved = moved_data(config, args.data_dir)
+            moved = moved_data(run_dir, config, args.data_dir)
             config = moved or config
             cluster.check(config)
         result = _train(args, config, run_dir, cluster, moved=moved is not None)
@@ -190,7 +211,7 @@ def _train(args: argparse.Namespace, config, run_dir, cluster, moved: bool = Fal
         raise
     except BaseException as e:
         if args.resume and (isinstance(e, KeyboardInterrupt) or signals.received()):
-            # Stopped before fit() took the run over: it is as the last session left it.
+            # Stopped before fit() took the run over: it is as its last start left it.
             raise Cancelled(f"stopped before training resumed; nothing was changed: continue "
                             f"with kvt train --resume {shlex.quote(str(run_dir.path))}") from None
         raise
@@ -198,6 +219,8 @@ def _train(args: argparse.Namespace, config, run_dir, cluster, moved: bool = Fal
 
 def print_result(result, run_dir, plot: str | None, quiet: bool) -> None:
     """The report, the result line and where the run lies (all on one line if quiet)."""
+    from kvt.runs import sweep_of
+
     m = result.metrics
     split = "test" if m["eval_split"] == "test" else "validation"
     judged, detail = f"{split} accuracy {100 * m['accuracy']:.2f}%", f"loss {m['loss']:.4f}"
@@ -207,7 +230,8 @@ def print_result(result, run_dir, plot: str | None, quiet: bool) -> None:
     line = (f"{judged} ({detail}) after {result.config.epochs} epochs; "
             f"{m['seconds_per_epoch']:.1f} s/epoch, "
             f"{m['images_per_second']:.0f} train images/s")
-    saved = f"run saved to {run_dir.path}" + (f"; plot also at {plot}" if plot else "")
+    where = shown(run_dir.path, *filter(None, [sweep_of(run_dir.path)]))
+    saved = f"run saved to {where}" + (f"; plot also at {shown(plot)}" if plot else "")
     if quiet:
         print(f"{line}; {saved}")
     else:

@@ -14,6 +14,7 @@ from typing import Any
 
 from kvt.config import MAX_SEED, TrainConfig
 from kvt.errors import UsageError
+from kvt.runs import portable_path, recorded_data_dir
 
 # The tutorial's two single runs (seed recipe, 30 epochs, test split, TensorFlow 1.x).
 TUTORIAL_RESULTS = {"keras/relu": 0.7432, "tf/crelu": 0.7550}
@@ -71,6 +72,10 @@ class Plan:
     # as many at a time as the cluster has room for. --resume keeps them unless given.
     executor: str = "local"
     ray: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # sweep.json keeps no absolute data directory (`kvt.runs.recorded_data_dir`), only its
+    # name (`kvt.runs.portable_path`): where the sweep's data was, for the message that
+    # asks --resume/--extend for --data-dir. In memory, base.data_dir is the real one.
+    data_source: str | None = None
 
     def config(self, variant: Variant, seed: int | None = None) -> TrainConfig:
         """The variant's TrainConfig: the base with its overrides (and `seed`, if given)."""
@@ -80,7 +85,11 @@ class Plan:
         return TrainConfig.from_dict(values)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": PLAN_FORMAT, "base": self.base.to_dict(),
+        data_dir = self.base.data_dir
+        kept = recorded_data_dir(data_dir)
+        source = portable_path(data_dir) if data_dir and kept is None else self.data_source
+        return {"format": PLAN_FORMAT, "base": {**self.base.to_dict(), "data_dir": kept},
+                "data_source": source if kept is None else None,
                 "variants": [dataclasses.asdict(v) for v in self.variants],
                 "seeds": self.seeds, "baseline": self.baseline, "preset": self.preset,
                 "command": self.command, "jobs": self.jobs, "executor": self.executor,
@@ -94,7 +103,8 @@ class Plan:
                    [Variant(v["label"], v["overrides"]) for v in data["variants"]],
                    [int(s) for s in data["seeds"]], data["baseline"], data.get("preset"),
                    data.get("command", []), int(data.get("jobs", 1)),
-                   str(data.get("executor", "local")), dict(data.get("ray") or {}))
+                   str(data.get("executor", "local")), dict(data.get("ray") or {}),
+                   data.get("data_source"))
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from pathlib import Path
 from typing import Any, Callable
 
 from kvt.compare import design, stats
@@ -28,11 +29,11 @@ def failure_message(run_dir: RunDir) -> str:
     if (state["status"] == "running" and state.get("message")
             and not (lines and lines[-1].startswith(REASON_PREFIXES))):
         # Still training (or killed in the middle): how far it came, "12/30 epochs
-        # finished". Its log may hold the stop of an earlier session further up.
+        # finished". Its log may hold the stop of an earlier start further up.
         return str(state["message"])
     # The child's status.json does not carry every failure: a child refused before it
     # claims its run (a bad config, a directory in use) leaves none (or the last
-    # session's), and a stopped run's says how to continue, not that it was cancelled.
+    # start's), and a stopped run's says how to continue, not that it was cancelled.
     # So this reads back the one line kvt.cli.main prints ("kvt train: error: ..." or
     # "kvt train: cancelled: ..."): the one place that parses that prefix. An executor
     # that could not run `kvt train` at all (a Ray task that failed) says why in a line
@@ -79,14 +80,17 @@ def machine_words(env: dict[str, Any]) -> str:
     return f"{where}; {', '.join(versions)}"
 
 
-def collect(run_dir: Callable[[Variant, int], RunDir], plan: Plan) -> list[SeedResult]:
+def collect(folder: Path, run_dir: Callable[[Variant, int], RunDir],
+            plan: Plan) -> list[SeedResult]:
     """What each run of `plan` came to; `run_dir(variant, seed)` is where it is
-    (`Sweep.run_dir`)."""
+    (`Sweep.run_dir`), inside `folder` (the sweep directory)."""
     results = []
     for variant in plan.variants:
         for seed in plan.seeds:
             rd = run_dir(variant, seed)
-            r = SeedResult(variant.label, seed, str(rd.path), rd.status())
+            # relative to the sweep: compare.json may be read on another machine
+            r = SeedResult(variant.label, seed, rd.path.relative_to(folder).as_posix(),
+                           rd.status())
             if r.status == "complete":
                 try:
                     m = rd.read_json("metrics.json")

@@ -7,6 +7,7 @@ line; an executor of `kvt.executors` trains the jobs (the local pool by default)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import shutil
@@ -19,13 +20,13 @@ from kvt.compare.render import render_text, write_results
 from kvt.compare.results import collect, failure_message, unfinished
 from kvt.errors import Cancelled, RunError
 from kvt.executors import Executor, Job, Progress, Remote, local_pool, next_action
-from kvt.runs import RunDir, write_json, write_text
+from kvt.runs import RunDir, recorded_data_dir, write_json, write_text
 
 RESULTS = ("compare.md", "compare.json", "compare.png", "curves.png")
 # The `kvt train` command line of a run (without the program): `kvt.cli.common.train_argv`,
 # which the CLI passes in (this library sits below the CLI). Called as
-# train_argv(config_file, seed=, out=, force=True) or train_argv(resume=run_dir,
-# data_dir=where its data lies now or None).
+# train_argv(config_file, seed=, out=, force=True, data_dir=) or train_argv(resume=run_dir,
+# data_dir=): data_dir where its data lies now, if its files do not say, or None.
 TrainArgv = Callable[..., list[str]]
 
 
@@ -69,7 +70,9 @@ class Sweep:
         plan (sweep.json)."""
         (self.path / "configs").mkdir(parents=True, exist_ok=True)
         for variant in plan.variants:
-            write_text(self.config_path(variant), plan.config(variant).to_json() + "\n")
+            config = plan.config(variant)  # its data_dir as records keep it (none if absolute)
+            config = dataclasses.replace(config, data_dir=recorded_data_dir(config.data_dir))
+            write_text(self.config_path(variant), config.to_json() + "\n")
         write_json(self.path / "sweep.json", plan.to_dict())
 
     def load(self) -> Plan:
@@ -94,10 +97,15 @@ class Sweep:
                     with rd.claim(create=False):  # refuses a run another process is training
                         pass
                 action = next_action(rd)
-                moved = data_dir_to_resume(rd, plan.config(variant)) if action == "resume" else None
+                config = plan.config(variant)
+                if action == "resume":
+                    moved = data_dir_to_resume(rd, config)
+                else:  # the config file keeps no absolute data_dir: given on the command line
+                    kept = recorded_data_dir(config.data_dir)
+                    moved = config.data_dir if kept != config.data_dir else None
                 jobs.append(Job(f"{variant.label} seed {seed}", rd,
                                 self.train_argv(variant, seed, action, train_argv, moved),
-                                action, plan.config(variant).epochs,
+                                action, config.epochs,
                                 _remote(variant, seed, train_argv, moved)))
         return jobs
 
@@ -105,13 +113,14 @@ class Sweep:
                    train_argv: TrainArgv, data_dir: str | None = None) -> list[str]:
         """The `kvt train` command line that does `action` for a run (none for "done"),
         its paths as this Sweep spells them (relative ones for a Sweep(".") that runs
-        in the sweep directory); a resumed one reads its data from `data_dir` if given."""
+        in the sweep directory); the run reads its data from `data_dir` if given."""
         rd = self.run_dir(variant, seed)
         if action == "done":
             return []
         if action == "resume":
             return train_argv(resume=rd.path, data_dir=data_dir)
-        return train_argv(self.config_path(variant), seed=seed, out=rd.path, force=True)
+        return train_argv(self.config_path(variant), seed=seed, out=rd.path, force=True,
+                          data_dir=data_dir)
 
 
 def _remote(variant: Variant, seed: int, train_argv: TrainArgv,
@@ -120,7 +129,7 @@ def _remote(variant: Variant, seed: int, train_argv: TrainArgv,
     that trains it on another node (Ray)."""
     rel = Sweep(".")
     return Remote(rel.run_dir(variant, seed).path, [rel.config_path(variant)],
-                  rel.train_argv(variant, seed, "start", train_argv),
+                  rel.train_argv(variant, seed, "start", train_argv, data_dir),
                   rel.train_argv(variant, seed, "resume", train_argv, data_dir))
 
 
@@ -194,7 +203,7 @@ def execute(sweep: Sweep, plan: Plan, jobs: int, stream: TextIO, command: str,
     analysis and its text table."""
     train_jobs(sweep, plan, jobs, stream, train_argv, executor)
     try:
-        results = collect(sweep.run_dir, plan)
+        results = collect(sweep.path, sweep.run_dir, plan)
         analysis = write_results(sweep.path, plan, results, command)
         finished = len(results) - len(unfinished(analysis))
         with signals.deferred():
@@ -213,8 +222,8 @@ def report(sweep: Sweep, plan: Plan, command: str) -> tuple[dict[str, Any], str]
     are marked interim: its other runs may still be training, or wait for --resume."""
     interim = sweep.status.status() != "complete"
     try:
-        analysis = write_results(sweep.path, plan, collect(sweep.run_dir, plan), command,
-                                 interim=interim)
+        results = collect(sweep.path, sweep.run_dir, plan)
+        analysis = write_results(sweep.path, plan, results, command, interim=interim)
     except OSError as e:
         raise RunError(f"cannot write the results into {sweep.path} ({e.strerror or e}): make "
                        f"the sweep directory writable") from None

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from kvt import signals
 from kvt.backends import thread_env
 from kvt.executors.job import Job
+from kvt.runs import PORTABLE_PATHS, portable_argv, record_bases
 
 STOP_WAIT = 60  # s the children have to checkpoint after SIGTERM before they are killed
 
@@ -29,6 +30,7 @@ def child_env(jobs: int) -> dict[str, str]:
         env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 / jobs:.2f}")
         env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env[PORTABLE_PATHS] = "1"  # their output is the run's train.log
     return env
 
 
@@ -48,7 +50,8 @@ def local_pool(todo: list[Job], jobs: int, started: Callable[[Job], None],
                 with signals.deferred():
                     job.run_dir.path.mkdir(parents=True, exist_ok=True)
                     log = open(job.run_dir / "train.log", "a")
-                    log.write(f"$ kvt {shlex.join(job.argv)}\n")
+                    argv = portable_argv(job.argv, *record_bases(job.run_dir.path))
+                    log.write(f"$ kvt {shlex.join(argv)}\n")
                     log.flush()
                     with signals.children_held():
                         proc = subprocess.Popen([python, "-m", "kvt", *job.argv], stdout=log,

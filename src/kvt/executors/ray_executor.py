@@ -3,7 +3,7 @@ whichever node of a Ray cluster has room (the task itself is `ray_task.run_task`
 
 A task asks Ray for `cpus_per_run` CPUs, which are its run's threads, and no GPU. Where
 a run's files are written (`storage`): "shared", in the sweep directory that every node
-mounts at the same path (a node proves it sees it by reading the session's MARKER);
+mounts at the same path (a node proves it sees it by reading the MARKER this kvt compare wrote);
 "copy", in a node's temporary copy that the task returns as a tar archive, which the
 driver swaps in whole; "auto" (the default), the sweep directory where a node sees it,
 else a copy. Ray retries a task whose worker died; a task continues a run whose `kvt

@@ -24,7 +24,7 @@ from kvt import signals
 from kvt.backends import thread_env
 from kvt.errors import EXIT_CANCELLED, RunError
 from kvt.executors.job import next_action
-from kvt.runs import LOCK, RunDir
+from kvt.runs import LOCK, PORTABLE_PATHS, RunDir, portable_argv, portable_path, record_bases
 
 RETRIES = 3  # retries of a run whose Ray worker died or whose kvt train was killed
 MARKER = ".kvt-ray-marker"  # in the sweep directory while a Ray sweep runs: its token
@@ -125,7 +125,8 @@ def _run_task(spec: dict[str, Any], context) -> dict[str, Any]:
                         f"use --ray-storage auto")
     with tempfile.TemporaryDirectory(prefix="kvt-ray-") as tmp:
         unpack(spec["files"], Path(tmp))
-        code = _train(Path(tmp), spec, threads, f"{where}, in a copy at {tmp}")
+        code = _train(Path(tmp), spec, threads,  # its name: train.log is a record
+                      f"{where}, in a copy at {portable_path(tmp)}")
         run = Path(tmp) / spec["run"]
         return {"code": code,
                 "files": pack(run, [Path(p.name) for p in run.iterdir()])
@@ -134,7 +135,7 @@ def _run_task(spec: dict[str, Any], context) -> dict[str, Any]:
 
 def _sees(root: Path, token: str) -> bool:
     """Whether this node sees the driver's sweep directory: it reads the marker file
-    that the driver wrote there for this session."""
+    that the driver wrote there for this kvt compare."""
     try:
         return bool(token) and (root / MARKER).read_text() == token
     except OSError:
@@ -173,7 +174,8 @@ def _train_once(root: Path, spec: dict[str, Any], threads: int, where: str) -> i
     argv = spec["resume"] if action == "resume" else spec["start"]
     rd.path.mkdir(parents=True, exist_ok=True)
     with open(rd / "train.log", "a") as log:
-        log.write(f"$ kvt {shlex.join(argv)}\n# ray: {where}\n")
+        shown = portable_argv(argv, *record_bases(rd.path))  # train.log is a record
+        log.write(f"$ kvt {shlex.join(shown)}\n# ray: {where}\n")
         log.flush()
         proc = None
         try:
@@ -210,6 +212,7 @@ def _child_env(threads: int) -> dict[str, str]:
     env = {**os.environ, **thread_env(threads)}
     env["CUDA_VISIBLE_DEVICES"] = ""
     env["PYTHONUNBUFFERED"] = "1"
+    env[PORTABLE_PATHS] = "1"  # its output is the run's train.log
     return env
 
 
