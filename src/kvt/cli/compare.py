@@ -193,6 +193,7 @@ def run_report(args: argparse.Namespace) -> int:
     if not (sweep.path / "sweep.json").exists() and (sweep.path / "compare.json").is_file():
         return report_record(sweep, reported)
     plan = sweep.load()
+    _, text = report(sweep, plan, sweep_command(plan) + reported)
     print(text, end="")
     print(f"\nresults in {sweep.path}: {', '.join(RESULTS)}")
     return 0
