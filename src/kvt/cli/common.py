@@ -259,7 +259,7 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
 def config_from_args(args: argparse.Namespace):
     """The TrainConfig of `args`: --config (or --recipe), then every flag given."""
     from kvt.config import TrainConfig
-    from kvt.errors import RunError
+    from kvt.errors import RunError, UsageError
 
     overrides = {field: getattr(args, field, None) for field in CONFIG_FLAGS
                  if field not in ("recipe", "config")}
@@ -269,6 +269,8 @@ def config_from_args(args: argparse.Namespace):
         return TrainConfig.from_recipe(args.recipe or "seed", **overrides)
     try:
         base = TrainConfig.load(args.config).to_dict()
+    except UsageError as e:  # a field of the file: named by the check, the file named here
+        raise UsageError(f"--config {args.config}: {e}") from None
     except OSError as e:
         raise RunError(f"cannot read --config {args.config} ({e.strerror or e}): check the "
                        f"path") from None

@@ -25,7 +25,7 @@ from kvt.backends import thread_env
 from kvt.compare.plan import Plan, Variant
 from kvt.compare.render import render_text, write_results
 from kvt.compare.results import collect, failure_message, unfinished
-from kvt.errors import Cancelled, RunError
+from kvt.errors import Cancelled, RunError, UsageError
 from kvt.runs import RunDir, write_json, write_text
 
 RESULTS = ("compare.md", "compare.json", "compare.png", "curves.png")
@@ -112,6 +112,8 @@ class Sweep:
     def load(self) -> Plan:
         try:
             return Plan.from_dict(json.loads((self.path / "sweep.json").read_text()))
+        except UsageError as e:  # a field of the file: named by the check
+            raise UsageError(f"{self.path / 'sweep.json'}: {e}") from None
         except FileNotFoundError:
             raise RunError(f"{self.path} is not a kvt compare directory (no sweep.json): pass "
                            f"the --out of the sweep to continue") from None
