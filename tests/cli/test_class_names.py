@@ -4,42 +4,20 @@ names are compared in Unicode NFC."""
 
 import unicodedata
 
-import numpy as np
 import pytest
-from PIL import Image
 
+import tiny_models
 from conftest import run_cli
-
-SIDE = 8
 
 
 @pytest.fixture(scope="module")
 def brightness_model(tmp_path_factory):
     """A model whose class 0, "nuit", is a dark image and class 1, "café", a bright one
     (its names in this order, not sorted: a positional match would swap them)."""
-    import keras
-
-    from kvt.saving import SCALE, save_model
-
-    inputs = keras.Input((SIDE, SIDE, 3))
-    mean = keras.layers.GlobalAveragePooling2D()(inputs)
-    dense = keras.layers.Dense(2, activation="softmax")
-    model = keras.Model(inputs, dense(mean))
-    dense.set_weights([np.array([[-10.0, 10.0]] * 3) / 3, np.array([5.0, -5.0])])
-    path = tmp_path_factory.mktemp("model") / "brightness.keras"
-    save_model(model, path, {"class_names": ["nuit", "café"], "input_shape": [SIDE, SIDE, 3],
-                             "scale": SCALE, "tta": "none"})
-    return path
+    return tiny_models.brightness_model(tmp_path_factory.mktemp("model") / "brightness.keras")
 
 
-def dataset(root, dark: str, bright: str):
-    for split in ("train", "test"):
-        for name, value in ((dark, 20), (bright, 230)):
-            d = root / split / name
-            d.mkdir(parents=True)
-            for i in range(3):
-                Image.fromarray(np.full((SIDE, SIDE, 3), value + i, np.uint8)).save(d / f"{i}.png")
-    return root
+dataset = tiny_models.dark_and_bright
 
 
 def evaluate(capsys, model, data, *flags):
