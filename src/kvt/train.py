@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -50,6 +51,8 @@ class TrainResult:
     metrics: dict[str, Any]
     report: str
     run_dir: RunDir | None
+    # Why the evaluated accuracy may mislead, and what to do (`settling_advice`), or None.
+    advice: str | None = None
 
 
 def load_data(config: TrainConfig) -> Dataset:
@@ -244,13 +247,60 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
             "replicas": replicas.count,
             "processes": replicas.processes,
         })
-        result = TrainResult(config, model, history, metrics, report, run_dir)
+        steps = -(-replicas.usable(n_train) // config.batch_size)
+        advice = settling_advice(bn_momentum(model), steps, config.epochs, dataset.eval_split,
+                                 metrics["accuracy"], metrics["final_train_accuracy"])
+        result = TrainResult(config, model, history, metrics, report, run_dir, advice)
         if run_dir is not None:
             write_run(result, dataset, matrix, plot_path)
             (run_dir / CHECKPOINT).unlink(missing_ok=True)  # model.keras holds the end state
         elif plot_path is not None:
             plot_training(history, plot_path, dataset.name, config)
     return result
+
+
+# BatchNormalization's moving averages start at mean 0, variance 1 and keep momentum**steps
+# of that start; evaluation normalises with them. Above this share they are not yet the
+# data's (momentum 0.99: 459 steps), and the evaluated accuracy can sit near chance.
+BN_SETTLED = 0.01
+# An evaluated accuracy this far (absolute) below the last epoch's training accuracy is
+# worth a word: ordinary overfitting (the seed recipe on CIFAR-10) stays under 0.2.
+FAR_BELOW = 0.25
+
+
+def bn_momentum(model) -> float | None:
+    """The largest momentum of the model's BatchNormalization layers (None without)."""
+    found, layers = [], list(getattr(model, "layers", []))
+    while layers:
+        layer = layers.pop()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(float(layer.momentum))
+        layers += list(getattr(layer, "layers", []))
+    return max(found) if found else None
+
+
+def settling_advice(momentum: float | None, steps_per_epoch: int, epochs: int, split: str,
+                    accuracy: float, train_accuracy: float) -> str | None:
+    """One line on why a run's evaluated accuracy may mislead, and what to do: too few
+    steps for BatchNormalization's moving averages (`momentum`), or an accuracy far
+    below the training accuracy. None when neither holds."""
+    steps = steps_per_epoch * epochs
+    gap = (f"{split} accuracy {accuracy:.1%} against {train_accuracy:.1%} in training"
+           if train_accuracy - accuracy >= FAR_BELOW else None)
+    if momentum is not None and 0 < momentum < 1 and momentum ** steps > BN_SETTLED:
+        needed = math.ceil(math.log(BN_SETTLED) / math.log(momentum))
+        return (f"{steps} training steps are too few for BatchNormalization's moving averages "
+                f"(momentum {momentum:g}), which the {split} evaluation uses: they still hold "
+                f"{momentum ** steps:.0%} of their starting values"
+                + (f" ({gap})" if gap else "") +
+                f"; train at least {needed} steps ({steps_per_epoch} per epoch now): more "
+                f"--epochs or a smaller --batch-size")
+    if gap:
+        return (f"{gap}: the model fits its training images far better than these; more "
+                f"epochs will not help if it overfits (try --augment or more training "
+                f"images), and if the {split} images differ from the training images "
+                f"(labels, size, colours), fix them")
+    return None
 
 
 def tensorboard_log(run_dir: RunDir | None, timer: EpochTimer) -> EpochLog | None:

@@ -213,3 +213,5 @@ def print_result(result, run_dir, plot: str | None, quiet: bool) -> None:
     else:
         print(f"\n{result.report}\n{line}\n{saved}")
     sys.stdout.flush()
+    if result.advice:  # after the result line it qualifies
+        print(f"kvt: warning: {result.advice}", file=sys.stderr, flush=True)
