@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,7 +33,8 @@ from kvt.config import TrainConfig
 from kvt.data import Dataset, load_dataset
 from kvt.errors import BackendError, RunError, UsageError
 from kvt.models import build_model
-from kvt.report import evaluate_predictions, model_summary, plot_confusion, plot_training
+from kvt.report import (evaluate_predictions, model_summary, plot_confusion, plot_training,
+                        scores)
 from kvt.runs import CHECKPOINT, LOGS, RunDir, config_record, write_atomic, write_json, write_text
 from kvt.saving import model_meta, save_model, to_inputs
 
@@ -150,22 +152,23 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
     keras.utils.set_random_seed(config.seed)
     x_train, x_test = to_inputs(dataset.x_train), to_inputs(dataset.x_test)
     y_train = keras.utils.to_categorical(dataset.y_train, dataset.num_classes)
-    y_test = keras.utils.to_categorical(dataset.y_test, dataset.num_classes)
     model = build_and_compile(config, dataset.input_shape, dataset.num_classes,
                               replicas.usable(n_train))
     if replicas.kind == "mirrored":
         distribute.synchronize_batchnorm(model, True)
-    x_val, y_val, w_val = distribute.padded(replicas, x_test, y_test)
-    padded = len(x_val) > len(x_test)  # data-parallel evaluation's zero-weight copies
+    x_val = distribute.padded(replicas, x_test)[0]  # an equal share per device
     progress = Progress(config.epochs)
     if resume and source is not None and (source / CHECKPOINT).is_file():
         progress = restore_checkpoint(model, config, source / CHECKPOINT)
     replicas.agree(progress.done, "the epochs already trained")
     # Each process feeds its slice of every global batch (all of it with one process).
     batch = config.batch_size // replicas.processes
-    validation = (x_test, y_test)
-    if padded or replicas.processes > 1:
-        validation = tuple(replicas.share(a, config.batch_size) for a in (x_val, y_val, w_val))
+    predict_batch = max(config.batch_size, 256)
+    predict_batch += -predict_batch % replicas.count  # an equal share per device
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return distribute.predict(model, replicas, x, predict_batch,
+                                  [InterruptCheck()])[:len(x_test)]
 
     timer = EpochTimer(n_train)
     callbacks: list[Any] = [timer, NanGuard(), InterruptCheck()]
@@ -195,13 +198,17 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
             if replicas.processes > 1:
                 mine = replicas.share(np.arange(len(order)), config.batch_size)
                 x_epoch, order = x_epoch[mine], order[mine]
-            fitted = model.fit(x_epoch, y_train[order], validation_data=validation,
-                               batch_size=batch, initial_epoch=epoch,
+            fitted = model.fit(x_epoch, y_train[order], batch_size=batch, initial_epoch=epoch,
                                epochs=epoch + 1, shuffle=False,
                                verbose=1 if interactive else 0, callbacks=callbacks)
-            if padded:  # Keras divides val_loss by the padded count
-                fitted.history["val_loss"] = [v * len(x_val) / len(x_test)
-                                              for v in fitted.history["val_loss"]]
+            # The epoch's validation: kvt's own pass, scored by the same function as the
+            # final evaluation (`kvt.report.scores`), so that val_loss and the final
+            # loss are one quantity, on every backend (Keras' own validation loss is its
+            # training objective: label smoothing in, and on TensorFlow unclipped).
+            started = time.perf_counter()
+            val_accuracy, val_loss = scores(predict(x_val), dataset.y_test)
+            fitted.history.update(val_accuracy=[val_accuracy], val_loss=[val_loss])
+            timer.epoch_seconds[-1] += time.perf_counter() - started
             signals.check()
             with signals.deferred():  # an epoch that finished is saved whole
                 progress.add_epoch(fitted.history, timer.epoch_seconds[-1],
@@ -213,17 +220,11 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
                     run_dir.mark("running", progress.summary())
                 if board is not None:
                     board.commit(fitted.history)
-            if not interactive:  # printed once the epoch is on disk
-                print(epoch_line(epoch, config.epochs, fitted.history, timer.epoch_seconds[-1],
-                                 timer.train_seconds[-1], n_train), file=stream, flush=True)
+            # Printed once the epoch is on disk; after a progress bar too, which cannot
+            # show the validation figures (computed after it ends).
+            print(epoch_line(epoch, config.epochs, fitted.history, timer.epoch_seconds[-1],
+                             timer.train_seconds[-1], n_train), file=stream, flush=True)
         history = progress.history
-        predict_batch = max(config.batch_size, 256)
-        predict_batch += -predict_batch % replicas.count  # an equal share per device
-
-        def predict(x: np.ndarray) -> np.ndarray:
-            return distribute.predict(model, replicas, x, predict_batch,
-                                      [InterruptCheck()])[:len(x_test)]
-
         single = predict(x_val)
         probs = tta_probs(single, predict, x_val, config.tta)
         signals.check()

@@ -76,3 +76,13 @@ def test_saved_sweep_fields_are_checked(tmp_path, capsys, change, words):
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and words in lines[0], err
     assert str(sweep / "sweep.json") in lines[0] and "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("flag", ["--report", "--resume"])
+def test_a_file_given_as_a_sweep_is_refused_without_advising_force(tmp_path, capsys, flag):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a sweep\n")
+    code, out, err = run_cli(capsys, "compare", flag, str(path))
+    assert code == 6 and err.strip() == (f"kvt compare: error: {path} is a file, not a kvt "
+                                         f"compare directory: pass the --out folder of a sweep")
+    assert "--force" not in err and path.read_text() == "not a sweep\n"

@@ -110,6 +110,9 @@ class Sweep:
         write_json(self.path / "sweep.json", plan.to_dict())
 
     def load(self) -> Plan:
+        if self.path.exists() and not self.path.is_dir():  # --force would not help
+            raise RunError(f"{self.path} is a file, not a kvt compare directory: pass the "
+                           f"--out folder of a sweep")
         try:
             return Plan.from_dict(json.loads((self.path / "sweep.json").read_text()))
         except UsageError as e:  # a field of the file: named by the check
