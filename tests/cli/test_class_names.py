@@ -73,3 +73,17 @@ def test_two_class_folders_in_two_unicode_forms_are_refused(tmp_path):
     with pytest.raises(DataError, match=r"two class folders named 'café', written "
                                         r"'caf\\xe9' and 'cafe\\u0301'"):
         folder.list_files(root)
+
+
+def test_export_checks_on_classes_matched_by_name(brightness_model, tmp_path, capsys):
+    data = dataset(tmp_path / "d", dark="dark", bright="café")
+    out = tmp_path / "sm"
+    argv = ["export", str(brightness_model), "--format", "saved_model", "--dataset",
+            str(data), "--out", str(out)]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 3 and "only in the model: 'nuit'; only in the data: 'dark'" in err
+    assert not out.exists()
+    code, stdout, err = run_cli(capsys, *argv, "--class-map", "dark=nuit")
+    assert code == 0, err
+    assert "returns 2 class probabilities: nuit, café" in stdout
+    assert "accuracy 100.00% (Keras 100.00%" in stdout, stdout

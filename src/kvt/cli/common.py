@@ -146,12 +146,10 @@ def load_test_data(args: argparse.Namespace, path: Path, model, meta: dict, limi
                 f"the model knows {model.output_shape[-1]} classes but {dataset.name} has "
                 f"{dataset.num_classes}: {verb} on the dataset the model was trained on")
         return dataset, list(class_names)
-    order = match_classes(list(class_names), dataset.class_names, dataset.name, class_map, verb)
-    if order != list(range(len(order))):  # the data's classes in another order
-        to_model = np.asarray(order, dtype=np.int64)
-        dataset = dataclasses.replace(dataset, y_train=to_model[dataset.y_train],
-                                      y_test=to_model[dataset.y_test],
-                                      class_names=list(class_names))
+    to_model = np.asarray(match_classes(list(class_names), dataset.class_names, dataset.name,
+                                        class_map, verb), dtype=np.int64)
+    dataset = dataclasses.replace(dataset, y_train=to_model[dataset.y_train],
+                                  y_test=to_model[dataset.y_test], class_names=list(class_names))
     return dataset, list(class_names)
 
 
