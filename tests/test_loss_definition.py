@@ -4,13 +4,17 @@ the same function of the same predictions (`kvt.report.scores`); the training lo
 Keras' objective (label smoothing included)."""
 
 import json
-import re
+import subprocess
 
 import numpy as np
 import pytest
 
 from conftest import TEST_SEED, run_cli
-from processes import event_files, history
+from processes import HANG, child_env, event_files, history, kvt
+
+# label smoothing makes Keras' own objective differ from the evaluated loss
+ARGS = ["--dataset", "digits", "--epochs", "2", "--batch-size", "32", "--train-limit", "320",
+        "--label-smoothing", "0.1", "--seed", TEST_SEED]
 
 
 def test_scores_clip_each_probability_at_1e_7():
@@ -29,36 +33,22 @@ def test_val_loss_final_loss_and_evaluate_agree(tmp_path, capsys, backend):
     if not backends.installed().get(backend):
         pytest.skip(f"{backend} is not installed")
     run = tmp_path / "run"
-    # label smoothing makes Keras' own objective differ from the evaluated loss
-    code, out, err = run_cli(capsys, "train", "--dataset", "digits", "--epochs", "2",
-                             "--batch-size", "32", "--train-limit", "320",
-                             "--label-smoothing", "0.1", "--seed", TEST_SEED,
-                             "--backend", backend, "--out", str(run)) if backend == \
-        "tensorflow" else _child(tmp_path, run, backend)
+    if backend == "tensorflow":  # this process's backend
+        code, out, err = run_cli(capsys, "train", *ARGS, "--out", str(run))
+    else:
+        done = subprocess.run(kvt("train", *ARGS, "--backend", backend, "--out", str(run)),
+                              env=child_env(tmp_path), capture_output=True, text=True,
+                              timeout=HANG)
+        code, out, err = done.returncode, done.stdout, done.stderr
     assert code == 0, err
     rows = history(run)
     metrics = json.loads((run / "metrics.json").read_text())
     val_loss = float(rows[-1]["val_loss"])
     assert val_loss == pytest.approx(metrics["loss"], rel=1e-5)
     assert float(rows[-1]["val_accuracy"]) == pytest.approx(metrics["accuracy"], abs=1e-6)
-    if backend == "tensorflow":
-        epoch_lines = [ln for ln in out.splitlines() if ln.startswith("epoch 2/2")]
-        assert f"val_loss {val_loss:.4f}" in epoch_lines[0]
-        assert f"(loss {metrics['loss']:.4f})" in out
-        [logged] = event_files(run, "validation")
-        assert logged["epoch_loss"][-1][1] == pytest.approx(val_loss, rel=1e-5)
+    epoch_line = next(ln for ln in out.splitlines() if ln.startswith("epoch 2/2"))
+    assert f"val_loss {val_loss:.4f}" in epoch_line and f"(loss {metrics['loss']:.4f})" in out
+    [logged] = event_files(run, "validation")
+    assert logged["epoch_loss"][-1][1] == pytest.approx(val_loss, rel=1e-5)
     code, out, err = run_cli(capsys, "evaluate", str(run))  # the whole test split, as trained
-    assert code == 0, err
-    assert re.search(rf"\(loss {metrics['loss']:.4f}\)", out), out
-
-
-def _child(tmp_path, run, backend):
-    import subprocess
-
-    from processes import HANG, child_env, kvt
-
-    done = subprocess.run(kvt("train", "--dataset", "digits", "--epochs", "2", "--batch-size",
-                              "32", "--train-limit", "320", "--label-smoothing", "0.1", "--seed", TEST_SEED, "--backend",
-                              backend, "--out", str(run)),
-                          env=child_env(tmp_path), capture_output=True, text=True, timeout=HANG)
-    return done.returncode, done.stdout, done.stderr
+    assert code == 0 and f"(loss {metrics['loss']:.4f})" in out, err

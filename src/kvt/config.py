@@ -377,7 +377,8 @@ FIELD_KINDS: dict[str, tuple[str, bool]] = {  # field: (kind, None allowed)
     "augment": ("name", False), "tta": ("name", False), "distribute": ("name", False),
     "devices": ("integer", True),
 }
-_KIND_WORDS = {"name": "a string", "boolean": "true or false (a JSON boolean, not a string or number)",
+_KIND_WORDS = {"name": "a string",
+               "boolean": "true or false (a JSON boolean, not a string or number)",
                "integer": "a whole number", "number": "a number"}
 
 
