@@ -5,7 +5,7 @@ import json
 import os
 
 from conftest import run_cli
-from kvt.runs import ELIDED, portable_argv, portable_path
+from kvt.record_paths import ELIDED, portable_argv, portable_path
 from processes import HANG, start_kvt
 
 QUICK = ["--model", "quicknet", "--epochs", "1", "--batch-size", "20"]
@@ -27,7 +27,7 @@ def test_portable_path(tmp_path):
 def test_a_data_dir_given_as_an_absolute_path_is_recorded_by_name():
     """Even under the home folder: `kvt train --resume` asks for it again by the name."""
     from kvt.config import TrainConfig
-    from kvt.runs import recorded_data_dir, recorded_source
+    from kvt.record_paths import recorded_data_dir, recorded_source
 
     home = os.path.expanduser("~/data/cifar")
     config = TrainConfig.from_recipe(data_dir=home)

@@ -114,14 +114,15 @@ class EpochLog(keras.callbacks.TensorBoard):
         self._pop_writer()  # and keep the writers open for the next epoch's fit
 
     def commit(self, history: dict[str, list[float]] | None = None) -> None:
-        """Writes the last finished epoch's scalars and flushes them to disk; the last
-        values of `history` (the epoch's, as kvt corrected them: data-parallel's
-        val_loss) replace Keras' logs of the same name."""
+        """Writes the last finished epoch's scalars and flushes them to disk, with the
+        last values of `history` (the epoch's, with kvt's validation figures) over Keras'
+        logs of the same name."""
         if self._pending is None:
             return
         epoch, logs = self._pending
         self._pending = None
-        logs.update({k: v[-1] for k, v in (history or {}).items() if k in logs and v})
+        logs.update({k: v[-1] for k, v in (history or {}).items()
+                     if (k in logs or k.startswith("val_")) and v})
         logs["images_per_second"] = self.timer.n_train / max(self.timer.train_seconds[-1], 1e-9)
         super().on_epoch_end(epoch, logs)
         for writer in self._writers.values():

@@ -27,7 +27,8 @@ import numpy as np
 from kvt import backends, signals
 from kvt.config import TrainConfig
 from kvt.errors import Cancelled, RunError
-from kvt.runs import RunDir, recorded_data_dir, write_atomic
+from kvt.record_paths import recorded_data_dir
+from kvt.runs import RunDir, write_atomic
 
 CHECKPOINT_FORMAT = 1
 

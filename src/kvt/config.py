@@ -203,6 +203,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raises `UsageError` naming the first nonsense value."""
+        for field in dataclasses.fields(self):
+            check_field_type(field.name, getattr(self, field.name))
         if self.api not in APIS:
             raise UsageError(f"unknown --api {self.api!r}: choose one of {', '.join(APIS)}")
         if self.backend not in BACKENDS:
@@ -319,6 +321,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        if not isinstance(values, dict):
+            raise UsageError(f"a config must be a JSON object of fields (\"epochs\": 30, "
+                             f"...), got {json_kind(values)}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -336,7 +341,70 @@ class TrainConfig:
     def load(cls, path: str | Path) -> TrainConfig:
         """Reads the `config` section of a run's config.json (or a bare config)."""
         data = json.loads(Path(path).read_text())
-        return cls.from_dict(data.get("config", data))
+        if isinstance(data, dict) and "config" in data:  # a run's config.json
+            data = data["config"]
+        return cls.from_dict(data)
+
+
+# What each field of a config holds, as JSON writes it: a config file is checked field by
+# field before anything loads, so "false" (a string) never turns a flag on and a null
+# dataset never reaches the data loader.
+FIELD_KINDS: dict[str, tuple[str, bool]] = {  # field: (kind, None allowed)
+    "model": ("name", False), "api": ("name", False), "activation": ("name", False),
+    "native_ops": ("boolean", False), "backend": ("name", False),
+    "dataset": ("name", False), "data_dir": ("name", True),
+    "image_size": ("integer", True), "train_limit": ("integer", True),
+    "test_limit": ("integer", True), "val_split": ("number", True),
+    "epochs": ("integer", False), "batch_size": ("integer", False),
+    "lr": ("number", False), "decay": ("number", True), "momentum": ("number", False),
+    "seed": ("integer", False), "deterministic": ("boolean", False),
+    "recipe": ("name", False), "precision": ("name", False),
+    "steps_per_execution": ("integer", False), "nesterov": ("boolean", False),
+    "schedule": ("name", False), "warmup_epochs": ("number", False),
+    "weight_decay": ("number", False), "label_smoothing": ("number", False),
+    "augment": ("name", False), "tta": ("name", False), "distribute": ("name", False),
+    "devices": ("integer", True),
+}
+_KIND_WORDS = {"name": "a string",
+               "boolean": "true or false (a JSON boolean, not a string or number)",
+               "integer": "a whole number", "number": "a number"}
+
+
+def check_field_type(field: str, value: Any) -> None:
+    """Raises `UsageError` naming the config field, its value and what it may hold,
+    unless `value` has the field's JSON type (ranges are `TrainConfig.validate`'s)."""
+    kind, nullable = FIELD_KINDS[field]
+    if value is None and nullable:
+        return
+    ok = {
+        "name": lambda v: isinstance(v, str) and v != "",
+        "boolean": lambda v: isinstance(v, bool),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    }[kind](value)
+    if not ok:
+        allowed = _KIND_WORDS[kind] + (" or null" if nullable else "")
+        if kind == "name":
+            allowed = "a non-empty string" + (" or null" if nullable else "")
+        raise UsageError(f"config field {field!r} must be {allowed}, got "
+                         f"{json.dumps(value) if _jsonable(value) else repr(value)}")
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def json_kind(value: Any) -> str:
+    """How JSON names the type of `value` ("a list", "a string", ...)."""
+    for kind, words in ((dict, "an object"), (list, "a list"), (str, "a string"),
+                        (bool, "a boolean"), ((int, float), "a number")):
+        if isinstance(value, kind):
+            return words
+    return "null" if value is None else type(value).__name__
 
 
 def check_seed(seed: Any, flag: str = "--seed") -> None:

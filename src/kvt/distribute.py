@@ -17,11 +17,11 @@ replicated, and XLA adds the reductions, so that BatchNormalization's statistics
 the global batch's too. Every device must get the same share: the batch must divide
 by the device count, each epoch leaves out its last `n % devices` images (a different
 few each epoch, as the epoch order changes), and evaluation pads the data to a multiple
-of the devices with zero-weight copies that no metric counts (`kvt.train` compiles the
-accuracy as a weighted metric and undoes Keras' division of val_loss by the padded
-count). On 2 logical CPU devices the first epoch's losses and accuracies equal one
-device's to the digits printed; later epochs drift apart as float rounding (the order
-of the cross-device sums) compounds.
+of the devices with copies of its last image, whose predictions are cut off before
+anything is scored (`kvt.train` scores every evaluation itself). On 2 logical CPU
+devices the first epoch's losses and accuracies equal one device's to the digits
+printed; later epochs drift apart as float rounding (the order of the cross-device sums)
+compounds.
 
 Several processes (`--num-processes N --process-id I --coordinator HOST:PORT`, JAX
 only): every process runs the same `kvt train` command; `keras.distribution.initialize`

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import importlib.metadata
 import importlib.util
 import logging
@@ -201,11 +202,13 @@ def export(model, meta: dict[str, Any], fmt: str, out: Path, pixels, labels,
                 wrapper.export(str(tmp), format=spec.keras_format, verbose=False,
                                **_converter_options(quantize, representative))
             except Exception as e:
+                unwritable(e, out)
                 raise ModelError(f"{spec.title} export of {model.name} failed: "
                                  f"{first_line(e)}") from None
             try:
                 got = predict(fmt, tmp, pixels)
             except Exception as e:
+                unwritable(e, out)
                 raise ModelError(f"the exported {spec.title} model does not run in "
                                  f"{spec.runtime} ({first_line(e)}); nothing was exported") \
                     from None
@@ -216,8 +219,36 @@ def export(model, meta: dict[str, Any], fmt: str, out: Path, pixels, labels,
                              f"model, so nothing was exported: {check.line()}")
         result.append(check)
 
-    write_atomic(out, write)
+    try:
+        write_atomic(out, write)
+    except OSError as e:  # the rename into place, or a write outside the exporter
+        unwritable(e, out)
+        raise
     return result[0]
+
+
+# What a full or unwritable disk says, as an OSError's errno or, from TensorFlow's C++
+# file writers (a SavedModel's SaveV2 op), only in the text of a framework error.
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+DISK_WORDS = tuple(os.strerror(code) for code in DISK_ERRNOS[:4])
+
+
+def unwritable(e: BaseException, out: Path) -> None:
+    """Raises `RunError` (one line, no framework text) if `e`, or an error it came
+    from, is a full or unwritable disk: not the model's fault, and fixed by space."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_ERRNOS:
+            reason = seen.strerror or os.strerror(seen.errno)
+            break
+        reason = next((w for w in DISK_WORDS if w in str(seen)), None)
+        if reason:
+            break
+        seen = seen.__cause__ or seen.__context__
+    else:
+        return
+    raise RunError(f"cannot write {out} ({reason}): nothing was exported; free space or "
+                   f"fix permissions there, or choose another --out") from None
 
 
 def taking_pixels(model, meta: dict[str, Any], tta: str = "none"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -42,6 +43,17 @@ def model_summary(model, config, input_shape, num_classes: int) -> str:
     return "\n".join(head + [line.rstrip() for line in "\n".join(lines).splitlines()]) + "\n"
 
 
+def scores(probs: np.ndarray, y_true: np.ndarray) -> tuple[float, float]:
+    """(accuracy, loss) of predicted class probabilities: the one definition of an
+    evaluated loss in kvt (each epoch's val_loss, the final loss, kvt evaluate). The loss
+    is the mean of -log p(true class), p clipped below at `EPSILON` (one image adds at
+    most 16.12): Keras' formula for probabilities, without label smoothing, the same on
+    every backend and after test-time augmentation."""
+    y_true = np.asarray(y_true)
+    picked = np.clip(probs[np.arange(len(y_true)), y_true], EPSILON, 1.0)
+    return float((probs.argmax(axis=1) == y_true).mean()), float(-np.log(picked).mean())
+
+
 def evaluate_predictions(probs: np.ndarray, y_true: np.ndarray,
                          class_names: list[str]) -> tuple[dict[str, Any], str, np.ndarray]:
     """Test metrics from predicted probabilities: (metrics, report text, confusion matrix)."""
@@ -49,7 +61,7 @@ def evaluate_predictions(probs: np.ndarray, y_true: np.ndarray,
 
     y_pred = probs.argmax(axis=1)
     labels = list(range(len(class_names)))
-    picked = np.clip(probs[np.arange(len(y_true)), y_true], EPSILON, 1.0)
+    accuracy, loss = scores(probs, y_true)
     report = classification_report(y_true, y_pred, labels=labels, target_names=class_names,
                                    zero_division=0)
     detail = classification_report(y_true, y_pred, labels=labels, target_names=class_names,
@@ -58,8 +70,8 @@ def evaluate_predictions(probs: np.ndarray, y_true: np.ndarray,
                                                              "support")}
                  for name in class_names}
     metrics = {
-        "test_accuracy": float((y_pred == y_true).mean()),
-        "test_loss": float(-np.log(picked).mean()),
+        "test_accuracy": accuracy,
+        "test_loss": loss,
         "test_images": int(len(y_true)),
         "per_class": per_class,
         "macro_avg": {k: float(v) for k, v in detail["macro avg"].items()},
@@ -263,3 +275,36 @@ def plot_curves(curves: dict[str, list[dict[str, list[float]]]], path: str | Pat
             ax.legend(fontsize="small")
         fig.suptitle(title + " (band: ±1 std across seeds)")
         return _save_figure(fig, path)
+
+
+# BatchNormalization's moving averages start at mean 0, variance 1 and keep momentum**steps
+# of that start; evaluation normalises with them. Above this share they are not yet the
+# data's (momentum 0.99: 459 steps), and the evaluated accuracy can sit near chance.
+BN_SETTLED = 0.01
+# An evaluated accuracy this far (absolute) below the last epoch's training accuracy is
+# worth a word: ordinary overfitting (the seed recipe on CIFAR-10) stays under 0.2.
+FAR_BELOW = 0.25
+
+
+def settling_advice(momentum: float | None, steps_per_epoch: int, epochs: int, split: str,
+                    accuracy: float, train_accuracy: float) -> str | None:
+    """One line on why a run's evaluated accuracy may mislead, and what to do: too few
+    steps for BatchNormalization's moving averages (`momentum`), or an accuracy far
+    below the training accuracy. None when neither holds."""
+    steps = steps_per_epoch * epochs
+    gap = (f"{split} accuracy {accuracy:.1%} against {train_accuracy:.1%} in training"
+           if train_accuracy - accuracy >= FAR_BELOW else None)
+    if momentum is not None and 0 < momentum < 1 and momentum ** steps > BN_SETTLED:
+        needed = math.ceil(math.log(BN_SETTLED) / math.log(momentum))
+        return (f"{steps} training steps are too few for BatchNormalization's moving averages "
+                f"(momentum {momentum:g}), which the {split} evaluation uses: they still hold "
+                f"{momentum ** steps:.0%} of their starting values"
+                + (f" ({gap})" if gap else "") +
+                f"; train at least {needed} steps ({steps_per_epoch} per epoch now): more "
+                f"--epochs or a smaller --batch-size")
+    if gap:
+        return (f"{gap}: the model fits its training images far better than these; more "
+                f"epochs will not help if it overfits (try --augment or more training "
+                f"images), and if the {split} images differ from the training images "
+                f"(labels, size, colours), fix them")
+    return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,7 +32,8 @@ from kvt.config import TrainConfig
 from kvt.data import Dataset, load_dataset
 from kvt.errors import BackendError, RunError, UsageError
 from kvt.models import build_model
-from kvt.report import evaluate_predictions, model_summary, plot_confusion, plot_training
+from kvt.report import (evaluate_predictions, model_summary, plot_confusion, plot_training,
+                        scores, settling_advice)
 from kvt.runs import CHECKPOINT, LOGS, RunDir, config_record, write_atomic, write_json, write_text
 from kvt.saving import model_meta, save_model, to_inputs
 
@@ -50,6 +52,8 @@ class TrainResult:
     metrics: dict[str, Any]
     report: str
     run_dir: RunDir | None
+    # Why the evaluated accuracy may mislead, and what to do (`settling_advice`), or None.
+    advice: str | None = None
 
 
 def load_data(config: TrainConfig) -> Dataset:
@@ -157,11 +161,15 @@ def _fit(config: TrainConfig, dataset: Dataset, run_dir: RunDir | None,
             (contextlib.closing(board) if board else contextlib.nullcontext()):
         if run_dir is not None:
             _start_run(run_dir, config, dataset, model, progress, resume)
-        _train_epochs(model, config, arrays, replicas, progress, run_dir, timer, board,
-                      callbacks, stream)
+        _train_epochs(model, config, dataset, arrays, replicas, progress, run_dir, timer,
+                      board, callbacks, stream)
         metrics, report, matrix = _evaluate(model, config, dataset, arrays, replicas,
                                             progress)
-        result = TrainResult(config, model, progress.history, metrics, report, run_dir)
+        steps = -(-replicas.usable(arrays.n_train) // config.batch_size)
+        advice = settling_advice(bn_momentum(model), steps, config.epochs, dataset.eval_split,
+                                 metrics["accuracy"], metrics["final_train_accuracy"])
+        result = TrainResult(config, model, progress.history, metrics, report, run_dir,
+                             advice)
         if run_dir is not None:
             write_run(result, dataset, matrix, plot_path)
             (run_dir / CHECKPOINT).unlink(missing_ok=True)  # model.keras holds the end state
@@ -188,14 +196,12 @@ def _check_process(config: TrainConfig, dataset: Dataset) -> None:
 @dataclasses.dataclass
 class _Arrays:
     """The dataset as model inputs and one-hot labels, with the evaluation data padded
-    for data-parallel replicas and the validation data as this process feeds it."""
+    for data-parallel replicas."""
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
-    x_val: np.ndarray
-    padded: bool  # x_val holds data-parallel evaluation's zero-weight copies
-    validation: tuple[np.ndarray, ...]
+    x_val: np.ndarray  # x_test with an equal share per device
 
     @property
     def n_train(self) -> int:
@@ -205,14 +211,20 @@ class _Arrays:
     def of(cls, config: TrainConfig, dataset: Dataset, replicas: distribute.Replicas) -> _Arrays:
         x_train, x_test = to_inputs(dataset.x_train), to_inputs(dataset.x_test)
         y_train = keras.utils.to_categorical(dataset.y_train, dataset.num_classes)
-        y_test = keras.utils.to_categorical(dataset.y_test, dataset.num_classes)
-        x_val, y_val, w_val = distribute.padded(replicas, x_test, y_test)
-        padded = len(x_val) > len(x_test)
-        validation: tuple[np.ndarray, ...] = (x_test, y_test)
-        if padded or replicas.processes > 1:
-            validation = tuple(replicas.share(a, config.batch_size)
-                               for a in (x_val, y_val, w_val))
-        return cls(x_train, y_train, x_test, x_val, padded, validation)
+        return cls(x_train, y_train, x_test, distribute.padded(replicas, x_test)[0])
+
+
+def _predictor(model, config: TrainConfig, replicas: distribute.Replicas, n_test: int):
+    """The model's probabilities for the evaluation images, in batches that share evenly
+    over the devices, cut back to the `n_test` real ones."""
+    predict_batch = max(config.batch_size, 256)
+    predict_batch += -predict_batch % replicas.count  # an equal share per device
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return distribute.predict(model, replicas, x, predict_batch,
+                                  [InterruptCheck()])[:n_test]
+
+    return predict
 
 
 def _start_run(run_dir: RunDir, config: TrainConfig, dataset: Dataset, model,
@@ -225,12 +237,14 @@ def _start_run(run_dir: RunDir, config: TrainConfig, dataset: Dataset, model,
     run_dir.mark("running", progress.summary())
 
 
-def _train_epochs(model, config: TrainConfig, arrays: _Arrays, replicas: distribute.Replicas,
-                  progress: Progress, run_dir: RunDir | None, timer: EpochTimer,
-                  board: EpochLog | None, callbacks: list[Any], stream: TextIO) -> None:
-    """Fits the epochs left, one `model.fit` each, every finished epoch checkpointed and
-    in history.csv before its line is printed."""
+def _train_epochs(model, config: TrainConfig, dataset: Dataset, arrays: _Arrays,
+                  replicas: distribute.Replicas, progress: Progress, run_dir: RunDir | None,
+                  timer: EpochTimer, board: EpochLog | None, callbacks: list[Any],
+                  stream: TextIO) -> None:
+    """Fits the epochs left, one `model.fit` each, every finished epoch validated by
+    kvt, checkpointed and in history.csv before its line is printed."""
     n_train, x_train, y_train = arrays.n_train, arrays.x_train, arrays.y_train
+    predict = _predictor(model, config, replicas, len(arrays.x_test))
     # Each process feeds its slice of every global batch (all of it with one process).
     batch = config.batch_size // replicas.processes
     interactive = stream.isatty()
@@ -245,13 +259,17 @@ def _train_epochs(model, config: TrainConfig, arrays: _Arrays, replicas: distrib
         if replicas.processes > 1:
             mine = replicas.share(np.arange(len(order)), config.batch_size)
             x_epoch, order = x_epoch[mine], order[mine]
-        fitted = model.fit(x_epoch, y_train[order], validation_data=arrays.validation,
-                           batch_size=batch, initial_epoch=epoch,
+        fitted = model.fit(x_epoch, y_train[order], batch_size=batch, initial_epoch=epoch,
                            epochs=epoch + 1, shuffle=False,
                            verbose=1 if interactive else 0, callbacks=callbacks)
-        if arrays.padded:  # Keras divides val_loss by the padded count
-            fitted.history["val_loss"] = [v * len(arrays.x_val) / len(arrays.x_test)
-                                          for v in fitted.history["val_loss"]]
+        # The epoch's validation: kvt's own pass, scored by the same function as the
+        # final evaluation (`kvt.report.scores`), so that val_loss and the final loss are
+        # one quantity on every backend (Keras' own validation loss is its training
+        # objective: label smoothing in, and on TensorFlow unclipped).
+        started = time.perf_counter()
+        val_accuracy, val_loss = scores(predict(arrays.x_val), dataset.y_test)
+        fitted.history.update(val_accuracy=[val_accuracy], val_loss=[val_loss])
+        timer.epoch_seconds[-1] += time.perf_counter() - started
         signals.check()
         with signals.deferred():  # an epoch that finished is saved whole
             progress.add_epoch(fitted.history, timer.epoch_seconds[-1],
@@ -263,9 +281,10 @@ def _train_epochs(model, config: TrainConfig, arrays: _Arrays, replicas: distrib
                 run_dir.mark("running", progress.summary())
             if board is not None:
                 board.commit(fitted.history)
-        if not interactive:  # printed once the epoch is on disk
-            print(epoch_line(epoch, config.epochs, fitted.history, timer.epoch_seconds[-1],
-                             timer.train_seconds[-1], n_train), file=stream, flush=True)
+        # Printed once the epoch is on disk; after a progress bar too, which cannot show
+        # the validation figures (computed after it ends).
+        print(epoch_line(epoch, config.epochs, fitted.history, timer.epoch_seconds[-1],
+                         timer.train_seconds[-1], n_train), file=stream, flush=True)
 
 
 def _evaluate(model, config: TrainConfig, dataset: Dataset, arrays: _Arrays,
@@ -273,14 +292,8 @@ def _evaluate(model, config: TrainConfig, dataset: Dataset, arrays: _Arrays,
               ) -> tuple[dict[str, Any], str, np.ndarray]:
     """The run's metrics (under test-time augmentation `config.tta`, with its timings),
     classification report and confusion matrix."""
-    history, n_test = progress.history, len(arrays.x_test)
-    predict_batch = max(config.batch_size, 256)
-    predict_batch += -predict_batch % replicas.count  # an equal share per device
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        return distribute.predict(model, replicas, x, predict_batch,
-                                  [InterruptCheck()])[:n_test]
-
+    history = progress.history
+    predict = _predictor(model, config, replicas, len(arrays.x_test))
     single = predict(arrays.x_val)
     probs = tta_probs(single, predict, arrays.x_val, config.tta)
     signals.check()
@@ -305,6 +318,17 @@ def _evaluate(model, config: TrainConfig, dataset: Dataset, arrays: _Arrays,
         "processes": replicas.processes,
     })
     return metrics, report, matrix
+
+
+def bn_momentum(model) -> float | None:
+    """The largest momentum of the model's BatchNormalization layers (None without)."""
+    found, layers = [], list(getattr(model, "layers", []))
+    while layers:
+        layer = layers.pop()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(float(layer.momentum))
+        layers += list(getattr(layer, "layers", []))
+    return max(found) if found else None
 
 
 def tensorboard_log(run_dir: RunDir | None, timer: EpochTimer) -> EpochLog | None:

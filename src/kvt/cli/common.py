@@ -98,16 +98,30 @@ def load_model_from_args(args: argparse.Namespace, target: str):
 SAMPLE_SEED = 0
 
 
+def add_class_map_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--class-map", action="append", default=None, metavar="DATA=MODEL",
+        help="score the dataset's class DATA as the model's class MODEL (repeatable); "
+             "classes are matched by name, and names that differ are refused without it")
+
+
 def load_test_data(args: argparse.Namespace, path: Path, model, meta: dict, limit: int | None,
                    verb: str):
     """The test split to judge `model` (loaded from `path`) on: the dataset of --dataset
     (with --data-dir), else the one its file says it was trained on; a stratified sample
-    of `limit` images, the same every time. Refuses images or classes that do not fit
-    the model ("`verb` on the dataset the model was trained on"). Returns (dataset, class
-    names)."""
+    of `limit` images, the same every time. Its classes are matched with the model's by
+    name (`kvt.data.classes`, with --class-map) and its labels renumbered in the model's
+    order. Refuses images or classes that do not fit the model ("`verb` on the dataset
+    the model was trained on"). Returns (dataset, the model's class names)."""
+    import dataclasses
+
+    import numpy as np
+
     from kvt.data import load_dataset
+    from kvt.data.classes import match_classes, parse_class_map
     from kvt.errors import DataError, UsageError
 
+    class_map = parse_class_map(getattr(args, "class_map", None))  # before the data loads
     dataset_name = args.dataset or meta.get("dataset")
     if not dataset_name:
         raise UsageError(f"{path} does not say which dataset it was trained on: pass --dataset")
@@ -121,12 +135,21 @@ def load_test_data(args: argparse.Namespace, path: Path, model, meta: dict, limi
             f"{dataset.name} has images of shape {dataset.input_shape} but the model takes "
             f"{expected}: {verb} on the dataset the model was trained on"
         )
-    class_names = meta.get("class_names") or dataset.class_names
-    if len(class_names) != dataset.num_classes:
-        raise DataError(
-            f"the model knows {len(class_names)} classes but {dataset.name} has "
-            f"{dataset.num_classes}: {verb} on the dataset the model was trained on"
-        )
+    class_names = meta.get("class_names")
+    if not class_names:  # a model file without names: only the count can be checked
+        if class_map:
+            raise UsageError(f"{path} does not store its class names: --class-map cannot "
+                             f"apply; drop it")
+        class_names = dataset.class_names
+        if model.output_shape[-1] != dataset.num_classes:
+            raise DataError(
+                f"the model knows {model.output_shape[-1]} classes but {dataset.name} has "
+                f"{dataset.num_classes}: {verb} on the dataset the model was trained on")
+        return dataset, list(class_names)
+    to_model = np.asarray(match_classes(list(class_names), dataset.class_names, dataset.name,
+                                        class_map, verb), dtype=np.int64)
+    dataset = dataclasses.replace(dataset, y_train=to_model[dataset.y_train],
+                                  y_test=to_model[dataset.y_test], class_names=list(class_names))
     return dataset, list(class_names)
 
 
@@ -259,7 +282,7 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
 def config_from_args(args: argparse.Namespace):
     """The TrainConfig of `args`: --config (or --recipe), then every flag given."""
     from kvt.config import TrainConfig
-    from kvt.errors import RunError
+    from kvt.errors import RunError, UsageError
 
     overrides = {field: getattr(args, field, None) for field in CONFIG_FLAGS
                  if field not in ("recipe", "config")}
@@ -269,6 +292,8 @@ def config_from_args(args: argparse.Namespace):
         return TrainConfig.from_recipe(args.recipe or "seed", **overrides)
     try:
         base = TrainConfig.load(args.config).to_dict()
+    except UsageError as e:  # a field of the file: named by the check, the file named here
+        raise UsageError(f"--config {args.config}: {e}") from None
     except OSError as e:
         raise RunError(f"cannot read --config {args.config} ({e.strerror or e}): check the "
                        f"path") from None

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         # a folder that is not a sweep is refused before it is claimed
         check_executor(args, sweep.load().executor)
     else:
-        from kvt.runs import portable_argv
+        from kvt.record_paths import portable_argv
 
         executor = check_executor(args, "local")
         base = config_from_args(args)
@@ -178,7 +178,7 @@ def run_report(args: argparse.Namespace) -> int:
     nothing trained, nothing claimed (a sweep still running is read, not stopped)."""
     from kvt.compare import RESULTS, Sweep, report
     from kvt.errors import UsageError
-    from kvt.runs import portable_path
+    from kvt.record_paths import portable_path
 
     given = given_flags(args, (*CONFIG_FLAGS, "out", "preset", "baseline", "force", "resume",
                                "extend", "seeds", "jobs", "executor", "threads",
@@ -329,7 +329,7 @@ def sweep_command(plan) -> str:
 def _run(args: argparse.Namespace, sweep, plan, executor) -> int:
     from kvt.compare import RESULTS, execute, unfinished
     from kvt.errors import EXIT_TRAINING
-    from kvt.runs import portable_path
+    from kvt.record_paths import portable_path
 
     n = len(plan.variants) * len(plan.seeds)
     labels = ", ".join(v.label for v in plan.variants)

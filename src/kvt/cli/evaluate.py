@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kvt.cli.common import (add_backend_argument, add_loading_arguments, add_tta_argument,
-                            load_model_from_args, load_test_data, positive)
+from kvt.cli.common import (add_backend_argument, add_class_map_argument, add_loading_arguments,
+                            add_tta_argument, load_model_from_args, load_test_data, positive)
 
 
 def add_parser(sub) -> None:
@@ -26,6 +26,7 @@ def add_parser(sub) -> None:
                    help="images per prediction step; changes speed and memory, not the "
                         "result (default: 256)")
     add_tta_argument(p)
+    add_class_map_argument(p)
     add_backend_argument(p)
     add_loading_arguments(p)
     p.set_defaults(run=run)

@@ -15,7 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kvt.cli.common import add_loading_arguments, add_tta_argument, load_test_data, positive
+from kvt.cli.common import (add_class_map_argument, add_loading_arguments, add_tta_argument,
+                            load_test_data, positive)
 from kvt.export import FORMATS, QUANTIZE
 
 CHECK_IMAGES = 1000  # default number of test images an export is checked on
@@ -53,6 +54,7 @@ def add_parser(sub) -> None:
                         "training images; checked by accuracy (at most 2 points below the "
                         "Keras model's) instead of probabilities")
     add_tta_argument(p)
+    add_class_map_argument(p)
     add_loading_arguments(p)
     p.set_defaults(run=run)
 
@@ -118,6 +120,8 @@ def _in_child(args: argparse.Namespace, out: Path) -> int:
             argv += [flag, str(value)]
     for module in args.imports:
         argv += ["--import", module]
+    for item in args.class_map or []:
+        argv += ["--class-map", item]
     argv += ["--force"] * args.force + ["--unsafe"] * args.unsafe
     print(f"kvt: Keras runs on {active()} in this process: exporting in a TensorFlow process",
           flush=True)

@@ -63,9 +63,9 @@ def default_out(config) -> Path:
 
 def shown(path, *bases) -> str:
     """A path as the output shows it: as given, or as records spell it
-    (`kvt.runs.portable_path`, relative to `bases`) where the output is itself a record:
+    (`kvt.record_paths.portable_path`, relative to `bases`) where the output is itself a record:
     the train.log of a run that kvt compare trains (it sets PORTABLE_PATHS)."""
-    from kvt.runs import PORTABLE_PATHS, portable_path
+    from kvt.record_paths import PORTABLE_PATHS, portable_path
 
     return portable_path(path, *bases) if os.environ.get(PORTABLE_PATHS) else str(path)
 
@@ -219,7 +219,7 @@ def _train(args: argparse.Namespace, config, run_dir, cluster, moved: bool = Fal
 
 def print_result(result, run_dir, plot: str | None, quiet: bool) -> None:
     """The report, the result line and where the run lies (all on one line if quiet)."""
-    from kvt.runs import sweep_of
+    from kvt.record_paths import sweep_of
 
     m = result.metrics
     split = "test" if m["eval_split"] == "test" else "validation"
@@ -237,3 +237,5 @@ def print_result(result, run_dir, plot: str | None, quiet: bool) -> None:
     else:
         print(f"\n{result.report}\n{line}\n{saved}")
     sys.stdout.flush()
+    if result.advice:  # after the result line it qualifies
+        print(f"kvt: warning: {result.advice}", file=sys.stderr, flush=True)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import re
 import typing
 from typing import Any
 
-from kvt.config import MAX_SEED, TrainConfig
+from kvt.config import MAX_SEED, TrainConfig, json_kind, check_seed
 from kvt.errors import UsageError
-from kvt.runs import portable_path, recorded_data_dir
+from kvt.record_paths import portable_path, recorded_data_dir
 
 # The tutorial's two single runs (seed recipe, 30 epochs, test split, TensorFlow 1.x).
 TUTORIAL_RESULTS = {"keras/relu": 0.7432, "tf/crelu": 0.7550}
@@ -72,8 +73,8 @@ class Plan:
     # as many at a time as the cluster has room for. --resume keeps them unless given.
     executor: str = "local"
     ray: dict[str, Any] = dataclasses.field(default_factory=dict)
-    # sweep.json keeps no absolute data directory (`kvt.runs.recorded_data_dir`), only its
-    # name (`kvt.runs.portable_path`): where the sweep's data was, for the message that
+    # sweep.json keeps no absolute data directory (`kvt.record_paths.recorded_data_dir`), only its
+    # name (`kvt.record_paths.portable_path`): where the sweep's data was, for the message that
     # asks --resume/--extend for --data-dir. In memory, base.data_dir is the real one.
     data_source: str | None = None
 
@@ -97,14 +98,68 @@ class Plan:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
+        """The plan of a sweep.json, every field checked (`UsageError` naming the first
+        that is not what kvt wrote), before any run is started from it."""
+        if not isinstance(data, dict):
+            raise UsageError(f"a sweep plan must be a JSON object, got {json_kind(data)}")
         if data.get("format") != PLAN_FORMAT:
             raise ValueError(f"unknown sweep format {data.get('format')!r}")
-        return cls(TrainConfig.from_dict(data["base"]),
-                   [Variant(v["label"], v["overrides"]) for v in data["variants"]],
-                   [int(s) for s in data["seeds"]], data["baseline"], data.get("preset"),
-                   data.get("command", []), int(data.get("jobs", 1)),
-                   str(data.get("executor", "local")), dict(data.get("ray") or {}),
-                   data.get("data_source"))
+        for key in ("base", "variants", "seeds", "baseline"):
+            if key not in data:
+                raise UsageError(f"sweep field {key!r} is missing")
+        base = TrainConfig.from_dict(data["base"])
+        variants = _expect(data, "variants", list, "a list of configurations")
+        if not variants:
+            raise UsageError("sweep field 'variants' must list at least one configuration")
+        parsed = []
+        for i, v in enumerate(variants):
+            if not (isinstance(v, dict) and isinstance(v.get("label"), str)
+                    and isinstance(v.get("overrides"), dict)):
+                raise UsageError(f"sweep field 'variants'[{i}] must be an object with a string "
+                                 f"\"label\" and an object \"overrides\", got "
+                                 f"{json_kind(v)}")
+            parsed.append(Variant(v["label"], v["overrides"]))
+        seeds = _expect(data, "seeds", list, "a list of seeds")
+        for s in seeds:
+            check_seed(s, "sweep field 'seeds': each seed")
+        baseline = _expect(data, "baseline", str, "a configuration's label")
+        preset = data.get("preset")
+        if preset is not None and not isinstance(preset, str):
+            raise UsageError(f"sweep field 'preset' must be a string or null, got "
+                             f"{json_kind(preset)}")
+        command = _expect(data, "command", list, "a list of strings", [])
+        jobs = _expect(data, "jobs", int, "a whole number >= 0", 1)
+        if isinstance(jobs, bool) or jobs < 0:
+            raise UsageError(f"sweep field 'jobs' must be a whole number >= 0, got {jobs!r}")
+        executor = _expect(data, "executor", str, "\"local\" or \"ray\"", "local")
+        if executor not in ("local", "ray"):
+            raise UsageError(f"sweep field 'executor' must be \"local\" or \"ray\", got "
+                             f"{executor!r}")
+        ray = _expect(data, "ray", dict, "an object", {}) or {}
+        data_source = data.get("data_source")
+        if data_source is not None and not isinstance(data_source, str):
+            raise UsageError(f"sweep field 'data_source' must be a string or null, got "
+                             f"{json_kind(data_source)}")
+        plan = cls(base, parsed, seeds, baseline, preset, command, jobs, executor, dict(ray),
+                   data_source)
+        for variant in plan.variants:  # each configuration as its runs will train it
+            try:
+                plan.config(variant)
+            except UsageError as e:
+                raise UsageError(f"configuration {variant.label!r}: {e}") from None
+        return plan
+
+
+def _expect(data: dict[str, Any], key: str, kind: type, allowed: str, default: Any = None):
+    """`data[key]` if it has JSON type `kind` (`default` when absent); else `UsageError`."""
+    if key not in data:
+        return default
+    value = data[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise UsageError(f"sweep field {key!r} must be {allowed}, got {json_kind(value)}"
+                         + (f" {json.dumps(value)}" if isinstance(value, (str, int, float))
+                            else ""))
+    return value
 
 
 def parse_seeds(text: str) -> list[int]:

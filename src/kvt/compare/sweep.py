@@ -18,9 +18,10 @@ from kvt import signals
 from kvt.compare.plan import Plan, Variant
 from kvt.compare.render import render_text, write_results
 from kvt.compare.results import collect, failure_message, unfinished
-from kvt.errors import Cancelled, RunError
+from kvt.errors import Cancelled, RunError, UsageError
 from kvt.executors import Executor, Job, Progress, Remote, local_pool, next_action
-from kvt.runs import RunDir, recorded_data_dir, write_json, write_text
+from kvt.record_paths import recorded_data_dir
+from kvt.runs import RunDir, write_json, write_text
 
 RESULTS = ("compare.md", "compare.json", "compare.png", "curves.png")
 # The `kvt train` command line of a run (without the program): `kvt.cli.common.train_argv`,
@@ -76,8 +77,13 @@ class Sweep:
         write_json(self.path / "sweep.json", plan.to_dict())
 
     def load(self) -> Plan:
+        if self.path.exists() and not self.path.is_dir():  # --force would not help
+            raise RunError(f"{self.path} is a file, not a kvt compare directory: pass the "
+                           f"--out folder of a sweep")
         try:
             return Plan.from_dict(json.loads((self.path / "sweep.json").read_text()))
+        except UsageError as e:  # a field of the file: named by the check
+            raise UsageError(f"{self.path / 'sweep.json'}: {e}") from None
         except FileNotFoundError:
             raise RunError(f"{self.path} is not a kvt compare directory (no sweep.json): pass "
                            f"the --out of the sweep to continue") from None

@@ -53,18 +53,22 @@ class Dataset:
         """A stratified, seeded slice: at most `train` and `test` images."""
         x_train, y_train = _stratified(self.x_train, self.y_train, train, seed)
         x_test, y_test = _stratified(self.x_test, self.y_test, test, seed + 1)
-        lost = set(np.unique(self.y_train).tolist()) - set(np.unique(y_train).tolist())
-        missing = [self.class_names[c] for c in sorted(lost)]
-        if missing:
-            # Not an error: a quick smoke run may want it. But such a model can never
-            # predict those classes, which a user should not find out from the report.
-            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-            print(f"kvt: warning: --train-limit {train} leaves {len(missing)} of "
-                  f"{self.num_classes} classes without training images ({shown}): the "
-                  f"model cannot learn them; use --train-limit {self.num_classes} or more",
-                  file=sys.stderr, flush=True)
+        self._warn_untrained(y_train, f"--train-limit {train}",
+                             f"use --train-limit {self.num_classes} or more")
         return dataclasses.replace(self, x_train=x_train, y_train=y_train,
                                    x_test=x_test, y_test=y_test)
+
+    def _warn_untrained(self, y_kept: np.ndarray, cause: str, fix: str) -> None:
+        """Warns when `cause` leaves classes of the training split without images. Not
+        an error: a quick smoke run may want it. But such a model can never predict
+        those classes, which a user should not find out from the report."""
+        lost = set(np.unique(self.y_train).tolist()) - set(np.unique(y_kept).tolist())
+        missing = [self.class_names[c] for c in sorted(lost)]
+        if missing:
+            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            print(f"kvt: warning: {cause} leaves {len(missing)} of {self.num_classes} "
+                  f"classes without training images ({shown}): the model cannot learn "
+                  f"them; {fix}", file=sys.stderr, flush=True)
 
     def holdout(self, fraction: float, seed: int = 0) -> Dataset:
         """Trains on the rest of the training split and evaluates on a stratified
@@ -77,6 +81,9 @@ class Dataset:
                 f"choose a split that leaves both at least {self.num_classes} images")
         val_idx = _stratified_index(self.y_train, n_val, seed)
         rest = np.setdiff1d(np.arange(len(self.y_train)), val_idx)
+        self._warn_untrained(self.y_train[rest], f"--val-split {fraction:g}",
+                             "use a smaller --val-split, or add training images to those "
+                             "classes")
         return dataclasses.replace(
             self, x_train=self.x_train[rest], y_train=self.y_train[rest],
             x_test=self.x_train[val_idx], y_test=self.y_train[val_idx],
@@ -113,6 +120,9 @@ def load_dataset(name: str, data_dir: str | None = None, image_size: int | None 
         source = str(path.resolve())
         name = path.resolve().name
     x_train, y_train, x_test, y_test, class_names, content = arrays
+    from kvt.data.classes import nfc
+
+    class_names = [nfc(n) for n in class_names]  # as an older kvt may have cached them
     return Dataset(name, x_train, y_train, x_test, y_test, class_names, source,
                    fingerprint=content)
 

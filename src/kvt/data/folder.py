@@ -1,8 +1,9 @@
 """Image-folder datasets: `root/{train,test}/<class>/*.{png,jpg,jpeg}`.
 
-Class names are the folder names under `train/`, in sorted order (for CIFAR-10's PNG
-tree this is also the official label order). Files that are not images by their
-suffix (a README, `.DS_Store`) are skipped.
+Class names are the folder names under `train/` (in Unicode NFC), in sorted order (for
+CIFAR-10's PNG tree this is also the official label order). A class's images are every
+image file in its folder and the folder's subfolders. Files that are not images by their
+suffix (a README, `.DS_Store`) and hidden files and folders are skipped.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kvt.data.classes import nfc, show
 from kvt.data.images import is_image_file, load_image
 from kvt.errors import DataError
 
@@ -40,9 +42,10 @@ def list_files(root: Path) -> tuple[list[str], dict[str, list[tuple[str, int]]],
             f"{root} has no {' or '.join(m + '/' for m in missing)} folder: an image "
             f"dataset needs {root}/train/<class>/*.png and {root}/test/<class>/*.png"
         )
-    classes = {split: sorted(e.name for e in os.scandir(root / split)
-                             if e.is_dir() and not e.name.startswith("."))
-               for split in SPLITS}
+    # Class folders are matched by name in Unicode NFC: the same name written in two
+    # normal forms (macOS writes NFD) is one class, wherever the folders were made.
+    folders = {split: _class_folders(root / split) for split in SPLITS}
+    classes = {split: sorted(folders[split]) for split in SPLITS}
     if not classes["train"]:
         raise DataError(
             f"{root / 'train'} has no class folders: put each class's images in "
@@ -53,8 +56,8 @@ def list_files(root: Path) -> tuple[list[str], dict[str, list[tuple[str, int]]],
         only_test = sorted(set(classes["test"]) - set(classes["train"]))
         raise DataError(
             f"train and test of {root} have different class folders (only in train: "
-            f"{only_train or 'none'}; only in test: {only_test or 'none'}): give both "
-            f"the same classes"
+            f"{_listed(only_train)}; only in test: {_listed(only_test)}): give both the "
+            f"same classes"
         )
     names = classes["train"]
     if len(names) < 2:
@@ -65,24 +68,57 @@ def list_files(root: Path) -> tuple[list[str], dict[str, list[tuple[str, int]]],
         )
     files: dict[str, list[tuple[str, int]]] = {}
     stamp: list[str] = []
-    # os.scandir and DirEntry.stat keep this at about 0.3 s for CIFAR-10's 60,000 files.
+    # Images in subfolders of a class folder belong to the class, as `kvt predict` reads
+    # a folder's subfolders: one rule wherever kvt reads a folder of images.
     for split in SPLITS:
         files[split] = []
         for label, name in enumerate(names):
-            class_dir = root / split / name
-            entries = sorted((e for e in os.scandir(class_dir)
-                              if e.is_file() and is_image_file(e.name)),
-                             key=lambda e: e.name)
+            folder_name = folders[split][name]
+            class_dir = root / split / folder_name
+            entries = _image_entries(class_dir)
             if not entries:
                 raise DataError(
                     f"{class_dir} holds no PNG or JPEG images: add images or remove the folder"
                 )
-            for e in entries:
+            for rel, e in entries:
                 st = e.stat()
-                stamp.append(f"{split}/{name}/{e.name}\0{st.st_size}\0{st.st_mtime_ns}")
+                stamp.append(f"{split}/{folder_name}/{rel}\0{st.st_size}\0{st.st_mtime_ns}")
                 files[split].append((e.path, label))
     signature = hashlib.sha256("\n".join(stamp).encode()).hexdigest()
     return names, files, signature
+
+
+def _listed(names: list[str]) -> str:
+    return f"[{', '.join(map(show, names))}]" if names else "none"
+
+
+def _class_folders(split_dir: Path) -> dict[str, str]:
+    """{class name in NFC: folder name} of a split's (non-hidden) class folders."""
+    found: dict[str, str] = {}
+    for e in os.scandir(split_dir):
+        if e.is_dir() and not e.name.startswith("."):
+            name = nfc(e.name)
+            if name in found:
+                raise DataError(
+                    f"{split_dir} has two class folders named {name!r}, written "
+                    f"{' and '.join(sorted(map(ascii, (found[name], e.name))))}: the same "
+                    f"name in two Unicode forms; merge them into one folder")
+            found[name] = e.name
+    return found
+
+
+def _image_entries(folder: Path) -> list[tuple[str, os.DirEntry]]:
+    """(path relative to `folder`, entry) of every image file under `folder` and its
+    subfolders, hidden ones skipped, in sorted order (a folder's files, then its
+    subfolders'). Symbolic links to folders are not followed (no loops)."""
+    found: list[tuple[str, os.DirEntry]] = []
+    entries = sorted((e for e in os.scandir(folder) if not e.name.startswith(".")),
+                     key=lambda e: e.name)
+    found += [(e.name, e) for e in entries if e.is_file() and is_image_file(e.name)]
+    for e in entries:
+        if e.is_dir(follow_symlinks=False):
+            found += [(f"{e.name}/{rel}", sub) for rel, sub in _image_entries(Path(e.path))]
+    return found
 
 
 def read_split(pairs: list[tuple[str, int]], image_size: int | None) -> tuple[np.ndarray, np.ndarray]:

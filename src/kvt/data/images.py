@@ -9,6 +9,7 @@ whose meaning kvt cannot know are refused with one line instead of guessed.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from kvt.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Pillow warns (two lines on stderr) about images between its pixel limit and twice that,
+# and refuses larger ones (DecompressionBombError, one line from load_image). The ones it
+# only warns about are decoded and resized like any other: nothing for the user to do. A
+# process-wide filter, as images are decoded on threads, where catch_warnings is unsafe.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 # Modes Pillow turns into 8-bit RGB/L by itself, without losing what a viewer shows.
 EIGHT_BIT = ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
 SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
@@ -59,11 +65,17 @@ def load_image(path: str | Path, size: int | None = None, channels: int = 3) -> 
             array = np.asarray(img, dtype=np.uint8)
     except FileNotFoundError:
         raise DataError(f"image {path} does not exist: check the path") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
-            ValueError) as e:
+    except PermissionError as e:
+        raise DataError(f"cannot read image {path} ({e.strerror}): give kvt read permission "
+                        f"or remove it") from None
+    except Image.DecompressionBombError as e:
+        raise DataError(f"image {path} is too large to decode safely ({e}): shrink it or "
+                        f"remove it") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(
-            f"cannot decode image {path} ({e}): the file is corrupt or not an image kvt "
-            f"reads (PNG/JPEG); replace or remove it"
+            f"cannot decode image {path} ({e}): the file is corrupt or in a format Pillow "
+            f"does not read (kvt reads PNG, JPEG, WebP, GIF, TIFF, BMP and the others "
+            f"Pillow opens); replace or remove it"
         ) from None
     return array.reshape(array.shape[0], array.shape[1], channels)
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from kvt import signals
 from kvt.backends import thread_env
 from kvt.executors.job import Job
-from kvt.runs import PORTABLE_PATHS, portable_argv, record_bases
+from kvt.record_paths import PORTABLE_PATHS, portable_argv, record_bases
 
 STOP_WAIT = 60  # s the children have to checkpoint after SIGTERM before they are killed
 

@@ -24,7 +24,8 @@ from kvt import signals
 from kvt.backends import thread_env
 from kvt.errors import EXIT_CANCELLED, RunError
 from kvt.executors.job import next_action
-from kvt.runs import LOCK, PORTABLE_PATHS, RunDir, portable_argv, portable_path, record_bases
+from kvt.record_paths import PORTABLE_PATHS, portable_argv, portable_path, record_bases
+from kvt.runs import LOCK, RunDir
 
 RETRIES = 3  # retries of a run whose Ray worker died or whose kvt train was killed
 MARKER = ".kvt-ray-marker"  # in the sweep directory while a Ray sweep runs: its token
