@@ -159,7 +159,10 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
     add_backend_argument(what)
     what.add_argument("--model", default=None,
                       help=f"model family: {', '.join(BUILTIN_MODELS)} (default: minivggnet; "
-                           f"fast-cpu recipe: {FAST_CPU['model']})")
+                           f"fast-cpu recipe: {FAST_CPU['model']}), or your own builder as "
+                           f"module.path:function or path/to/file.py:function, called as "
+                           f"function(input_shape, classes, **options) to return an "
+                           f"uncompiled Keras model")
     what.add_argument("--activation", default=None,
                       help="hidden activation: relu, crelu (tutorial placement), elu, gelu, "
                            "swish, or your own function as module.path:function "
@@ -177,11 +180,13 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
                            "GPUs, N logical CPU devices) (default: every GPU, or the CPU)")
     data = p.add_argument_group("data")
     data.add_argument("--dataset", default=None,
-                      help="cifar10, digits (offline, bundled) or a folder with "
-                           "train/<class>/ and test/<class>/ images (default: cifar10)")
+                      help="cifar10, cifar100 (fine labels), cifar100-coarse (20 "
+                           "superclasses), mnist, fashion_mnist, digits (offline, bundled) "
+                           "or a folder with train/<class>/ and test/<class>/ images "
+                           "(default: cifar10)")
     data.add_argument("--data-dir", default=None,
-                      help="where CIFAR-10 lies (default: $KVT_DATA_DIR, then the Keras "
-                           "cache, then a verified download)")
+                      help="where the official files of a named dataset lie (default: "
+                           "$KVT_DATA_DIR, then the Keras cache, then a verified download)")
     data.add_argument("--image-size", type=int, default=None, metavar="N",
                       help="resize folder images to NxN, 4 <= N <= 1024")
     data.add_argument("--train-limit", type=int, default=None, metavar="N",

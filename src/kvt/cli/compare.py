@@ -140,6 +140,11 @@ def run(args: argparse.Namespace) -> int:
                           command=sys.argv[1:] if sys.argv[1:2] == ["compare"] else None,
                           jobs=args.jobs or default_jobs(executor), executor=executor,
                           ray=ray_settings(args, {}) if executor == "ray" else {})
+        from kvt.models import check_model_name
+
+        for variant in plan.variants:  # a model no run could build fails before any starts
+            config = plan.config(variant)
+            check_model_name(config.model, config.api)
         sweep = Sweep(args.out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     # Held for the whole sweep: a second compare (or --force) on it is refused at once.
     with sweep.claim(create=not existing):
