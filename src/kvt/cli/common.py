@@ -296,13 +296,16 @@ def given_flags(args: argparse.Namespace, dests) -> list[str]:
 def cifar10_data_dir(data_dir: str, datasets, what: str) -> str:
     """`--resume/--extend ... --data-dir DIR` of a run or sweep (`what`) that trains on
     `datasets`: DIR as an absolute path (the saved config finds it from any folder
-    later), or a usage error when any of them is not CIFAR-10."""
+    later), or a usage error when any of them is not read from official files (CIFAR-10,
+    CIFAR-100, MNIST, Fashion-MNIST)."""
+    from kvt.data import OFFICIAL
     from kvt.errors import UsageError
 
-    others = sorted(set(datasets) - {"cifar10"})
+    others = sorted(set(datasets) - set(OFFICIAL))
     if others:
-        raise UsageError(f"--data-dir says where CIFAR-10 lies; this {what} trains on "
-                         f"{', '.join(others)}: drop --data-dir")
+        raise UsageError(f"--data-dir says where CIFAR-10, CIFAR-100, MNIST or "
+                         f"Fashion-MNIST lies; this {what} trains on {', '.join(others)}: "
+                         f"drop --data-dir")
     return str(Path(data_dir).expanduser().resolve())
 
 

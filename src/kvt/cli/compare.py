@@ -140,11 +140,13 @@ def run(args: argparse.Namespace) -> int:
                           command=sys.argv[1:] if sys.argv[1:2] == ["compare"] else None,
                           jobs=args.jobs or default_jobs(executor), executor=executor,
                           ray=ray_settings(args, {}) if executor == "ray" else {})
+        from kvt.data import check_name
         from kvt.models import check_model_name
 
-        for variant in plan.variants:  # a model no run could build fails before any starts
+        for variant in plan.variants:  # what no run could load fails before any starts
             config = plan.config(variant)
             check_model_name(config.model, config.api)
+            check_name(config.dataset)
         sweep = Sweep(args.out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     # Held for the whole sweep: a second compare (or --force) on it is refused at once.
     with sweep.claim(create=not existing):
