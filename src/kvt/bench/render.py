@@ -40,7 +40,9 @@ def table(peak: dict[str, Any], rows: list[dict[str, Any]], notes: list[str]) ->
             value = row.get(field)
             text = "-" if value is None or (field == "steps_per_execution"
                                             and row["kind"] != "kvt") else fmt.format(value)
-            if len(text) > width:  # a long function name: --json has it whole
+            if len(text) > width and ":" in text:  # a user's builder: its function's end
+                text = "~" + text[-(width - 1):]
+            elif len(text) > width:  # a long function name: --json has it whole
                 text = text[: width - 1] + "~"
             cells.append(f"{text:<{width}}" if field in _TEXT else f"{text:>{width}}")
         line = "  ".join(cells)
