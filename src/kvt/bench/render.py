@@ -40,7 +40,7 @@ def table(peak: dict[str, Any], rows: list[dict[str, Any]], notes: list[str]) ->
             value = row.get(field)
             text = "-" if value is None or (field == "steps_per_execution"
                                             and row["kind"] != "kvt") else fmt.format(value)
-            if len(text) > width and ":" in text:  # a user's builder: its function's end
+            if len(text) > width and field == "model" and ":" in text:  # a builder: its end
                 text = "~" + text[-(width - 1):]
             elif len(text) > width:  # a long function name: --json has it whole
                 text = text[: width - 1] + "~"
