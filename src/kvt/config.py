@@ -135,7 +135,8 @@ class TrainConfig:
     """Everything that decides what a training run computes.
 
     Args:
-        model: registered model family name. Defaults to `"minivggnet"`.
+        model: registered model family name, or a user's builder as
+            `"module.path:function"` (`kvt.models.user`). Defaults to `"minivggnet"`.
         api: `"keras"` (portable Keras 3 code) or `"tf"` (the `tf.keras` model that
             calls TensorFlow ops directly). Defaults to `"keras"`.
         activation: hidden activation: `"relu"`, `"crelu"` (the tutorial's placement),
@@ -143,8 +144,10 @@ class TrainConfig:
         native_ops: compute the built-in activations with the backend's own ops
             (`tf.nn.crelu`, `jax.nn.relu`, `torch.relu`, ...) instead of `keras.ops`.
         backend: Keras backend, chosen before Keras is imported.
-        dataset: `"cifar10"`, `"digits"` or a path to an image-folder dataset.
-        data_dir: where to look for the dataset's files (CIFAR-10). `None` resolves
+        dataset: a name of `kvt.data.NAMED` (`"cifar10"`, `"cifar100"`,
+            `"cifar100-coarse"`, `"mnist"`, `"fashion_mnist"`, `"digits"`) or a path to an
+            image-folder dataset.
+        data_dir: where to look for the dataset's official files. `None` resolves
             `KVT_DATA_DIR`, then the Keras cache, then downloads.
         image_size: resize images of a folder dataset to this side length.
         train_limit, test_limit: use only this many images (a seeded, stratified
