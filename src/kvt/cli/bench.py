@@ -116,8 +116,9 @@ def add_parser(sub) -> None:
                      help="untimed steps first, where tracing/compilation happens "
                           "(default: 3)")
     how.add_argument("--dataset", default=None,
-                     help="time the real data through kvt's loader: cifar10, digits or an "
-                          "image folder (default: synthetic uint8 images, CIFAR-10's shape)")
+                     help="time the real data through kvt's loader: a dataset of kvt train "
+                          "(cifar10, cifar100, mnist, fashion_mnist, digits, ...) or an image "
+                          "folder (default: synthetic uint8 images, CIFAR-10's shape)")
     how.add_argument("--data-dir", default=None, help="where --dataset lies")
     how.add_argument("--json", default=None, metavar="FILE",
                      help="also write the rows as a JSON list to FILE")
