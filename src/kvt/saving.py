@@ -71,7 +71,8 @@ def model_meta(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
             "activation": config.activation, "native_ops": config.native_ops,
             "backend": config.backend,
             "dataset": config.dataset, "data_dir": config.data_dir,
-            "image_size": config.image_size, "tta": config.tta, "kvt": __version__,
+            "image_size": config.image_size, "channels": config.channels, "tta": config.tta,
+            "kvt": __version__,
             **model_source(config)}
 
 

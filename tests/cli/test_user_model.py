@@ -135,3 +135,17 @@ def test_train_on_fashion_mnist_in_its_official_files(tmp_path, capsys, cache):
     code, _, err = run_cli(capsys, "train", "--dataset", "fashion_mnst", "--out",
                            str(tmp_path / "r2"))
     assert code == 3 and "unknown dataset 'fashion_mnst'" in err
+    code, _, err = run_cli(capsys, "train", "--dataset", "digits", "--channels", "2")
+    assert code == 2 and "--channels: invalid choice: 2" in err
+
+
+def test_rgb_from_grayscale_is_recorded_and_evaluated_so(tmp_path, capsys, cache):
+    data = of.write_idx(tmp_path / "mnist", of.mnist_arrays(n_train=40, n_test=20))
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--dataset", "mnist", "--data-dir", str(data),
+                           "--channels", "3", "--image-size", "32", "--epochs", "1",
+                           "--batch-size", "20", "--out", str(out), "--quiet")
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["dataset"]["input_shape"] == [32, 32, 3]
+    code, stdout, err = run_cli(capsys, "evaluate", str(out))
+    assert code == 0 and "20" in stdout, err

@@ -173,3 +173,22 @@ def test_a_download_is_kept_only_if_its_digest_matches(tmp_path, monkeypatch):
     good = hashlib.md5(payload).hexdigest()
     assert download.fetch("https://example.org/f.gz", dest, good, "Fashion-MNIST",
                           "md5").read_bytes() == payload
+
+
+def test_channels_converts_as_pillow_converts_folder_images(tmp_path):
+    from PIL import Image
+
+    arrays = of.mnist_arrays()
+    of.write_idx(tmp_path / "m", arrays)
+    rgb = load_dataset("mnist", str(tmp_path / "m"), image_size=32, channels=3)
+    gray = load_dataset("mnist", str(tmp_path / "m"), image_size=32)
+    assert rgb.input_shape == (32, 32, 3) and rgb.fingerprint == gray.fingerprint
+    expected = np.asarray(Image.fromarray(gray.x_test[0, ..., 0]).convert("RGB"))
+    np.testing.assert_array_equal(rgb.x_test[0], expected)
+    of.write_cifar100_dir(tmp_path / "c" / "cifar-100-python", of.cifar100_arrays())
+    colour = load_dataset("cifar100", str(tmp_path / "c"))
+    luma = load_dataset("cifar100", str(tmp_path / "c"), channels=1)
+    assert luma.input_shape == (32, 32, 1)
+    for i in range(3):
+        expected = np.asarray(Image.fromarray(colour.x_train[i]).convert("L"))
+        np.testing.assert_array_equal(luma.x_train[i, ..., 0], expected)

@@ -8,8 +8,8 @@ import argparse
 from pathlib import Path
 
 from kvt.backends import DEFAULT_BACKEND
-from kvt.config import (APIS, AUGMENTS, BACKENDS, DISTRIBUTES, PRECISIONS, RECIPES, SCHEDULES,
-                        TTAS)
+from kvt.config import (APIS, AUGMENTS, BACKENDS, CHANNELS, DISTRIBUTES, PRECISIONS, RECIPES,
+                        SCHEDULES, TTAS)
 # The one positive-integer check, TrainConfig's: positive("jobs", n) refuses a count flag
 # below 1 ("--jobs must be a positive integer, got 0"); argparse only checks the type.
 from kvt.config import check_positive as positive
@@ -112,7 +112,8 @@ def load_test_data(args: argparse.Namespace, path: Path, model, meta: dict, limi
     if not dataset_name:
         raise UsageError(f"{path} does not say which dataset it was trained on: pass --dataset")
     data_dir = args.data_dir if args.dataset else (args.data_dir or meta.get("data_dir"))
-    dataset = load_dataset(dataset_name, data_dir, meta.get("image_size"))
+    dataset = load_dataset(dataset_name, data_dir, meta.get("image_size"),
+                           channels=meta.get("channels"))
     if limit:
         dataset = dataset.limit(None, limit, seed=SAMPLE_SEED)
     expected = tuple(model.input_shape[1:])
@@ -143,7 +144,7 @@ CONFIG_FLAGS = (
     "image_size", "train_limit", "test_limit", "val_split", "epochs", "batch_size", "lr",
     "decay", "momentum", "nesterov", "schedule", "warmup_epochs", "weight_decay",
     "label_smoothing", "augment", "tta", "seed", "deterministic", "precision",
-    "steps_per_execution", "distribute", "devices", "recipe", "config",
+    "steps_per_execution", "distribute", "devices", "channels", "recipe", "config",
 )
 FAST = RECIPES["fast"]
 FAST_CPU = RECIPES["fast-cpu"]
@@ -189,6 +190,10 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
                            "$KVT_DATA_DIR, then the Keras cache, then a verified download)")
     data.add_argument("--image-size", type=int, default=None, metavar="N",
                       help="resize folder images to NxN, 4 <= N <= 1024")
+    data.add_argument("--channels", type=int, choices=CHANNELS, default=None,
+                      help="convert the images to 1 (grayscale) or 3 (RGB) channels, as "
+                           "folder images are converted (default: the dataset's own: 1 for "
+                           "mnist, fashion_mnist and digits, 3 for the others)")
     data.add_argument("--train-limit", type=int, default=None, metavar="N",
                       help="train on a stratified sample of N images")
     data.add_argument("--test-limit", type=int, default=None, metavar="N",

@@ -88,8 +88,9 @@ class Dataset:
 
 
 def load_dataset(name: str, data_dir: str | None = None, image_size: int | None = None,
-                 cache: bool = True) -> Dataset:
-    """Loads a dataset by name (`NAMED`) or as an image folder by path."""
+                 cache: bool = True, channels: int | None = None) -> Dataset:
+    """Loads a dataset by name (`NAMED`) or as an image folder by path; `channels` (1 or
+    3) converts its images as Pillow converts a folder's (`images.convert_channels`)."""
     if name == "digits":
         from kvt.data import digits
 
@@ -122,6 +123,11 @@ def load_dataset(name: str, data_dir: str | None = None, image_size: int | None 
         source = str(path.resolve())
         name = path.resolve().name
     x_train, y_train, x_test, y_test, class_names, content = arrays
+    if channels is not None and x_train.shape[-1] != channels:
+        from kvt.data.images import convert_channels
+
+        # The fingerprint stays the source's: the same data, converted on the way in.
+        x_train, x_test = convert_channels(x_train, channels), convert_channels(x_test, channels)
     return Dataset(name, x_train, y_train, x_test, y_test, class_names, source,
                    fingerprint=content)
 

@@ -122,3 +122,16 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
         resized = np.asarray(picture.resize((size, size), Image.Resampling.BILINEAR))
         out[i] = resized.reshape(size, size, -1)
     return out
+
+
+def convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    """(N, H, W, C) uint8 images with `channels` channels, as Pillow's convert("RGB") and
+    convert("L") make them: gray copied to R, G and B; or ITU-R 601-2 luma,
+    L = R*299/1000 + G*587/1000 + B*114/1000, in Pillow's fixed point."""
+    if images.shape[-1] == channels:
+        return images
+    if channels == 3:
+        return np.ascontiguousarray(np.repeat(images, 3, axis=-1))
+    rgb = images.astype(np.uint32)
+    luma = (rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000) >> 16
+    return luma.astype(np.uint8)[..., np.newaxis]
