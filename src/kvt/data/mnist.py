@@ -141,7 +141,7 @@ def load(name: str, kind: str, path: Path) -> Arrays:
     if kind == "npz":
         x_train, y_train, x_test, y_test = _read_npz(path)
     else:
-        parts = {FILES[stem]: read_idx(_idx_file(path, stem)) for stem in FILES}  # type: ignore[arg-type]
+        parts = {FILES[stem]: read_idx(_idx_file(path, stem) or path / stem) for stem in FILES}
         x_train, y_train = parts[("train", "images")], parts[("train", "labels")]
         x_test, y_test = parts[("test", "images")], parts[("test", "labels")]
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
