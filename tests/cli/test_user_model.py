@@ -149,3 +149,20 @@ def test_rgb_from_grayscale_is_recorded_and_evaluated_so(tmp_path, capsys, cache
     assert json.loads((out / "config.json").read_text())["dataset"]["input_shape"] == [32, 32, 3]
     code, stdout, err = run_cli(capsys, "evaluate", str(out))
     assert code == 0 and "20" in stdout, err
+
+
+def test_the_bench_table_widens_its_model_column_for_a_builder():
+    from kvt import bench
+
+    peak = {"peak_fp32_gflop_s": 100.0, "peak_fp32_source": "numpy", "peak_fp32_n": 2048,
+            "peak_bf16_gflop_s": None, "peak_bf16_source": None, "peak_bf16_n": None}
+    measured = {"train_img_s": 500.0, "infer_img_s": 2000.0, "compile_s": 1.5,
+                "peak_rss_mb": 900.0, "gflops_per_img": 0.16, "data": "synthetic"}
+    rows = [bench.finish(bench.RowSpec("kvt", model=model), measured, peak)
+            for model in ("examples/resnet_small.py:build", "minivggnet",
+                          "a.very.long.package.path.of.models:build_the_network")]
+    lines = bench.table(peak, rows, []).splitlines()
+    assert lines[2].split()[1] == "examples/resnet_small.py:build"
+    cut = lines[4].split()[1]  # 32 characters: "~" and the builder's end
+    assert len(cut) == 32 and cut.startswith("~") and cut.endswith("models:build_the_network")
+    assert len({len(line) for line in lines[:5]}) == 1  # fixed columns
