@@ -127,8 +127,8 @@ def test_a_folder_without_the_files_says_what_it_needs(tmp_path):
         load_dataset("fashion_mnist", str(tmp_path / "empty"))
     with pytest.raises(DataError, match="holds no CIFAR-100 data"):
         load_dataset("cifar100", str(tmp_path / "empty"))
-    with pytest.raises(DataError, match="unknown dataset 'mnsit': use one of cifar10, cifar100, "
-                                        "cifar100-coarse, mnist, fashion_mnist, digits"):
+    with pytest.raises(DataError, match="unknown dataset 'mnsit': use one of cifar10, digits, "
+                                        "cifar100, cifar100-coarse, mnist, fashion_mnist"):
         load_dataset("mnsit")
 
 
