@@ -53,6 +53,11 @@ def test_the_example_trains_reloads_without_its_module_and_exports(tmp_path, mon
     code, stdout, err = run_cli(capsys, "export", str(out), "--format", "onnx",
                                 "--check-images", "40")
     assert code == 0 and "top-1 agreement 40/40 (100.00%)" in stdout, err
+    from PIL import Image
+
+    Image.new("L", (20, 20), 128).save(tmp_path / "gray.png")
+    code, stdout, err = run_cli(capsys, "predict", str(out), str(tmp_path / "gray.png"))
+    assert code == 0 and "gray.png" in stdout, err
 
 
 BAD = """
