@@ -578,8 +578,9 @@ def test_resume_on_a_machine_that_keeps_the_data_elsewhere(tmp_path, capsys, mon
     Sweep(digits).create(build_plan(TrainConfig.from_recipe(dataset="digits"), None,
                                     ["activation=relu,crelu"], [0], None), force=False)
     code, _, err = run_cli(capsys, "compare", "--resume", str(digits), "--data-dir", str(same))
-    assert code == 2 and err.strip() == ("kvt compare: error: --data-dir says where CIFAR-10 "
-                                         "lies; this sweep trains on digits: drop --data-dir")
+    assert code == 2 and err.strip() == ("kvt compare: error: --data-dir says where CIFAR-10, "
+                                         "CIFAR-100, MNIST or Fashion-MNIST lies; this sweep "
+                                         "trains on digits: drop --data-dir")
 
 
 def _run(accuracy, loss=None, history=None, machine=None):

@@ -132,7 +132,8 @@ def test_resume_refusals(tmp_path, capsys, digits_runs):
                                      f"{os.getpid()}): wait for it to finish or stop it"),
         (["--resume", str(corrupt)], 6, "cannot read the checkpoint"),
         (["--resume", str(corrupt), "--data-dir", str(tmp_path)], 2,
-         "--data-dir says where CIFAR-10 lies; this run trains on digits: drop --data-dir"),
+         "--data-dir says where CIFAR-10, CIFAR-100, MNIST or Fashion-MNIST lies; this run "
+         "trains on digits: drop --data-dir"),
     ]
     with RunDir(busy).claim():  # as a live trainer holds it
         for argv, code, words in cases:

@@ -82,6 +82,8 @@ ACTIVATIONS = ("relu", "crelu", "elu", "gelu", "swish")
 # What the layers compute in: "float32" (the tutorial's), or "bf16" (Keras'
 # `mixed_bfloat16` policy: bfloat16 compute, float32 variables, the softmax in float32).
 PRECISIONS = ("float32", "bf16")
+# What --channels converts images to: grayscale or RGB.
+CHANNELS = (1, 3)
 # MiniVGGNet halves the image twice (2x2 max pooling): a side below 4 pools to nothing.
 MIN_IMAGE_SIDE = 4
 # Its first dense layer has 64 * (side / 4)**2 * 512 weights: 2.1 billion (8.6 GB of
@@ -123,7 +125,8 @@ class TrainConfig:
     """Everything that decides what a training run computes.
 
     Args:
-        model: registered model family name. Defaults to `"minivggnet"`.
+        model: registered model family name, or a user's builder as
+            `"module.path:function"` (`kvt.models.user`). Defaults to `"minivggnet"`.
         api: `"keras"` (portable Keras 3 code) or `"tf"` (the `tf.keras` model that
             calls TensorFlow ops directly). Defaults to `"keras"`.
         activation: hidden activation: `"relu"`, `"crelu"` (the tutorial's placement),
@@ -131,10 +134,14 @@ class TrainConfig:
         native_ops: compute the built-in activations with the backend's own ops
             (`tf.nn.crelu`, `jax.nn.relu`, `torch.relu`, ...) instead of `keras.ops`.
         backend: Keras backend, chosen before Keras is imported.
-        dataset: `"cifar10"`, `"digits"` or a path to an image-folder dataset.
-        data_dir: where to look for the dataset's files (CIFAR-10). `None` resolves
+        dataset: a name of `kvt.data.NAMED` (`"cifar10"`, `"cifar100"`,
+            `"cifar100-coarse"`, `"mnist"`, `"fashion_mnist"`, `"digits"`) or a path to an
+            image-folder dataset.
+        data_dir: where to look for the dataset's official files. `None` resolves
             `KVT_DATA_DIR`, then the Keras cache, then downloads.
         image_size: resize images of a folder dataset to this side length.
+        channels: convert the images to 1 (grayscale) or 3 (RGB) channels, as Pillow
+            converts a folder's images; `None` keeps the dataset's own (MNIST: 1).
         train_limit, test_limit: use only this many images (a seeded, stratified
             slice), for quick trials and tests. `None` uses all. `test_limit` limits
             whichever split the run is judged on (test, or validation with `val_split`).
@@ -197,6 +204,7 @@ class TrainConfig:
     tta: str = RECIPES["seed"]["tta"]
     distribute: str = "none"
     devices: int | None = None
+    channels: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -242,6 +250,9 @@ class TrainConfig:
                 f"--image-size must be at most {MAX_IMAGE_SIDE} ({self.model}'s first dense "
                 f"layer grows with its square: 8.6 GB of weights at {MAX_IMAGE_SIDE}), got "
                 f"{self.image_size}")
+        if self.channels not in (None, *CHANNELS):
+            raise UsageError(f"--channels must be 1 (grayscale) or 3 (RGB), got "
+                             f"{self.channels!r}")
         if self.val_split is not None:
             _finite("val-split", self.val_split, low=0.0, high=1.0, low_inclusive=False)
         _finite("lr", self.lr, low=0.0, low_inclusive=False)

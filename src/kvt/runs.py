@@ -324,11 +324,22 @@ def config_record(config: TrainConfig, dataset: Dataset,
                       "decay_from": "lr / epochs" if config.decay is None else "--decay",
                       "momentum": config.momentum, "nesterov": config.nesterov,
                       "schedule": config.schedule, "weight_decay": config.weight_decay},
+        # A user's --model module:function: its import path and source file's SHA-256.
+        **model_source(config),
         "environment": backends.describe(),
         "kvt": __version__,
         "command": ["kvt", *portable_argv(sys.argv[1:], *bases)],
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def model_source(config: TrainConfig) -> dict[str, Any]:
+    """{"model_source": import path, file, SHA-256} for a user's `--model module:function`
+    (`kvt.models.user.describe`), recorded in config.json and model.keras; {} for kvt's
+    own families."""
+    from kvt.models.user import describe, is_user_model
+
+    return {"model_source": describe(config.model)} if is_user_model(config.model) else {}
 
 
 def relocate_data(run_dir: RunDir, config: TrainConfig, dataset: Dataset) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from kvt._version import __version__
 from kvt.errors import ModelError, RunError, first_line
-from kvt.runs import RunDir, write_atomic
+from kvt.runs import RunDir, model_source, write_atomic
 
 if TYPE_CHECKING:
     from kvt.config import TrainConfig
@@ -71,7 +71,9 @@ def model_meta(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
             "activation": config.activation, "native_ops": config.native_ops,
             "backend": config.backend,
             "dataset": config.dataset, "data_dir": config.data_dir,
-            "image_size": config.image_size, "tta": config.tta, "kvt": __version__}
+            "image_size": config.image_size, "channels": config.channels, "tta": config.tta,
+            "kvt": __version__,
+            **model_source(config)}
 
 
 # --- saving -----------------------------------------------------------------------------
@@ -143,7 +145,7 @@ def load_model(path: str | Path, unsafe: bool = False, imports: list[str] = ()):
     try:
         model = keras.saving.load_model(path, safe_mode=not unsafe)
     except Exception as e:
-        error = _loading_error(path, e)
+        error = _needs_import(path, meta, e, imports) or _loading_error(path, e)
         if error is None:
             raise
         raise error from None
@@ -157,6 +159,22 @@ def _check_scale(path: Path, meta: dict[str, Any]) -> None:
             or not math.isfinite(scale) or scale <= 0):
         raise ModelError(f"{path} records the input scale {scale!r}, not a positive number: "
                          f"the file is damaged; retrain or re-save it")
+
+
+def _needs_import(path: Path, meta: dict[str, Any], e: Exception,
+                  imports: list[str]) -> ModelError | None:
+    """A model of a user builder's own layers, loaded without its module: which --import
+    to pass. (A model of standard and registered layers needs no import.)"""
+    from kvt.models.user import needed_import
+
+    module = needed_import(meta)
+    text = str(e)
+    if module is None or module in imports or not (
+            "Could not locate" in text or "register_keras_serializable" in text):
+        return None
+    return ModelError(f"cannot load {path}: its model uses layers of {module}, the module of "
+                      f"its builder: pass --import {module} if you trust it (it must be on "
+                      f"PYTHONPATH or in the current folder)")
 
 
 def _loading_error(path: Path, e: Exception) -> ModelError | None:

@@ -58,7 +58,8 @@ class TrainResult:
 
 def load_data(config: TrainConfig) -> Dataset:
     """The config's dataset: validation holdout (if any), then train/test limits."""
-    dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
+    dataset = load_dataset(config.dataset, config.data_dir, config.image_size,
+                           channels=config.channels)
     if config.val_split:
         dataset = dataset.holdout(config.val_split, VAL_SEED)
     if config.train_limit or config.test_limit:

@@ -27,20 +27,27 @@ COLUMNS = (  # header, width, JSON field, format
     ("GFLOP/s", 7, "train_gflop_s", "{:.1f}"),
     ("% peak", 6, "pct_of_peak", "{:.1f}"),
 )
+MODEL_WIDTH = 32  # the widest the model column grows for a user's builder
 _TEXT = ("kind", "model", "backend", "api", "activation", "precision")
 
 
 def table(peak: dict[str, Any], rows: list[dict[str, Any]], notes: list[str]) -> str:
     """The fixed-column table with its footer: peaks, FLOP convention, what ran."""
-    header = "  ".join(f"{h:<{w}}" if f in _TEXT else f"{h:>{w}}" for h, w, f, _ in COLUMNS)
+    # A user's builder (module:function) widens the model column, up to MODEL_WIDTH.
+    longest = max((len(str(r.get("model", ""))) for r in rows), default=0)
+    columns = [(h, min(max(w, longest), MODEL_WIDTH) if f == "model" else w, f, fmt)
+               for h, w, f, fmt in COLUMNS]
+    header = "  ".join(f"{h:<{w}}" if f in _TEXT else f"{h:>{w}}" for h, w, f, _ in columns)
     lines = [header, "-" * len(header)]
     for row in rows:
         cells = []
-        for _, width, field, fmt in COLUMNS:
+        for _, width, field, fmt in columns:
             value = row.get(field)
             text = "-" if value is None or (field == "steps_per_execution"
                                             and row["kind"] != "kvt") else fmt.format(value)
-            if len(text) > width:  # a long function name: --json has it whole
+            if len(text) > width and field == "model":  # a builder: its function's end
+                text = "~" + text[-(width - 1):]
+            elif len(text) > width:  # a long function name: --json has it whole
                 text = text[: width - 1] + "~"
             cells.append(f"{text:<{width}}" if field in _TEXT else f"{text:>{width}}")
         line = "  ".join(cells)

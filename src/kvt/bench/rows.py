@@ -23,8 +23,13 @@ def dtypes(model, x) -> dict[str, str]:
     import keras
 
     std = keras.backend.standardize_dtype
-    first = model.layers[0]
-    return {"compute_dtype": std(first(x).dtype),
+    # The first layer with weights (a functional model's first layer is its InputLayer).
+    first = next(layer for layer in model.layers if layer.weights)
+    try:
+        computed = first(x).dtype
+    except (TypeError, ValueError):  # a user's model whose first such layer is deeper in
+        computed = first.compute_dtype
+    return {"compute_dtype": std(computed),
             "variable_dtype": std(first.weights[0].dtype),
             "output_dtype": std(model(x).dtype)}
 

@@ -37,6 +37,17 @@ def comma_list(choices: tuple[str, ...] | None = None) -> Callable[[str], list[s
     return parse
 
 
+def model_list(text: str) -> list[str]:
+    """An argparse type: families (checked as `comma_list` does) and user builders
+    ("module:function", checked by `kvt.models.check_model_name` before any row runs)."""
+    items = comma_list()(text)
+    bad = [m for m in items if ":" not in m and m not in BUILTIN_MODELS]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(bad)} not one of {', '.join(BUILTIN_MODELS)} nor module.path:function")
+    return items
+
+
 def positive_list(text: str) -> list[int]:
     """An argparse type: "32,128" -> [32, 128], each a positive integer."""
     try:
@@ -70,10 +81,12 @@ def add_parser(sub) -> None:
                     "Synthetic 32x32x3 data unless --dataset is given. Exit code 7 if a "
                     "row failed (the others are still reported).")
     what = p.add_argument_group("rows (comma lists: the rows are every combination)")
-    what.add_argument("--model", type=comma_list(BUILTIN_MODELS), default=["minivggnet"],
+    what.add_argument("--model", type=model_list, default=["minivggnet"],
                       metavar="LIST",
-                      help=f"model families of the kvt rows, from {', '.join(BUILTIN_MODELS)} "
-                           f"(the yardsticks train MiniVGGNet) (default: minivggnet)")
+                      help=f"model families of the kvt rows, from {', '.join(BUILTIN_MODELS)}, "
+                           f"or your own builders as module.path:function or "
+                           f"path/to/file.py:function (the yardsticks train MiniVGGNet) "
+                           f"(default: minivggnet)")
     what.add_argument("--backend", type=comma_list(BACKENDS), default=None, metavar="LIST",
                       help=f"from {', '.join(BACKENDS)} (default: $KERAS_BACKEND, else "
                            f"tensorflow)")
@@ -103,8 +116,9 @@ def add_parser(sub) -> None:
                      help="untimed steps first, where tracing/compilation happens "
                           "(default: 3)")
     how.add_argument("--dataset", default=None,
-                     help="time the real data through kvt's loader: cifar10, digits or an "
-                          "image folder (default: synthetic uint8 images, CIFAR-10's shape)")
+                     help="time the real data through kvt's loader: a dataset of kvt train "
+                          "(cifar10, cifar100, mnist, fashion_mnist, digits, ...) or an image "
+                          "folder (default: synthetic uint8 images, CIFAR-10's shape)")
     how.add_argument("--data-dir", default=None, help="where --dataset lies")
     how.add_argument("--json", default=None, metavar="FILE",
                      help="also write the rows as a JSON list to FILE")
@@ -129,6 +143,11 @@ def run(args: argparse.Namespace) -> int:
     backends = args.backend or [backend_name(args)]
     for activation in args.activation:
         check_activation(activation)
+    from kvt.models import check_model_name
+
+    for model in args.model:  # a builder no row could import fails once, before any row
+        for api in args.api:
+            check_model_name(model, api)
     bench.check_installed(backends)
     yardsticks = [y for y in args.yardstick if y != "none"]
     rows, notes = bench.plan(backends, args.api, args.activation, args.precision,

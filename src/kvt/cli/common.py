@@ -8,8 +8,8 @@ import argparse
 from pathlib import Path
 
 from kvt.backends import DEFAULT_BACKEND
-from kvt.config import (APIS, AUGMENTS, BACKENDS, DISTRIBUTES, PRECISIONS, RECIPES, SCHEDULES,
-                        TTAS)
+from kvt.config import (APIS, AUGMENTS, BACKENDS, CHANNELS, DISTRIBUTES, PRECISIONS, RECIPES,
+                        SCHEDULES, TTAS)
 # The one positive-integer check, TrainConfig's: positive("jobs", n) refuses a count flag
 # below 1 ("--jobs must be a positive integer, got 0"); argparse only checks the type.
 from kvt.config import check_positive as positive
@@ -126,7 +126,8 @@ def load_test_data(args: argparse.Namespace, path: Path, model, meta: dict, limi
     if not dataset_name:
         raise UsageError(f"{path} does not say which dataset it was trained on: pass --dataset")
     data_dir = args.data_dir if args.dataset else (args.data_dir or meta.get("data_dir"))
-    dataset = load_dataset(dataset_name, data_dir, meta.get("image_size"))
+    dataset = load_dataset(dataset_name, data_dir, meta.get("image_size"),
+                           channels=meta.get("channels"))
     if limit:
         dataset = dataset.limit(None, limit, seed=SAMPLE_SEED)
     expected = tuple(model.input_shape[1:])
@@ -166,7 +167,7 @@ CONFIG_FLAGS = (
     "image_size", "train_limit", "test_limit", "val_split", "epochs", "batch_size", "lr",
     "decay", "momentum", "nesterov", "schedule", "warmup_epochs", "weight_decay",
     "label_smoothing", "augment", "tta", "seed", "deterministic", "precision",
-    "steps_per_execution", "distribute", "devices", "recipe", "config",
+    "steps_per_execution", "distribute", "devices", "channels", "recipe", "config",
 )
 FAST = RECIPES["fast"]
 FAST_CPU = RECIPES["fast-cpu"]
@@ -182,7 +183,10 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
     add_backend_argument(what)
     what.add_argument("--model", default=None,
                       help=f"model family: {', '.join(BUILTIN_MODELS)} (default: minivggnet; "
-                           f"fast-cpu recipe: {FAST_CPU['model']})")
+                           f"fast-cpu recipe: {FAST_CPU['model']}), or your own builder as "
+                           f"module.path:function or path/to/file.py:function, called as "
+                           f"function(input_shape, classes, **options) to return an "
+                           f"uncompiled Keras model")
     what.add_argument("--activation", default=None,
                       help="hidden activation: relu, crelu (tutorial placement), elu, gelu, "
                            "swish, or your own function as module.path:function "
@@ -200,13 +204,19 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
                            "GPUs, N logical CPU devices) (default: every GPU, or the CPU)")
     data = p.add_argument_group("data")
     data.add_argument("--dataset", default=None,
-                      help="cifar10, digits (offline, bundled) or a folder with "
-                           "train/<class>/ and test/<class>/ images (default: cifar10)")
+                      help="cifar10, cifar100 (fine labels), cifar100-coarse (20 "
+                           "superclasses), mnist, fashion_mnist, digits (offline, bundled) "
+                           "or a folder with train/<class>/ and test/<class>/ images "
+                           "(default: cifar10)")
     data.add_argument("--data-dir", default=None,
-                      help="where CIFAR-10 lies (default: $KVT_DATA_DIR, then the Keras "
-                           "cache, then a verified download)")
+                      help="where the official files of a named dataset lie (default: "
+                           "$KVT_DATA_DIR, then the Keras cache, then a verified download)")
     data.add_argument("--image-size", type=int, default=None, metavar="N",
                       help="resize folder images to NxN, 4 <= N <= 1024")
+    data.add_argument("--channels", type=int, choices=CHANNELS, default=None,
+                      help="convert the images to 1 (grayscale) or 3 (RGB) channels, as "
+                           "folder images are converted (default: the dataset's own: 1 for "
+                           "mnist, fashion_mnist and digits, 3 for the others)")
     data.add_argument("--train-limit", type=int, default=None, metavar="N",
                       help="train on a stratified sample of N images")
     data.add_argument("--test-limit", type=int, default=None, metavar="N",
@@ -316,13 +326,16 @@ def given_flags(args: argparse.Namespace, dests) -> list[str]:
 def cifar10_data_dir(data_dir: str, datasets, what: str) -> str:
     """`--resume/--extend ... --data-dir DIR` of a run or sweep (`what`) that trains on
     `datasets`: DIR as an absolute path (for this command's processes, whatever their
-    folder; records keep none), or a usage error when any of them is not CIFAR-10."""
+    folder; records keep none), or a usage error when any of them is not read from
+    official files (CIFAR-10, CIFAR-100, MNIST, Fashion-MNIST)."""
+    from kvt.data import OFFICIAL
     from kvt.errors import UsageError
 
-    others = sorted(set(datasets) - {"cifar10"})
+    others = sorted(set(datasets) - set(OFFICIAL))
     if others:
-        raise UsageError(f"--data-dir says where CIFAR-10 lies; this {what} trains on "
-                         f"{', '.join(others)}: drop --data-dir")
+        raise UsageError(f"--data-dir says where CIFAR-10, CIFAR-100, MNIST or "
+                         f"Fashion-MNIST lies; this {what} trains on {', '.join(others)}: "
+                         f"drop --data-dir")
     return str(Path(data_dir).expanduser().resolve())
 
 

@@ -187,10 +187,12 @@ def _train(args: argparse.Namespace, config, run_dir, cluster, moved: bool = Fal
         backends.import_keras()
         distribute.start(cluster)  # several processes join: before any computation
         signals.check()  # a Ctrl-C that the framework's start-up swallowed
-        from kvt.models import get_model
+        from kvt.models import check_model
         from kvt.train import fit, load_data
 
-        get_model(config.model, config.api)  # an unknown model fails before anything is written
+        # An unknown model, or a builder that does not import, fails before anything is
+        # written.
+        check_model(config.model, config.api, config.activation, config.native_ops)
         if not args.resume and cluster.writer:
             run_dir.create(force=args.force)
         dataset = load_data(config)

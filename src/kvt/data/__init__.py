@@ -1,6 +1,7 @@
 """Datasets as uint8 image arrays with integer labels and class names.
 
-`load_dataset("cifar10" | "digits" | "<path to an image folder>")` returns a `Dataset`.
+`load_dataset("cifar10" | "cifar100" | "cifar100-coarse" | "mnist" | "fashion_mnist" |
+"digits" | "<path to an image folder>")` returns a `Dataset`.
 Images are (N, height, width, channels) uint8 in 0..255; labels are (N,) int64.
 Decoded file-based datasets are cached on disk (`KVT_CACHE_DIR`, default
 `~/.cache/kvt`), keyed by the path, size and modification time of every source file.
@@ -23,7 +24,10 @@ import numpy as np
 from kvt.backends import cache_dir
 from kvt.errors import DataError
 
-NAMED = ("cifar10", "digits")
+# Datasets by name; those of OFFICIAL are read from their published files (`--data-dir`,
+# the Keras cache or a verified download), each by its module.
+OFFICIAL = ("cifar10", "cifar100", "cifar100-coarse", "mnist", "fashion_mnist")
+NAMED = ("cifar10", "digits", *OFFICIAL[1:])
 DECODER_VERSION = 2  # part of the cache key: a new decoder never reads old arrays
 
 
@@ -91,8 +95,9 @@ class Dataset:
 
 
 def load_dataset(name: str, data_dir: str | None = None, image_size: int | None = None,
-                 cache: bool = True) -> Dataset:
-    """Loads a dataset by name ("cifar10", "digits") or as an image folder by path."""
+                 cache: bool = True, channels: int | None = None) -> Dataset:
+    """Loads a dataset by name (`NAMED`) or as an image folder by path; `channels` (1 or
+    3) converts its images as Pillow converts a folder's (`images.convert_channels`)."""
     if name == "digits":
         from kvt.data import digits
 
@@ -106,6 +111,11 @@ def load_dataset(name: str, data_dir: str | None = None, image_size: int | None 
 
         kind, path = cifar10.resolve(data_dir)
         arrays = _cached(f"cifar10:{kind}", path, image_size, lambda: _read_cifar(kind, path, image_size))
+        source = str(path)
+    elif name in OFFICIAL:
+        kind, path = _resolve_official(name, data_dir)
+        arrays = _cached(f"{name}:{kind}", path, image_size,
+                         lambda: _read_official(name, kind, path, image_size))
         source = str(path)
     else:
         from kvt.data import folder
@@ -123,6 +133,11 @@ def load_dataset(name: str, data_dir: str | None = None, image_size: int | None 
     from kvt.data.classes import nfc
 
     class_names = [nfc(n) for n in class_names]  # as an older kvt may have cached them
+    if channels is not None and x_train.shape[-1] != channels:
+        from kvt.data.images import convert_channels
+
+        # The fingerprint stays the source's: the same data, converted on the way in.
+        x_train, x_test = convert_channels(x_train, channels), convert_channels(x_test, channels)
     return Dataset(name, x_train, y_train, x_test, y_test, class_names, source,
                    fingerprint=content)
 
@@ -140,6 +155,40 @@ def fingerprint(arrays) -> str:
         h.update(memoryview(array).cast("B"))
     h.update(json.dumps([str(n) for n in arrays[4]]).encode())
     return h.hexdigest()
+
+
+def check_name(name: str) -> None:
+    """Refuses (DataError) a dataset that is neither named nor a folder, before anything
+    is loaded (the parent of a sweep checks its runs' datasets so)."""
+    if name not in NAMED and not Path(name).expanduser().exists():
+        raise DataError(
+            f"unknown dataset {name!r}: use one of {', '.join(NAMED)} or the path of a "
+            f"folder with train/<class>/ and test/<class>/ images")
+
+
+def _resolve_official(name: str, data_dir: str | None) -> tuple[str, Path]:
+    from kvt.data import cifar100, mnist
+
+    if name in mnist.DATASETS:
+        return mnist.resolve(name, data_dir)
+    return cifar100.resolve(data_dir)
+
+
+def _read_official(name: str, kind: str, path: Path, image_size: int | None):
+    """The arrays of an official dataset other than CIFAR-10, resized to `image_size`
+    as a folder's images are (Pillow, bilinear)."""
+    from kvt.data import cifar100, mnist
+    from kvt.data.images import resize_images
+
+    if name in mnist.DATASETS:
+        arrays = mnist.load(name, kind, path)
+    else:
+        arrays = cifar100.load(name, kind, path)
+    if image_size is None:
+        return arrays
+    x_train, y_train, x_test, y_test, names = arrays
+    return (resize_images(x_train, image_size), y_train, resize_images(x_test, image_size),
+            y_test, names)
 
 
 def _read_cifar(kind: str, path: Path, image_size: int | None):

@@ -121,3 +121,29 @@ def _float_samples(a: np.ndarray, path) -> np.ndarray:
                         f"0..255: save it as an 8- or 16-bit PNG")
     scale = 255.0 if high <= 1.0 else 1.0
     return np.clip(np.rint(a * scale), 0, 255).astype(np.uint8)
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W, C) uint8 images resized to `size` x `size` as `load_image` resizes a
+    file (Pillow, bilinear), one or three channels kept."""
+    if images.shape[1:3] == (size, size):
+        return images
+    out = np.empty((len(images), size, size, images.shape[3]), dtype=np.uint8)
+    for i, image in enumerate(images):
+        picture = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image)
+        resized = np.asarray(picture.resize((size, size), Image.Resampling.BILINEAR))
+        out[i] = resized.reshape(size, size, -1)
+    return out
+
+
+def convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    """(N, H, W, C) uint8 images with `channels` channels, as Pillow's convert("RGB") and
+    convert("L") make them: gray copied to R, G and B; or ITU-R 601-2 luma,
+    L = R*299/1000 + G*587/1000 + B*114/1000, in Pillow's fixed point."""
+    if images.shape[-1] == channels:
+        return images
+    if channels == 3:
+        return np.ascontiguousarray(np.repeat(images, 3, axis=-1))
+    rgb = images.astype(np.uint32)
+    luma = (rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000) >> 16
+    return luma.astype(np.uint8)[..., np.newaxis]

@@ -18,10 +18,13 @@ from typing import Iterator
 # Each family module registers its classes as it is imported.
 from kvt.models.minivggnet import MiniVGGNetKeras, MiniVGGNetTF
 from kvt.models.quicknet import QuickNetKeras, QuickNetTF
+from kvt.models import user
 from kvt.models.registry import get_model, list_models, register_model
+from kvt.models.user import is_user_model
 
 __all__ = ["MiniVGGNetKeras", "MiniVGGNetTF", "QuickNetKeras", "QuickNetTF", "get_model",
-           "list_models", "register_model", "build_model", "BUILTIN_MODELS"]
+           "list_models", "register_model", "build_model", "check_model",
+           "check_model_name", "BUILTIN_MODELS"]
 
 # The families registered above, for --help (known without importing a framework).
 BUILTIN_MODELS = tuple(list_models(api=None))
@@ -35,6 +38,12 @@ def build_model(name: str, api: str, input_shape, num_classes: int, activation: 
     from kvt.errors import DataError
 
     check_activation(activation)
+    if is_user_model(name):
+        with precision_policy(precision):
+            model = user.build(name, api, input_shape, num_classes, activation, native_ops)
+        if precision != "float32":
+            model.layers[-1].dtype_policy = "float32"  # as below
+        return model
     height, width, depth = input_shape
     family = get_model(name, api)
     # The smallest side the family's poolings leave something of (MiniVGGNet's two 2x2
@@ -52,6 +61,27 @@ def build_model(name: str, api: str, input_shape, num_classes: int, activation: 
         # range and resolution (Keras' advice for mixed precision).
         model.layers[-1].dtype_policy = "float32"
     return model
+
+
+def check_model(name: str, api: str, activation: str = "relu", native_ops: bool = False) -> None:
+    """Refuses (ModelError) an unknown family, or a user's builder that does not import,
+    is missing or cannot take the options asked for, before any data is loaded."""
+    if is_user_model(name):
+        user.check(name, api, activation, native_ops)
+    else:
+        get_model(name, api)
+
+
+def check_model_name(name: str, api: str) -> None:
+    """`check_model` without importing anything of the user's, nor a framework: a
+    registered family, or a builder whose module's source defines the function. For the
+    parent of a sweep or bench, whose runs import and call it."""
+    if is_user_model(name):
+        user.check_spec(name)
+        if api != "keras":
+            user.check(name, api, "relu", False)  # refuses the API before importing
+    else:
+        get_model(name, api)
 
 
 @contextlib.contextmanager

@@ -42,12 +42,12 @@ def keras_layer_flops(layer) -> int | None:
 
     L = keras.layers
     if isinstance(layer, keras.Model):
-        total = 0
-        for inner in layer.layers:
-            f = keras_layer_flops(inner)
-            total += f or 0
-        return total
-    in_shape = tuple(layer.input.shape[1:]) if not isinstance(layer, L.InputLayer) else ()
+        total, uncounted = keras_flops(layer)
+        return None if uncounted else total  # a nested model is counted whole or named
+    inputs = layer.input if not isinstance(layer, L.InputLayer) else None
+    if isinstance(inputs, (list, tuple)):  # Add, Concatenate: the first input's shape
+        inputs = inputs[0] if inputs else None
+    in_shape = tuple(inputs.shape[1:]) if inputs is not None else ()
     out_shape = tuple(layer.output.shape[1:])
     out = size_of(out_shape)
     if isinstance(layer, L.Conv2D):
@@ -77,12 +77,21 @@ def keras_layer_flops(layer) -> int | None:
 
 
 def keras_flops(model) -> tuple[int, list[str]]:
-    """(forward FLOPs per image, names of the layers that could not be counted)."""
+    """(forward FLOPs per image, names of the layers that could not be counted). A layer
+    of a nested model is named "outer/inner"; what is not counted is left out of the total
+    (a user's own layer with weights: kvt does not guess what it computes)."""
+    import keras
+
     total, uncounted = 0, []
     for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            inner, missing = keras_flops(layer)
+            total += inner
+            uncounted += [f"{layer.name}/{name}" for name in missing]
+            continue
         f = keras_layer_flops(layer)
         if f is None:
-            uncounted.append(layer.name)
+            uncounted.append(f"{layer.name} ({type(layer).__name__})")
         else:
             total += f
     return total, uncounted

@@ -1,0 +1,44 @@
+"""A verified download: the bytes of `url` land at `dest` only if their digest is the
+published one (SHA-256, or MD5 where the dataset's authors publish only that).
+
+The same steps as CIFAR-10's `kvt.data.cifar10.fetch`, for the datasets that Keras also
+downloads (MNIST, Fashion-MNIST, CIFAR-100): into the Keras cache, under Keras' names, so
+that Keras and kvt share one copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from kvt.errors import DataError
+
+
+def fetch(url: str, dest: Path, digest: str, what: str, algorithm: str = "sha256",
+          chunk: int = 1 << 20) -> Path:
+    """Downloads `url` to `dest` (atomically) and checks its `algorithm` digest; `what`
+    names the dataset in messages."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    print(f"kvt: downloading {what} from {url} to {dest}", file=sys.stderr)
+    h = hashlib.new(algorithm)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+            while block := response.read(chunk):
+                h.update(block)
+                out.write(block)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"could not download {what} from {url} ({e}): download {dest.name} "
+                        f"yourself and pass --data-dir to the folder holding it") from None
+    if h.hexdigest() != digest:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"the download from {url} has {algorithm.upper()} {h.hexdigest()}, "
+                        f"expected {digest}: the file is corrupt or not {what}; try again or "
+                        f"pass --data-dir")
+    os.replace(tmp, dest)
+    return dest
