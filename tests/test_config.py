@@ -148,3 +148,13 @@ def test_fast_recipe_is_complete_and_resets_what_the_seed_recipe_sets():
 def test_nonsense_recipe_fields_are_refused_by_name(overrides, words):
     with pytest.raises(UsageError, match=re.escape(words)):
         TrainConfig(**overrides)
+
+
+def test_every_config_field_has_a_json_type_to_check():
+    """A field added to TrainConfig without a kind would crash the config-file check
+    (KeyError) instead of checking it."""
+    import dataclasses
+
+    from kvt.config import FIELD_KINDS, TrainConfig
+
+    assert {f.name for f in dataclasses.fields(TrainConfig)} == set(FIELD_KINDS)

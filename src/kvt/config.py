@@ -374,7 +374,7 @@ FIELD_KINDS: dict[str, tuple[str, bool]] = {  # field: (kind, None allowed)
     "schedule": ("name", False), "warmup_epochs": ("number", False),
     "weight_decay": ("number", False), "label_smoothing": ("number", False),
     "augment": ("name", False), "tta": ("name", False), "distribute": ("name", False),
-    "devices": ("integer", True),
+    "devices": ("integer", True), "channels": ("integer", True),
 }
 _KIND_WORDS = {"name": "a string",
                "boolean": "true or false (a JSON boolean, not a string or number)",
