@@ -49,18 +49,18 @@ NOT_RUN = [
     (r"^(python3 -m venv|pip install)", "changes the Python environment"),
     (r"^tensorboard ", "starts a server"),
     (r"^(\w+=\S+ )*(python )?benchmarks/", "measures for minutes, most on the full CIFAR-10"),
-    (r"--executor ray", "needs Ray, a cluster for most (tests/test_ray.py runs digits "
-                        "sweeps on a local and a simulated two-node cluster)"),
+    (r"--executor ray", "needs Ray, a cluster for most (tests/executors/test_ray.py runs "
+                        "digits sweeps on a local and a simulated two-node cluster)"),
     (r"--distribute|--num-processes",
      "several devices or processes (tests/test_distribute.py; GPUs untested)"),
     (r"^kvt export .*--format litert",
      "LiteRT's converter takes a while (tests/test_export.py and test_readme.py run it)"),
-    (r"^kvt bench", "measures for minutes (tests/test_bench.py runs tiny benches)"),
+    (r"^kvt bench", "measures for minutes (tests/bench/test_bench.py runs tiny benches)"),
     (r"^kvt compare --(resume|extend|report) runs/compare-",
-     "needs a sweep trained before (tests/test_compare.py resumes, extends and reports "
-     "digits sweeps)"),
-    (r"^kvt compare", "trains a sweep of CIFAR-10 runs, minutes to hours (tests/test_compare.py "
-                      "runs sweeps on digits)"),
+     "needs a sweep trained before (tests/compare/test_compare.py resumes, extends and "
+     "reports digits sweeps)"),
+    (r"^kvt compare", "trains a sweep of CIFAR-10 runs, minutes to hours "
+                      "(tests/compare/test_compare.py runs sweeps on digits)"),
     (r"--backend (jax|torch)",
      "another engine: the suite's process runs TensorFlow (tests/test_backends*.py)"),
     (r"--config configs/", "a sweep's own command line, as its train.log shows it"),

@@ -13,7 +13,7 @@ import pytest
 from kvt.saving import load_model
 from processes import HANG
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"  # tests/fixtures, shared
 SAVED = FIXTURES / "models_873959a"
 MODELS = ["tf_crelu", "keras_crelu", "keras_crelu_native", "keras_gelu_native", "keras_user_fn"]
 
