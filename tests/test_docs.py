@@ -168,6 +168,7 @@ def site(tmp_path_factory):
     return out
 
 
+@pytest.mark.process
 def test_site_builds_strict_with_the_api_reference(site):
     """Strict: a broken link or anchor, a missing page, a nav entry without a file fail."""
     api = (site / "api.html").read_text()
@@ -183,6 +184,7 @@ def links(page: Path) -> list[str]:
     return [t for t in re.findall(r"\]\(([^)\s]+)\)", text) if "://" not in t]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_links_into_the_repository_lead_somewhere(page, site):
     """mkdocs checks links between pages; links from a page into the repository (the

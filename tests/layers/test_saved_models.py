@@ -47,6 +47,7 @@ def test_saved_model_loads_in_safe_mode_and_predicts_as_saved(name, expected, us
                                    rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.process
 def test_importing_kvt_layers_alone_registers_tfcrelu():
     """A fresh process that imports only kvt.layers (not kvt.models) reads the --api tf
     file: the package registers the TensorFlow module on TensorFlow."""
