@@ -1,5 +1,6 @@
 # make demo   fresh machine -> .venv, install kvt, train on the bundled digits set (offline)
 # make test   fresh machine -> .venv, install kvt with every engine, exporter and Ray, run the whole test suite
+# make check  the same install, then the tests that start no child process: minutes, for the edit-and-check loop
 # make docs   the documentation site (MkDocs + Material) into site/
 # make test-stress   the learning (10 seeds) and tolerance (3 seeds) tests at 1 and 2 threads: their margins
 PYTHON ?= python3
@@ -13,7 +14,7 @@ BASE   := $(VENV)/.kvt-base
 FULL   := $(VENV)/.kvt-full
 DOCS   := $(VENV)/.kvt-docs
 
-.PHONY: install demo test test-stress docs bench clean
+.PHONY: install demo check test test-stress docs bench clean
 
 $(BASE): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +38,12 @@ demo: $(BASE)
 # on one worker (see conftest.py); a plain `pytest` runs the same tests in one process.
 test: $(FULL)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# The quick tier: every test but those that start a child process (marker `process`: a
+# kvt run, an engine's worker, Ray, mkdocs), which take most of make test's time. While
+# they are left out, conftest.py fails any other test that starts a child process.
+check: $(FULL)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not process"
 
 test-stress: $(FULL)
 	$(BIN)/python tests/stress.py --seeds 10 --margin-seeds 3 --threads 1,2

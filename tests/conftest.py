@@ -1,6 +1,9 @@
 import json
+import multiprocessing.process
 import os
+import re
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -112,6 +115,47 @@ def _suffix_groups(items):
                          for m in item.iter_markers("xdist_group")})
         if groups:
             item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(groups)}")
+
+
+# Two tiers. `make check` runs the tests that start no child process (`-m "not process"`)
+# in a few minutes; `make test` runs them all. While the `process` tests are left out, a
+# test without that marker that starts a child process (subprocess, multiprocessing, a
+# fork; Ray and mkdocs start theirs through these) fails at once and names the command,
+# instead of quietly making the quick tier slow: the tier stays honest as tests are added.
+# Under `make test` nothing is patched.
+SPAWNS = [(subprocess.Popen, "_execute_child"), (multiprocessing.process.BaseProcess, "start"),
+          (os, "fork")]
+
+
+class UnmarkedChildProcess(RuntimeError):
+    """Not an OSError, which a library may catch as "no such program" and carry on."""
+
+
+def _refuser(nodeid: str, what: str):
+    def refuse(*args, **kwargs):
+        command = args[1] if what == "subprocess" and len(args) > 1 else args[:1]
+        raise UnmarkedChildProcess(
+            f"{nodeid} starts a child process ({what}: {command!r}) but has no `process` "
+            f"marker; mark it @pytest.mark.process (or its module, pytestmark), so that "
+            f"make check leaves it out and make test runs it")
+    return refuse
+
+
+def _leaves_out_process_tests(config) -> bool:
+    return re.search(r"\bnot\s+process\b", config.option.markexpr or "") is not None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Refuses child processes during a test's setup, call and teardown (the fixtures it
+    builds included) when the run leaves the `process` tests out and it is not one."""
+    if item.get_closest_marker("process") or not _leaves_out_process_tests(item.config):
+        return (yield)
+    with pytest.MonkeyPatch.context() as mp:
+        for owner, name in SPAWNS:
+            what = "subprocess" if owner is subprocess.Popen else f"{owner.__name__}.{name}"
+            mp.setattr(owner, name, _refuser(item.nodeid, what))
+        return (yield)
 
 
 @pytest.fixture(autouse=True)

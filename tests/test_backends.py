@@ -32,8 +32,11 @@ PARITY_SEED = 0
 INSTALLED = [b for b, ok in backends.installed().items() if ok]
 ALL = ["tensorflow", "jax", "torch"]
 missing = [b for b in ALL if b not in INSTALLED]
-pytestmark = pytest.mark.skipif(
-    bool(missing), reason=f"backends not installed: {missing} (make test installs all three)")
+pytestmark = [
+    pytest.mark.process,  # each engine in its own process (backend_worker.py, kvt train)
+    pytest.mark.skipif(bool(missing),
+                       reason=f"backends not installed: {missing} (make test installs all three)"),
+]
 
 
 def rel(a, b):

@@ -1,8 +1,11 @@
 """--deterministic: two processes, same seed, backend and machine -> identical runs."""
 
 import numpy as np
+import pytest
 
 from processes import history, weights
+
+pytestmark = pytest.mark.process  # two kvt train processes, compared
 
 
 def test_two_deterministic_processes_train_identically(killed_and_resumed):

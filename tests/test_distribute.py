@@ -50,6 +50,7 @@ def _rows(run):
     return [{k: float(v) for k, v in row.items()} for row in history(run)]
 
 
+@pytest.mark.process
 @pytest.mark.margins
 @pytest.mark.skipif(not backends.installed().get("jax"), reason="JAX is not installed")
 def test_data_parallel_on_two_devices_is_one_device_on_the_same_global_batch(tmp_path):
@@ -104,6 +105,7 @@ def _processes(tmp_path, *argv, own=((), ())):
     return [(proc.returncode, log.read_text()) for proc, log in zip(procs, logs)]
 
 
+@pytest.mark.process
 @pytest.mark.margins
 @pytest.mark.skipif(not backends.installed().get("jax"), reason="JAX is not installed")
 def test_two_processes_on_loopback_train_one_run_and_resume_one_process_run(tmp_path):
@@ -190,6 +192,7 @@ def _mirrored(tmp_path, devices, sync):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.process
 @pytest.mark.margins
 def test_mirrored_on_two_devices_is_one_device_with_global_batchnorm(tmp_path):
     """kvt's strategy scope and BatchNormalization over the global batch, on a model
@@ -210,6 +213,7 @@ def test_mirrored_on_two_devices_is_one_device_with_global_batchnorm(tmp_path):
     apart("mirrored unsynchronised vs 1 device: losses, rel", rel(unsynced, one), 1e-5)
 
 
+@pytest.mark.process
 def test_mirrored_run_checkpoints_resumes_and_saves_a_portable_model(tmp_path):
     """A killed 2-replica run resumes to the uninterrupted run's weights (deterministic
     kernels), and its model file does not keep TensorFlow-only BatchNormalization."""

@@ -49,18 +49,18 @@ NOT_RUN = [
     (r"^(python3 -m venv|pip install)", "changes the Python environment"),
     (r"^tensorboard ", "starts a server"),
     (r"^(\w+=\S+ )*(python )?benchmarks/", "measures for minutes, most on the full CIFAR-10"),
-    (r"--executor ray", "needs Ray, a cluster for most (tests/test_ray.py runs digits "
-                        "sweeps on a local and a simulated two-node cluster)"),
+    (r"--executor ray", "needs Ray, a cluster for most (tests/executors/test_ray.py runs "
+                        "digits sweeps on a local and a simulated two-node cluster)"),
     (r"--distribute|--num-processes",
      "several devices or processes (tests/test_distribute.py; GPUs untested)"),
     (r"^kvt export .*--format litert",
      "LiteRT's converter takes a while (tests/test_export.py and test_readme.py run it)"),
-    (r"^kvt bench", "measures for minutes (tests/test_bench.py runs tiny benches)"),
+    (r"^kvt bench", "measures for minutes (tests/bench/test_bench.py runs tiny benches)"),
     (r"^kvt compare --(resume|extend|report) runs/compare-",
-     "needs a sweep trained before (tests/test_compare.py resumes, extends and reports "
-     "digits sweeps)"),
-    (r"^kvt compare", "trains a sweep of CIFAR-10 runs, minutes to hours (tests/test_compare.py "
-                      "runs sweeps on digits)"),
+     "needs a sweep trained before (tests/compare/test_compare.py resumes, extends and "
+     "reports digits sweeps)"),
+    (r"^kvt compare", "trains a sweep of CIFAR-10 runs, minutes to hours "
+                      "(tests/compare/test_compare.py runs sweeps on digits)"),
     (r"--backend (jax|torch)",
      "another engine: the suite's process runs TensorFlow (tests/test_backends*.py)"),
     (r"--config configs/", "a sweep's own command line, as its train.log shows it"),
@@ -168,6 +168,7 @@ def site(tmp_path_factory):
     return out
 
 
+@pytest.mark.process
 def test_site_builds_strict_with_the_api_reference(site):
     """Strict: a broken link or anchor, a missing page, a nav entry without a file fail."""
     api = (site / "api.html").read_text()
@@ -183,6 +184,7 @@ def links(page: Path) -> list[str]:
     return [t for t in re.findall(r"\]\(([^)\s]+)\)", text) if "://" not in t]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_links_into_the_repository_lead_somewhere(page, site):
     """mkdocs checks links between pages; links from a page into the repository (the

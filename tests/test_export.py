@@ -57,6 +57,7 @@ def _assert_runs_any_batch(fmt, out, run):
 #   jax                 8.3e-7       8.3e-7    1.3e-6
 #   torch               1.5e-7       3.9e-7    1.0e-6
 #   tensorflow, --api tf 1.3e-7      1.0e-6    1.8e-6
+@pytest.mark.process
 @pytest.mark.margins
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_export_of_a_run_from_each_backend_passes_its_runtime_check(killed_and_resumed, fmt,
@@ -233,6 +234,7 @@ def test_int8_litert_keeps_the_accuracy(digits_runs, tmp_path, capsys):
     assert out.stat().st_size < float_size / 2  # 8-bit weights
 
 
+@pytest.mark.process
 def test_a_process_on_another_backend_exports_in_a_tensorflow_child(digits_runs, tmp_path):
     """Keras already runs on JAX in the caller (and $KERAS_BACKEND says jax): kvt export
     runs itself again in a child, which exports on TensorFlow."""

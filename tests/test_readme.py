@@ -25,6 +25,7 @@ def python_blocks(containing: str) -> list[str]:
     return [b for b in re.findall(r"```python\n(.*?)```", TEXT, re.S) if containing in b]
 
 
+@pytest.mark.process
 def test_import_kvt_imports_no_framework():
     code = ("import sys, kvt\n"
             "print([m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules])")
@@ -41,6 +42,7 @@ def test_docs_show_both_ways_to_load_a_model():
         [(True, False), (False, True)]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("snippet", LOADING, ids=["kvt.load_model", "keras.saving.load_model"])
 def test_docs_snippet_loads_a_tf_api_model_as_written(tmp_path, digits_runs, snippet):
     """A `--api tf` model holds TFCReLU, which `import kvt.layers` registers on TensorFlow."""
@@ -64,6 +66,7 @@ def test_docs_have_one_deploy_snippet_per_format():
                                                                  "# LiteRT"]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("snippet, fmt", list(zip(DEPLOY, DEPLOY_FORMATS)), ids=DEPLOY_FORMATS)
 def test_docs_deploy_snippet_classifies_an_image_as_kvt_predict_does(
         tmp_path, capsys, digits_runs, snippet, fmt):

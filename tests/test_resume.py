@@ -14,6 +14,7 @@ from conftest import FAST_DIGITS, run_cli
 from processes import event_files, history, weights
 
 
+@pytest.mark.process
 def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(killed_and_resumed):
     run = killed_and_resumed
     full, part, killed = run.full, run.part, run.killed
@@ -34,6 +35,7 @@ def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(killed_and_resumed)
     assert metrics["accuracy"] == json.loads((full / "metrics.json").read_text())["accuracy"]
 
 
+@pytest.mark.process
 def test_tensorboard_logs_continue_across_a_resume(killed_and_resumed):
     """Each session writes one event file per folder: the first session's holds the
     epochs it checkpointed, the resumed session's the rest, none twice; together they
@@ -69,6 +71,7 @@ def test_tensorboard_logs_continue_across_a_resume(killed_and_resumed):
         assert all(v > 0 for v in series(train, "epoch_images_per_second"))
 
 
+@pytest.mark.process
 def test_ctrl_c_saves_says_how_to_resume_and_exits_130(signalled_trainings, tmp_path,
                                                         capsys):
     """A real SIGINT after epoch 1 (one of conftest's signalled processes)."""
@@ -91,6 +94,7 @@ def test_ctrl_c_saves_says_how_to_resume_and_exits_130(signalled_trainings, tmp_
     assert json.loads((run / "metrics.json").read_text())["starts"] == 2
 
 
+@pytest.mark.process
 def test_sigterm_stops_like_ctrl_c(signalled_trainings):
     """A real SIGTERM after epoch 1 (one of conftest's signalled processes)."""
     stopped = signalled_trainings["sigterm after epoch 1"]

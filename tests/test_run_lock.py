@@ -6,6 +6,8 @@ import json
 import os
 import signal
 
+import pytest
+
 from conftest import run_cli
 from kvt.compare import Sweep, build_plan
 from kvt.config import TrainConfig
@@ -33,6 +35,7 @@ def _refused(capsys, argv, path, pid):
     assert f"{path} is in use by another kvt process (pid {pid})" in lines[0], (argv, err)
 
 
+@pytest.mark.process
 def test_second_trainer_on_a_live_run_is_refused_and_the_first_finishes(tmp_path, capsys):
     run = tmp_path / "run"
     first = start_kvt(tmp_path, "train", *TINY, "--seed", "1", "--out", str(run))
@@ -57,6 +60,7 @@ def test_second_trainer_on_a_live_run_is_refused_and_the_first_finishes(tmp_path
     assert metrics["epochs"] == 3 and metrics["starts"] == 1
 
 
+@pytest.mark.process
 def test_claim_dies_with_a_killed_process(killed_and_resumed):
     """The run conftest's fixture killed (SIGKILL after epoch 2) is still marked running,
     and another process resumes it to the end: the killed one's claim died with it."""

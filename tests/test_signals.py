@@ -215,6 +215,7 @@ def test_ctrl_c_while_a_sweep_writes_its_results(tmp_path, capsys, monkeypatch):
 
 # --- real signals, real processes -------------------------------------------------------
 
+@pytest.mark.process
 def test_real_signal_during_framework_start_up(tmp_path):
     run = tmp_path / "run"
     proc = start_kvt(tmp_path, "train", *TINY, "--out", str(run))
@@ -227,6 +228,7 @@ def test_real_signal_during_framework_start_up(tmp_path):
     assert (proc.returncode, status) == (130, None) and not run.exists()
 
 
+@pytest.mark.process
 def test_signal_while_a_child_interpreter_starts_is_held_for_kvts_policy(tmp_path):
     """kvt compare starts its children with the signals blocked (signals.children_held):
     a Ctrl-C to the process group that lands while a child's interpreter is still
@@ -243,6 +245,7 @@ def test_signal_while_a_child_interpreter_starts_is_held_for_kvts_policy(tmp_pat
     assert (proc.returncode, status) == (130, None) and not run.exists()
 
 
+@pytest.mark.process
 def test_real_signals_at_moments_and_delays(signalled_trainings, tmp_path, capsys):
     """The report: Ctrl-C a few seconds in (while the model's graph was built; where an
     interrupt used to vanish into XLA's gc callback, or surface as a TensorFlow error)
@@ -285,6 +288,7 @@ def _assert_sweep_stopped(sweep, proc, out, err):
     return statuses
 
 
+@pytest.mark.process
 def test_ctrl_c_to_a_sweep_at_several_moments_never_fails_a_run(tmp_path):
     """Ctrl-C reaches the whole process group: the sweep and every child at once (then
     the sweep's SIGTERM reaches the children again). Stopped while its children start

@@ -14,6 +14,7 @@ from kvt.errors import UsageError
 from processes import HANG
 
 
+@pytest.mark.process
 def test_help_and_argument_errors_import_no_framework():
     code = (
         "import sys\n"
@@ -36,6 +37,7 @@ def test_help_and_argument_errors_import_no_framework():
     assert "CODES [0, 0, 2, 0, 0, 0, 2, 2, 0, 2, 0, 2, 2] HEAVY []" in out.stdout, out.stdout + out.stderr
 
 
+@pytest.mark.process
 def test_console_script_runs_with_exit_codes():
     kvt = Path(sys.executable).with_name("kvt")
     ok = subprocess.run([str(kvt), "--version"], capture_output=True, text=True, timeout=HANG)
@@ -303,6 +305,7 @@ def test_quiet_train_prints_one_line_and_threads_are_set(tmp_path, capsys, monke
     assert code == 2 and "--threads must be a positive integer, got 0" in err
 
 
+@pytest.mark.process
 def test_info_run_prints_the_models_summary_without_a_framework(digits_runs):
     """summary.txt (written as training starts) and `kvt info RUN`, which prints it
     without importing a framework: the model, its parameters, its FLOPs per image."""

@@ -180,6 +180,7 @@ def test_a_node_that_does_not_see_a_shared_sweep_directory_says_so(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.process
 def test_without_ray_the_executor_is_one_line_with_the_pip_command(tmp_path):
     code = ("import sys; sys.modules['ray'] = None; from kvt.cli import main; "
             "sys.exit(main(sys.argv[1:]))")  # `import ray` fails as if it were not installed
@@ -192,6 +193,7 @@ def test_without_ray_the_executor_is_one_line_with_the_pip_command(tmp_path):
     assert not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.process
 @needs_ray
 def test_sweep_on_its_own_ray_instance_equals_the_local_one_after_a_killed_worker(
         tmp_path, ray_reference):
@@ -223,6 +225,7 @@ def test_sweep_on_its_own_ray_instance_equals_the_local_one_after_a_killed_worke
     assert not (out / MARKER).exists()
 
 
+@pytest.mark.process
 @needs_ray
 def test_two_nodes_copying_runs_stopped_and_resumed_equal_the_local_sweep(
         tmp_path, ray_reference, ray_cluster):

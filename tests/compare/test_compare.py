@@ -180,6 +180,7 @@ def _compare(argv, tmp_path, **kw):
     return start_kvt(tmp_path, "compare", *argv, start_new_session=True, **kw)
 
 
+@pytest.mark.process
 def test_sweep_killed_then_resumed_keeps_finished_runs(tmp_path):
     out = tmp_path / "sweep"
     argv = ["--vary", "activation=relu,crelu", "--seeds", "2", *TINY, "--out", str(out)]
@@ -217,6 +218,7 @@ def test_sweep_killed_then_resumed_keeps_finished_runs(tmp_path):
                                           "epoch_accuracy")] == [0]
 
 
+@pytest.mark.process
 def test_failed_runs_are_reported_and_do_not_sink_the_sweep(tmp_path):
     out = tmp_path / "sweep"
     # --decay 0: the recipe's decay, lr / epochs, would tame lr 1e6 after its first step
@@ -292,6 +294,7 @@ def test_val_split_run_never_reports_the_test_set(tmp_path, capsys):
     assert config["dataset"]["eval_split"] == "validation"
 
 
+@pytest.mark.process
 def test_sigterm_stops_the_sweep_and_its_children_resumably(tmp_path):
     out = tmp_path / "sweep"
     proc = _compare(["--vary", "activation=relu,crelu", "--seeds", "1", *TINY, "--epochs",
@@ -419,6 +422,7 @@ def test_a_grid_that_is_not_2x2_has_no_factorial_analysis(tmp_path):
     assert analysis["factorial"] is None and analysis["tutorial"] is None
 
 
+@pytest.mark.process
 def test_extend_adds_seeds_and_keeps_the_finished_runs(tmp_path, capsys):
     out = tmp_path / "sweep"
     base = TrainConfig.from_recipe(dataset="digits", epochs=1, batch_size=8, train_limit=400,
@@ -518,6 +522,7 @@ def test_report_refusals(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.process
 def test_resume_on_a_machine_that_keeps_the_data_elsewhere(tmp_path, capsys, monkeypatch):
     """`--resume SWEEP --data-dir DIR`: new runs train on DIR, interrupted ones continue
     from it (each checking that it holds the data it began with), and the sweep keeps

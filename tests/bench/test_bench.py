@@ -149,6 +149,7 @@ def test_percent_of_peak_and_the_table():
     assert "bf16 n/a" in text and "3 x forward" in text and "note: a note" in text
 
 
+@pytest.mark.process
 def test_a_tiny_real_run_writes_json_rows(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(

@@ -13,7 +13,7 @@ import pytest
 from kvt.saving import load_model
 from processes import HANG
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"  # tests/fixtures, shared
 SAVED = FIXTURES / "models_873959a"
 MODELS = ["tf_crelu", "keras_crelu", "keras_crelu_native", "keras_gelu_native", "keras_user_fn"]
 
@@ -47,6 +47,7 @@ def test_saved_model_loads_in_safe_mode_and_predicts_as_saved(name, expected, us
                                    rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.process
 def test_importing_kvt_layers_alone_registers_tfcrelu():
     """A fresh process that imports only kvt.layers (not kvt.models) reads the --api tf
     file: the package registers the TensorFlow module on TensorFlow."""
