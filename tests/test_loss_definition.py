@@ -26,6 +26,7 @@ def test_scores_clip_each_probability_at_1e_7():
     assert loss == pytest.approx((-np.log(1e-7) - np.log(0.75) - np.log(0.5)) / 3)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_val_loss_final_loss_and_evaluate_agree(tmp_path, capsys, backend):
     from kvt import backends

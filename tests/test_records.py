@@ -4,6 +4,8 @@ with absolute paths, as a user types them, can be published (results/) or moved.
 import json
 import os
 
+import pytest
+
 from conftest import run_cli
 from kvt.record_paths import ELIDED, portable_argv, portable_path
 from processes import HANG, start_kvt
@@ -56,6 +58,7 @@ def _written(folder):
     return texts
 
 
+@pytest.mark.process
 def test_run_and_sweep_records_hold_no_machine_path(tmp_path, capsys):
     import cifar_files as cf
 

@@ -40,6 +40,7 @@ def test_other_formats_are_read_and_named_in_the_decode_error(tmp_path, suffix):
     assert "kvt reads PNG, JPEG, WebP, GIF, TIFF, BMP" in str(e.value)
 
 
+@pytest.mark.process
 def test_a_large_image_is_decoded_without_pillow_s_warning(tmp_path):
     """Between Pillow's pixel limit and twice it (lowered here: 90 megapixels take 90 MB)
     an image is decoded in silence; beyond, it is refused in one line."""

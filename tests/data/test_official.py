@@ -103,6 +103,8 @@ def _corrupt(tmp_path, name, data):
     return str(folder)
 
 
+# Ids by name: the data holds gzip's time of compression, and pytest-xdist's workers
+# must collect the same ids.
 @pytest.mark.parametrize("name, data, words", [
     ("train-images-idx3-ubyte", b"not gzip at all", "not an IDX file of unsigned bytes"),
     ("train-images-idx3-ubyte", gzip.compress(of.idx_bytes(np.zeros((40, 28, 28), "uint8")))[:-9],
@@ -113,7 +115,7 @@ def _corrupt(tmp_path, name, data):
      "has 40 images but 39 labels"),
     ("t10k-labels-idx1-ubyte", gzip.compress(of.idx_bytes(np.full(20, 10, "uint8"))),
      "labels go up to 10, but MNIST has 10 classes"),
-])
+], ids=["not-gzip", "gzip-cut", "idx-cut", "labels-short", "label-out-of-range"])
 def test_corrupt_files_are_data_errors(tmp_path, name, data, words):
     with pytest.raises(DataError) as info:
         load_dataset("mnist", _corrupt(tmp_path, name, data), cache=False)
