@@ -65,8 +65,9 @@ def resolve(flag: str | None, saved: str | None = None) -> str | None:
     (masked) must be given the same one again, password and all, since kvt keeps none."""
     url = flag or os.environ.get(ENV) or None
     if url is not None and not re.match(r"^[A-Za-z][\w+.-]*://", url):
-        raise UsageError(f"--storage {masked(url)}: not a database URL; give one such as "
-                         f"postgresql://user@host/db or sqlite:///path/study.db")
+        # not echoed: a URL typed without its scheme may still hold a password
+        raise UsageError("--storage (or $KVT_TUNE_STORAGE) is not a database URL: give one "
+                         "such as postgresql://user@host/db or sqlite:///path/study.db")
     if saved is None:
         return url
     if url is None:
@@ -83,13 +84,15 @@ def resolve(flag: str | None, saved: str | None = None) -> str | None:
 def connect(url: str):
     """Optuna's storage for `url`, connected now: a database that cannot be reached is a
     one-line RunError (password masked) before anything is written."""
+    import warnings
+
     import optuna
 
     try:
-        if url.startswith("sqlite:"):
-            return optuna.storages.RDBStorage(url, engine_kwargs={
-                "connect_args": {"timeout": 30}})  # several processes on one file
-        return optuna.storages.RDBStorage(url)
+        with warnings.catch_warnings():
+            # SQLAlchemy's warnings about a URL may quote it: none reaches the terminal
+            warnings.simplefilter("ignore")
+            return _rdb(optuna, url)
     except ImportError as e:  # the database's driver (psycopg2, pymysql) is missing
         raise RunError(f"cannot open the study storage {masked(url)}: "
                        f"{redacted(first_line(e), url)}: install the database's driver") \
@@ -108,3 +111,10 @@ def masked_argv(argv: list[str]) -> list[str]:
         key, eq, value = word.partition("=")
         out.append(f"{key}={masked(value)}" if word.startswith("-") and eq else masked(word))
     return out
+
+
+def _rdb(optuna, url: str):
+    if url.startswith("sqlite"):
+        # several processes (or machines on one shared disk) on one file wait their turn
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}})
+    return optuna.storages.RDBStorage(url)

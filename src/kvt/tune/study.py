@@ -37,13 +37,23 @@ def open_study(url: str, plan: TunePlan):
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS,
                                          n_warmup_steps=PRUNER_WARMUP_EPOCHS)
     try:
-        return optuna.create_study(storage=rdb, study_name=plan.study_name,
-                                   direction="maximize", sampler=sampler, pruner=pruner,
-                                   load_if_exists=True)
+        study = optuna.create_study(storage=rdb, study_name=plan.study_name,
+                                    direction="maximize", sampler=sampler, pruner=pruner,
+                                    load_if_exists=True)
     except Exception as e:  # an existing study that minimises, a damaged database
         raise RunError(f"cannot open the study {plan.study_name} in {storage.masked(url)} "
                        f"({storage.redacted(first_line(e), url)}): choose another "
                        f"--study-name") from None
+    # A sampler seeded as the first session's would draw its first random points again
+    # after --resume: each session's seed also counts the trials the study has.
+    told = len(study.get_trials(deepcopy=False))
+    if told:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.sampler = optuna.samplers.TPESampler(
+                n_startup_trials=STARTUP_TRIALS, seed=(plan.base.seed + 7919 * told) % 2**32,
+                constant_liar=True)
+    return study
 
 
 def execute(tune_dir: TuneDir, plan: TunePlan, study, train_argv: Callable[..., list[str]],
@@ -64,9 +74,11 @@ def execute(tune_dir: TuneDir, plan: TunePlan, study, train_argv: Callable[..., 
         (executor or local_pool)(TrialQueue(search, recovered), plan.jobs, search.started,
                                  search.ended, search.tick)
     except KeyboardInterrupt:
+        search.stopped()
         raise _cancelled(tune_dir, study, plan, command) from None
     try:
         with signals.deferred():
+            signals.check()
             data = write_results(study, tune_dir, plan, command)
             finished = search.finished >= plan.trials
             tune_dir.status.mark("complete" if finished else "failed",

@@ -141,6 +141,7 @@ class Search:
         entry = self.live[id(job)]
         if entry["since"] is None:
             entry["since"] = time.time()  # a history.csv older than this is not its own
+        entry["started"] = time.perf_counter()
         verb = "continuing" if job.action == "resume" else "starting"
         print(f"kvt tune: {verb} trial {entry['number']} ({describe(entry['params'])})",
               file=self.stream, flush=True)
@@ -148,6 +149,9 @@ class Search:
     def tick(self) -> None:
         """Reports each new epoch's holdout accuracy to the study and stops a trial the
         pruner gives up on."""
+        # A signal whose KeyboardInterrupt a library swallowed (SQLAlchemy, inside a
+        # report to the study) still stops the search here, between two reads.
+        signals.check()
         now = time.monotonic()
         if now < self.due:
             return
@@ -174,11 +178,21 @@ class Search:
                           file=self.stream, flush=True)
                     break
 
+    def stopped(self) -> None:
+        """After a stop: the trials under way stay RUNNING, with this session's seconds
+        added, for the next --resume to continue."""
+        with signals.deferred():
+            for entry in self.live.values():
+                if "started" in entry:
+                    entry["trial"].set_user_attr(
+                        "seconds", entry["seconds"] + time.perf_counter() - entry["started"])
+
     def ended(self, job: Job, code: int, seconds: float) -> None:
         entry = self.live.pop(id(job))
         if job.run_dir.status() == "interrupted" and "pruned_at" not in entry:
             # stopped by the same Ctrl-C as this process: the trial stays RUNNING and the
             # next --resume continues it (the executor's own stop follows)
+            entry["trial"].set_user_attr("seconds", entry["seconds"] + seconds)
             return
         with signals.deferred():
             self._tell(entry, job.run_dir, code, seconds)
