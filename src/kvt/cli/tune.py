@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     url = storage.resolve(args.storage)
     plan = TunePlan(base, space, args.trials or DEFAULT_TRIALS, args.jobs or 1, executor,
                     ray_settings(args), storage.masked(url) if url else None,
-                    args.study_name or "kvt-tune", storage.masked_argv(_argv()))
+                    args.study_name or "kvt-tune", storage.masked_argv(_argv() or ["tune"]))
     tune_dir = TuneDir(args.out or Path("runs") / f"tune-{time.strftime('%Y%m%d-%H%M%S')}")
     if url:  # a shared database that cannot be reached leaves no tune directory behind
         storage.connect(url)

@@ -17,9 +17,10 @@ from kvt.tune.trials import Search, TrialQueue
 # TPE samples at random until this many trials are complete, then models the good ones.
 STARTUP_TRIALS = 5
 # The pruner stops a trial whose holdout accuracy at an epoch is below the median of the
-# earlier trials' at that epoch, once this many trials are complete, from epoch 2 on.
+# earlier trials' at that epoch, once this many trials are complete, from this epoch on
+# (the first epoch's accuracy says too little of where a run ends).
 PRUNER_STARTUP_TRIALS = 5
-PRUNER_WARMUP_EPOCHS = 1
+PRUNE_FROM_EPOCH = 2
 
 
 def open_study(url: str, plan: TunePlan):
@@ -35,7 +36,7 @@ def open_study(url: str, plan: TunePlan):
             n_startup_trials=STARTUP_TRIALS, seed=plan.base.seed,
             constant_liar=True)  # several trials under way are not asked the same point
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS,
-                                         n_warmup_steps=PRUNER_WARMUP_EPOCHS)
+                                         n_warmup_steps=PRUNE_FROM_EPOCH)  # steps are epochs, from 1
     try:
         study = optuna.create_study(storage=rdb, study_name=plan.study_name,
                                     direction="maximize", sampler=sampler, pruner=pruner,
