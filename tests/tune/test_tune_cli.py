@@ -157,3 +157,10 @@ def test_sigint_then_resume_then_extend(tmp_path):
     table = json.loads((tune / "tune.json").read_text())
     assert table["trials_wanted"] == 4 and len(table["trials"]) == 4
     assert "(extended with kvt tune --extend" in (tune / "tune.md").read_text()
+
+
+def test_help_stays_instant_without_optuna():
+    code = ("import sys; from kvt.cli import build_parser; build_parser(); "
+            "assert 'optuna' not in sys.modules and 'kvt.tune' not in sys.modules, "
+            "sorted(m for m in sys.modules if 'optuna' in m or 'tune' in m)")
+    subprocess.run([*kvt()[:1], "-c", code], check=True, timeout=HANG)

@@ -53,8 +53,9 @@ def add_parser(sub) -> None:
     add_config_arguments(p)
     out = p.add_argument_group("execution and output")
     out.add_argument("-j", "--jobs", type=int, default=None,
-                     help="trials at a time, each in its own process (default: 1; --resume "
-                          "keeps the search's own); each gets its share of the cores")
+                     help="trials at a time, each in its own process (default: 1, with "
+                          "--executor ray as many as the cluster's CPUs hold; --resume keeps "
+                          "the search's own); each gets its share of the cores")
     out.add_argument("--executor", choices=EXECUTORS, default=None,
                      help="where trials train: local (child processes) or ray (Ray tasks; "
                           "no pruning: a task cannot be stopped alone) (default: local)")
@@ -89,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
     check_against(space, base)
     executor = check_executor(args)
     url = storage.resolve(args.storage)
-    plan = TunePlan(base, space, args.trials or DEFAULT_TRIALS, args.jobs or 1, executor,
+    # -j's default: 1 trial at a time here; with Ray (0) as many as the cluster holds
+    jobs = args.jobs or (0 if executor == "ray" else 1)
+    plan = TunePlan(base, space, args.trials or DEFAULT_TRIALS, jobs, executor,
                     ray_settings(args), storage.masked(url) if url else None,
                     args.study_name or "kvt-tune", storage.masked_argv(_argv() or ["tune"]))
     tune_dir = TuneDir(args.out or Path("runs") / f"tune-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -178,8 +181,9 @@ def _continue(args: argparse.Namespace) -> int:
             plan.trials = args.trials
         if args.jobs is not None:
             plan.jobs = args.jobs
-        if args.executor is not None:
+        if args.executor is not None and args.executor != plan.executor:
             plan.executor = args.executor
+            plan.jobs = args.jobs or (0 if plan.executor == "ray" else 1)
         if plan.executor == "ray":
             plan.ray = ray_settings(args, plan.ray)
         study = _open(tune_dir, plan, url)

@@ -16,7 +16,7 @@ from kvt.tune.trials import Search, TrialQueue
 
 # TPE samples at random until this many trials are complete, then models the good ones.
 STARTUP_TRIALS = 5
-# The pruner stops a trial whose holdout accuracy at an epoch is below the median of the
+# The pruner stops a trial whose best holdout accuracy so far is below the median of the
 # earlier trials' at that epoch, once this many trials are complete, from this epoch on
 # (the first epoch's accuracy says too little of where a run ends).
 PRUNER_STARTUP_TRIALS = 5

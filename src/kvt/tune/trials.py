@@ -156,6 +156,9 @@ class Search:
         if now < self.due:
             return
         self.due = now + FEED_EVERY
+        if self.plan.storage is not None:  # a shared study: other machines finish trials too
+            self.finished = max(self.finished, len(self.study.get_trials(
+                deepcopy=False, states=self._finished())))
         for key, entry in list(self.live.items()):
             if entry.get("since") is None or "pruned_at" in entry:
                 continue
@@ -172,8 +175,8 @@ class Search:
                     entry["pruned_at"] = epoch
                     entry["trial"].set_user_attr("pruned_at", epoch)
                     stopped = _stop_run(rd)
-                    print(f"kvt tune: trial {entry['number']}: pruned at epoch {epoch} (below "
-                          f"the median of earlier trials there)"
+                    print(f"kvt tune: trial {entry['number']}: pruned at epoch {epoch} (its "
+                          f"best so far is below the median of earlier trials there)"
                           f"{'' if stopped else '; it runs to its end'}",
                           file=self.stream, flush=True)
                     break
