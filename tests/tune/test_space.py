@@ -108,7 +108,8 @@ def test_bad_search_is_one_line(text, words):
 
 
 def test_flags_are_spelled_either_way_and_once():
-    assert parse_search("--weight-decay=log:1e-5:1e-3") == parse_search("weight_decay=log:1e-5:1e-3")
+    assert parse_search("--weight-decay=log:1e-5:1e-3") == \
+        parse_search("weight_decay=log:1e-5:1e-3")
     with pytest.raises(UsageError, match="--lr is given twice"):
         parse_space(["lr=log:0.01:1", "lr=0.1:0.2"])
     with pytest.raises(UsageError, match="at least one --search"):

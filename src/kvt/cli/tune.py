@@ -192,7 +192,8 @@ def _continue(args: argparse.Namespace) -> int:
             words = f"{flag} {args.resume or args.extend}"
             if args.extend:
                 words += f" --trials {args.trials}"
-            return _search(tune_dir, plan, study, pool, f" ({'resumed' if args.resume else 'extended'} with kvt tune {words})")
+            verb = "resumed" if args.resume else "extended"
+            return _search(tune_dir, plan, study, pool, f" ({verb} with kvt tune {words})")
 
 
 def _argv() -> list[str] | None:
@@ -235,7 +236,8 @@ def _search(tune_dir, plan, study, pool, how: str) -> int:
                           f"--{k.replace('_', '-')} {v}" for k, v in best["params"].items()))
         print(f"kvt tune: kvt train --config {tune_dir.path / 'best.json'} trains it on the "
               f"whole training split and judges it on the test split")
-    print(f"results in {tune_dir.path}: {', '.join(r for r in RESULTS if (tune_dir.path / r).exists())}")
+    written = [r for r in RESULTS if (tune_dir.path / r).exists()]
+    print(f"results in {tune_dir.path}: {', '.join(written)}")
     finished = data["counts"]["COMPLETE"] + data["counts"]["PRUNED"]
     if finished < plan.trials:
         print(f"kvt tune: {finished} of {plan.trials} trials finished: trials kept failing "

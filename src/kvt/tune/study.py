@@ -35,8 +35,9 @@ def open_study(url: str, plan: TunePlan):
         sampler = optuna.samplers.TPESampler(
             n_startup_trials=STARTUP_TRIALS, seed=plan.base.seed,
             constant_liar=True)  # several trials under way are not asked the same point
+    # the steps reported are epochs, counted from 1
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS,
-                                         n_warmup_steps=PRUNE_FROM_EPOCH)  # steps are epochs, from 1
+                                         n_warmup_steps=PRUNE_FROM_EPOCH)
     try:
         study = optuna.create_study(storage=rdb, study_name=plan.study_name,
                                     direction="maximize", sampler=sampler, pruner=pruner,

@@ -44,8 +44,8 @@ class Search:
     """Runs the trials of `plan` in `tune_dir` against an Optuna `study`; `train_argv` is
     `kvt.cli.common.train_argv`, the one builder of `kvt train` command lines."""
 
-    def __init__(self, tune_dir: TuneDir, plan: TunePlan, study, train_argv: Callable[..., list[str]],
-                 stream: TextIO, owner: str):
+    def __init__(self, tune_dir: TuneDir, plan: TunePlan, study,
+                 train_argv: Callable[..., list[str]], stream: TextIO, owner: str):
         import optuna
 
         self.dir, self.plan, self.study = tune_dir, plan, study
