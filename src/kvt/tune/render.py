@@ -195,7 +195,10 @@ def plot_params(table: list[dict[str, Any]], plan: TunePlan, path: Path) -> None
                 ax.set_xticks(range(len(p.choices)), [str(c) for c in p.choices])
                 pairs = [(index.get(x, -1), y) for x, y in pairs]
             elif p.kind == "log":
+                from matplotlib.ticker import NullFormatter
+
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # they overlap on short ranges
             if pairs:
                 ax.plot(*zip(*pairs), "o")
             ax.set(xlabel=flag(p.name), ylabel="holdout accuracy (%)")
