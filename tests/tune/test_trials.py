@@ -97,3 +97,31 @@ def test_failures_stop_the_search_and_a_test_split_is_never_an_objective(search)
     assert tune_dir.status.status() == "failed"
     # importance with no complete trial: a note in the plot, no crash
     assert data["importance"] is None and (tune_dir.path / "importance.png").is_file()
+
+
+def test_a_pruned_run_is_stopped_by_the_pid_its_status_and_lock_both_name(tmp_path):
+    """_stop_run sends SIGTERM to the process that holds the run (a stand-in for kvt
+    train, which would checkpoint and mark itself interrupted), and to nothing when the
+    status and the lock disagree (a pid reused after the run ended)."""
+    import subprocess
+    import sys
+
+    from kvt.runs import RunDir
+
+    rd = RunDir(tmp_path / "run")
+    holder = ("import sys, time; from kvt.runs import RunDir\n"
+              "rd = RunDir(sys.argv[1])\n"
+              "with rd.claim():\n"
+              "    rd.mark('running'); print('ready', flush=True); time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", holder, str(rd.path)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        state = rd.state()
+        rd.mark("running")  # now status.json names this process, the lock the child
+        assert trials._stop_run(rd) is False and proc.poll() is None
+        (rd / "status.json").write_text(json.dumps(state))
+        assert trials._stop_run(rd) is True
+        assert proc.wait(timeout=60) == -15  # SIGTERM
+    finally:
+        proc.kill()

@@ -71,7 +71,8 @@ def write_results(study, tune_dir: TuneDir, plan: TunePlan, command: str,
 
 def importance(study) -> dict[str, float] | None:
     """fANOVA importance of each parameter for the holdout accuracy; None where it
-    cannot be estimated (fewer than 2 complete trials, or nothing varies)."""
+    cannot be estimated (fewer than 2 complete trials, or all of them score the same:
+    Optuna's evaluator then raises)."""
     import optuna
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -217,8 +218,9 @@ def plot_importance(found: dict[str, float] | None, complete: int, path: Path) -
             ax.set(xlabel="importance (fANOVA, sums to 1)")
         else:
             ax.axis("off")
-            ax.text(0.5, 0.5, f"importance needs at least 2 complete trials whose parameters "
-                              f"differ ({complete} complete)", ha="center", va="center")
+            why = (f"needs at least 2 complete trials ({complete} so far)" if complete < 2
+                   else "the complete trials' holdout accuracies do not differ")
+            ax.text(0.5, 0.5, f"no importance: {why}", ha="center", va="center")
         ax.set_title("Parameter importance")
         _save(fig, path)
 
