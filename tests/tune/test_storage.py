@@ -39,13 +39,17 @@ def test_the_environment_gives_the_url_and_a_saved_study_needs_its_password(monk
     monkeypatch.setenv(storage.ENV, url)
     assert storage.resolve(None) == url
     saved = storage.masked(url)
-    assert storage.resolve(None, saved) == url
+    assert storage.resolve_saved(None, saved) == url
+    # a search with its own study.db keeps it, whatever the environment says
+    assert storage.resolve_saved(None, None) is None
+    with pytest.raises(UsageError, match="drop --storage"):
+        storage.resolve_saved(url, None)
     monkeypatch.delenv(storage.ENV)
     with pytest.raises(UsageError, match=r"password kvt does not keep: give it with "
                                          r"--storage or \$KVT_TUNE_STORAGE"):
-        storage.resolve(None, saved)
+        storage.resolve_saved(None, saved)
     with pytest.raises(UsageError, match="not postgresql://kvt:\\*\\*\\*@other/studies"):
-        storage.resolve("postgresql://kvt:hunter2@other/studies", saved)
+        storage.resolve_saved("postgresql://kvt:hunter2@other/studies", saved)
     with pytest.raises(UsageError) as e:
         storage.resolve("hunter2-not-a-url")
     assert e.value.exit_code == EXIT_USAGE and "hunter2" not in str(e.value)

@@ -173,7 +173,7 @@ def _continue(args: argparse.Namespace) -> int:
     check_executor(args, tune_dir.load().executor)  # not a search: refused before the claim
     with tune_dir.claim(create=False):
         plan = tune_dir.load()
-        url = storage.resolve(args.storage, plan.storage)
+        url = storage.resolve_saved(args.storage, plan.storage)
         if args.extend:
             if args.trials <= plan.trials:
                 raise UsageError(f"--extend --trials {args.trials}: {tune_dir.path} already "

@@ -59,17 +59,28 @@ def redacted(text: str, url: str | None) -> str:
     return text
 
 
-def resolve(flag: str | None, saved: str | None = None) -> str | None:
-    """The storage URL of this session: --storage, else $KVT_TUNE_STORAGE, else None
-    (the default SQLite file). A study that was `saved` with a shared database
-    (masked) must be given the same one again, password and all, since kvt keeps none."""
+def resolve(flag: str | None) -> str | None:
+    """The storage URL of a new search: --storage, else $KVT_TUNE_STORAGE, else None
+    (the default SQLite file)."""
     url = flag or os.environ.get(ENV) or None
     if url is not None and not re.match(r"^[A-Za-z][\w+.-]*://", url):
         # not echoed: a URL typed without its scheme may still hold a password
         raise UsageError("--storage (or $KVT_TUNE_STORAGE) is not a database URL: give one "
                          "such as postgresql://user@host/db or sqlite:///path/study.db")
+    return url
+
+
+def resolve_saved(flag: str | None, saved: str | None) -> str | None:
+    """The storage URL of a search that continues: its own. None (its study.db) for a
+    search `saved` without one, whatever $KVT_TUNE_STORAGE says; else the saved (masked)
+    URL, given again with its password (kvt keeps none) through --storage or the
+    environment, or as saved where it has none."""
     if saved is None:
-        return url
+        if flag:
+            raise UsageError("this search's study is the study.db in its directory: drop "
+                             "--storage")
+        return None
+    url = resolve(flag)
     if url is None:
         if MASK in saved:
             raise UsageError(f"this study lives in {saved}, whose password kvt does not "
