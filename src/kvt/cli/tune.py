@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     check_against(space, base)
     executor = check_executor(args)
     url = storage.resolve(args.storage)
+    _keep_from_trials(storage.ENV)
     # -j's default: 1 trial at a time here; with Ray (0) as many as the cluster holds
     jobs = args.jobs or (0 if executor == "ray" else 1)
     plan = TunePlan(base, space, args.trials or DEFAULT_TRIALS, jobs, executor,
@@ -174,6 +175,7 @@ def _continue(args: argparse.Namespace) -> int:
     with tune_dir.claim(create=False):
         plan = tune_dir.load()
         url = storage.resolve_saved(args.storage, plan.storage)
+        _keep_from_trials(storage.ENV)
         if args.extend:
             if args.trials <= plan.trials:
                 raise UsageError(f"--extend --trials {args.trials}: {tune_dir.path} already "
@@ -194,6 +196,14 @@ def _continue(args: argparse.Namespace) -> int:
                 words += f" --trials {args.trials}"
             verb = "resumed" if args.resume else "extended"
             return _search(tune_dir, plan, study, pool, f" ({verb} with kvt tune {words})")
+
+
+def _keep_from_trials(name: str) -> None:
+    """The trials need no database password: their processes, which inherit this
+    environment, do not get it (read, it lives on only in this process)."""
+    import os
+
+    os.environ.pop(name, None)
 
 
 def _argv() -> list[str] | None:
