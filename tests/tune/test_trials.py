@@ -125,3 +125,23 @@ def test_a_pruned_run_is_stopped_by_the_pid_its_status_and_lock_both_name(tmp_pa
         assert proc.wait(timeout=60) == -15  # SIGTERM
     finally:
         proc.kill()
+
+
+def test_a_space_of_only_refused_combinations_ends_in_one_usage_error(tmp_path):
+    """Each bound is valid alone, every combination is not (warm-up longer than the
+    epochs): the search fails those samples, then stops with exit 2, nothing running."""
+    from kvt.errors import EXIT_USAGE, UsageError
+
+    base = TrainConfig.from_recipe("fast", dataset="digits", val_split=0.1, epochs=4)
+    plan = TunePlan(base, parse_space(["epochs=int:1:2", "warmup-epochs=3:4"]), trials=3)
+    tune_dir = TuneDir(tmp_path / "tune")
+    tune_dir.path.mkdir()
+    tune_dir.create(plan, force=False)
+    study = open_study(storage.default_url(tune_dir.path), plan)
+    with pytest.raises(UsageError, match="narrow the --search ranges") as e:
+        execute(tune_dir, plan, study, lambda *a, **k: ["train"], io.StringIO(), "kvt tune",
+                fake_executor(lambda n: GOOD, []))
+    assert e.value.exit_code == EXIT_USAGE
+    assert {t.state.name for t in study.get_trials()} == {"FAIL"}
+    assert "warmup" in study.get_trials()[0].user_attrs["error"]
+    assert tune_dir.status.status() == "failed" and not (tune_dir.path / "trials").exists()

@@ -72,12 +72,16 @@ def execute(tune_dir: TuneDir, plan: TunePlan, study, train_argv: Callable[..., 
           f"kvt tune: {search.finished} of {plan.trials} trials finished, {left} to go, "
           f"as Ray tasks", file=stream, flush=True)
     tune_dir.status.mark("running", f"{search.finished} of {plan.trials} trials finished")
+    queue = TrialQueue(search, recovered)
     try:
-        (executor or local_pool)(TrialQueue(search, recovered), plan.jobs, search.started,
-                                 search.ended, search.tick)
+        (executor or local_pool)(queue, plan.jobs, search.started, search.ended, search.tick)
     except KeyboardInterrupt:
         search.stopped()
         raise _cancelled(tune_dir, study, plan, command) from None
+    if queue.error is not None:  # the trials under way have finished: say why no more
+        write_results(study, tune_dir, plan, command, interim=True)
+        tune_dir.status.mark("failed", str(queue.error))
+        raise queue.error
     try:
         with signals.deferred():
             signals.check()

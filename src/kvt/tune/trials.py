@@ -241,22 +241,52 @@ class Search:
 
 
 class TrialQueue:
-    """The `todo` list an executor pops from: the trials to continue first, then a new
-    trial asked of the study for each pop, for as long as `Search.wanted()` says."""
+    """The `todo` list an executor pops from: the trials to continue first, then new
+    trials asked of the study, for as long as `Search.wanted()` says.
+
+    The next new trial is asked when the executor, with a slot free, checks whether the
+    list is empty, so that a search that cannot ask one (its space holds only values kvt
+    train refuses) reads as an empty list to the executor, which then lets the trials
+    under way finish, instead of an error inside it that would leave them running;
+    `error` holds it."""
 
     def __init__(self, search: Search, recovered: list[Job]):
         self.search, self.recovered = search, recovered
+        self.pending: Job | None = None
+        self.error: UsageError | None = None
+
+    def _ask(self) -> None:
+        if (self.pending is None and not self.recovered and self.error is None
+                and self.search.wanted() > 0):
+            try:
+                self.pending = self.search.ask()
+            except UsageError as e:
+                self.error = e
 
     def __len__(self) -> int:
-        return len(self.recovered) + self.search.wanted()
+        self._ask()
+        return len(self.recovered) + (self.pending is not None) + self.search.wanted()
 
     def __bool__(self) -> bool:
-        return bool(self.recovered) or self.search.wanted() > 0
+        if self.recovered or self.pending is not None:
+            return True
+        if self.error is not None:
+            return False
+        if 0 < self.search.plan.jobs <= len(self.search.live):
+            # every slot is taken: the executor only asks whether anything is left, and
+            # the trial is asked when a slot frees, with the results told by then
+            return self.search.wanted() > 0
+        self._ask()
+        return self.pending is not None
 
     def pop(self, index: int = 0) -> Job:
         if self.recovered:
             return self.recovered.pop(index)
-        return self.search.ask()
+        self._ask()
+        if self.pending is None:
+            raise IndexError("pop from an empty TrialQueue")
+        job, self.pending = self.pending, None
+        return job
 
 
 def _holdout_curve(rd: RunDir, since: float) -> list[float]:
