@@ -164,3 +164,30 @@ def test_help_stays_instant_without_optuna():
             "assert 'optuna' not in sys.modules and 'kvt.tune' not in sys.modules, "
             "sorted(m for m in sys.modules if 'optuna' in m or 'tune' in m)")
     subprocess.run([*kvt()[:1], "-c", code], check=True, timeout=HANG)
+
+
+def test_a_pruned_trial_is_stopped_and_marked(capsys, tmp_path, monkeypatch):
+    """The pruner's whole path with real runs: after trial 0 (lr 0.3) is complete, trial 1
+    (lr 0.0005, stuck at chance) falls below it at epoch 2, gets SIGTERM, checkpoints, and
+    ends PRUNED with its run marked pruned. (Pruning waits for 5 complete trials by
+    default; one here, to keep the test short.)"""
+    from kvt.tune import study as tune_study
+
+    monkeypatch.setattr(tune_study, "PRUNER_STARTUP_TRIALS", 1)
+    tune = tmp_path / "tune"
+    code, out, err = run_cli(capsys, "tune", "--dataset", "digits", "--search",
+                             # epochs after the 2nd leave the stop time to land
+                             "lr=cat:0.0005,0.3", "--trials", "2", "--epochs", "5",
+                             "--out", str(tune))
+    assert code == 0, err
+    study = _study(tune)
+    lrs = [t.params["lr"] for t in study.get_trials()]
+    assert lrs == [0.3, 0.0005], "the sampler's seed gave another order: " + out
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE", "PRUNED"], out
+    assert "trial 1: pruned at epoch 2" in out
+    run = tune / "trials" / "trial-0001"
+    assert json.loads((run / "status.json").read_text())["status"] == "pruned"
+    assert "kvt train: cancelled" in (run / "train.log").read_text()
+    assert not (run / "metrics.json").exists()
+    table = json.loads((tune / "tune.json").read_text())["trials"]
+    assert table[1]["state"] == "PRUNED" and table[1]["pruned_at"] == 2
