@@ -67,10 +67,9 @@ def execute(tune_dir: TuneDir, plan: TunePlan, study, train_argv: Callable[..., 
     search = Search(tune_dir, plan, study, train_argv, stream, plan.owner)
     recovered = search.recovered()
     left = search.wanted() + len(recovered)
-    print(f"kvt tune: {search.finished} of {plan.trials} trials finished, {left} to go, "
-          f"{plan.jobs} at a time" if plan.executor == "local" else
-          f"kvt tune: {search.finished} of {plan.trials} trials finished, {left} to go, "
-          f"as Ray tasks", file=stream, flush=True)
+    how = f"{plan.jobs} at a time" if plan.executor == "local" else "as Ray tasks"
+    print(f"kvt tune: {search.finished} of {plan.trials} trials finished, {left} to go, {how}",
+          file=stream, flush=True)
     tune_dir.status.mark("running", f"{search.finished} of {plan.trials} trials finished")
     queue = TrialQueue(search, recovered)
     try:
@@ -93,17 +92,6 @@ def execute(tune_dir: TuneDir, plan: TunePlan, study, train_argv: Callable[..., 
     except KeyboardInterrupt:
         raise _cancelled(tune_dir, study, plan, command) from None
     return data
-
-
-def report(tune_dir: TuneDir, plan: TunePlan, study, command: str) -> dict[str, Any]:
-    """Writes the results of the trials told so far (marked interim unless the search
-    is complete), training nothing."""
-    interim = tune_dir.status.status() != "complete"
-    try:
-        return write_results(study, tune_dir, plan, command, interim=interim)
-    except OSError as e:
-        raise RunError(f"cannot write the results into {tune_dir.path} ({e.strerror or e}): "
-                       f"make the tune directory writable") from None
 
 
 def _cancelled(tune_dir: TuneDir, study, plan: TunePlan, command: str) -> Cancelled:
