@@ -159,11 +159,24 @@ def test_sigint_then_resume_then_extend(tmp_path):
     assert "(extended with kvt tune --extend" in (tune / "tune.md").read_text()
 
 
-def test_help_stays_instant_without_optuna():
-    code = ("import sys; from kvt.cli import build_parser; build_parser(); "
-            "assert 'optuna' not in sys.modules and 'kvt.tune' not in sys.modules, "
-            "sorted(m for m in sys.modules if 'optuna' in m or 'tune' in m)")
-    subprocess.run([*kvt()[:1], "-c", code], check=True, timeout=HANG)
+def test_help_and_bad_searches_import_neither_optuna_nor_a_framework():
+    code = ("import sys\n"
+            "from kvt.cli import build_parser, main\n"
+            "build_parser()\n"
+            "assert 'kvt.tune' not in sys.modules\n"
+            "codes = []\n"
+            "for argv in (['tune', '--help'], ['tune', '--search', 'lr=1:0.1'],\n"
+            "             ['tune', '--val-split', '0', '--search', 'lr=log:0.01:1']):\n"
+            "    try:\n"
+            "        codes.append(main(argv))\n"
+            "    except SystemExit as e:\n"
+            "        codes.append(e.code)\n"
+            "heavy = [m for m in ('optuna', 'tensorflow', 'keras', 'jax', 'torch', 'ray')\n"
+            "         if m in sys.modules]\n"
+            "print('CODES', codes, 'HEAVY', heavy)\n")
+    done = subprocess.run([*kvt()[:1], "-c", code], capture_output=True, text=True,
+                          timeout=HANG)
+    assert "CODES [0, 2, 2] HEAVY []" in done.stdout, done.stdout + done.stderr
 
 
 def test_a_pruned_trial_is_stopped_and_marked(capsys, tmp_path, monkeypatch):
