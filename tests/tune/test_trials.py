@@ -145,3 +145,44 @@ def test_a_space_of_only_refused_combinations_ends_in_one_usage_error(tmp_path):
     assert {t.state.name for t in study.get_trials()} == {"FAIL"}
     assert "warmup" in study.get_trials()[0].user_attrs["error"]
     assert tune_dir.status.status() == "failed" and not (tune_dir.path / "trials").exists()
+
+
+def test_a_signal_during_a_call_to_the_study_stops_the_search_cleanly(search, monkeypatch):
+    """SIGINT while the pruner reads the study: the call finishes (no SQLAlchemy session
+    left half-way), then the search stops with the resume hint; the trial stays RUNNING
+    (never COMPLETE) with its seconds, its run interrupted."""
+    import signal
+
+    import optuna
+
+    from kvt import signals
+    from kvt.errors import Cancelled
+
+    tune_dir, plan, study, stopped = search
+    real = optuna.trial.Trial.should_prune
+
+    def should_prune(self):
+        signal.raise_signal(signal.SIGINT)  # lands inside the study's call
+        return real(self)
+
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", should_prune)
+
+    def executor(todo, jobs, started, finished, tick):
+        job = todo.pop(0)
+        started(job)
+        job.run_dir.path.mkdir(parents=True)
+        job.run_dir.write_history({"val_accuracy": [0.5]})
+        try:
+            tick()
+        except KeyboardInterrupt:
+            job.run_dir.mark("interrupted", "continue with kvt train --resume")
+            raise
+
+    with signals.policy(), pytest.raises(Cancelled, match="kvt tune --resume"):
+        execute(tune_dir, plan, study, lambda *a, **k: ["train"], io.StringIO(), "kvt tune",
+                executor)
+    (trial,) = study.get_trials()
+    assert trial.state.name == "RUNNING" and trial.intermediate_values == {1: 0.5}
+    assert trial.user_attrs["seconds"] >= 0
+    assert tune_dir.status.status() == "interrupted"
+    assert json.loads((tune_dir.path / "tune.json").read_text())["interim"] is True

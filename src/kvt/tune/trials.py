@@ -149,37 +149,41 @@ class Search:
     def tick(self) -> None:
         """Reports each new epoch's holdout accuracy to the study and stops a trial the
         pruner gives up on."""
-        # A signal whose KeyboardInterrupt a library swallowed (SQLAlchemy, inside a
-        # report to the study) still stops the search here, between two reads.
-        signals.check()
+        signals.check()  # a signal whose KeyboardInterrupt a library swallowed
         now = time.monotonic()
         if now < self.due:
             return
         self.due = now + FEED_EVERY
-        if self.plan.storage is not None:  # a shared study: other machines finish trials too
-            self.finished = max(self.finished, len(self.study.get_trials(
-                deepcopy=False, states=self._finished())))
-        for key, entry in list(self.live.items()):
-            if entry.get("since") is None or "pruned_at" in entry:
+        # Signals wait for the end of the study's calls: an interrupt inside one of its
+        # SQLAlchemy transactions would leave the session unusable for the stop's own
+        # writes (the trials' seconds, the interim results).
+        with signals.deferred():
+            if self.plan.storage is not None:  # shared: other machines finish trials too
+                self.finished = max(self.finished, len(self.study.get_trials(
+                    deepcopy=False, states=self._finished())))
+            for entry in list(self.live.values()):
+                if entry.get("since") is not None and "pruned_at" not in entry:
+                    self._feed(entry)
+
+    def _feed(self, entry: dict[str, Any]) -> None:
+        """Reports the epochs of one trial's history.csv that the study has not seen."""
+        rd = self.dir.run_dir(entry["number"])
+        for epoch, accuracy in enumerate(_holdout_curve(rd, entry["since"]), start=1):
+            if epoch in entry["reported"]:
                 continue
-            rd = self.dir.run_dir(entry["number"])
-            accuracies = _holdout_curve(rd, entry["since"])
-            for epoch, accuracy in enumerate(accuracies, start=1):
-                if epoch in entry["reported"]:
-                    continue
-                entry["trial"].report(accuracy, epoch)
-                entry["reported"].add(epoch)
-                print(f"kvt tune: trial {entry['number']}: epoch {epoch}, holdout accuracy "
-                      f"{100 * accuracy:.2f}%", file=self.stream, flush=True)
-                if self.prune and entry["trial"].should_prune():
-                    entry["pruned_at"] = epoch
-                    entry["trial"].set_user_attr("pruned_at", epoch)
-                    stopped = _stop_run(rd)
-                    print(f"kvt tune: trial {entry['number']}: pruned at epoch {epoch} (its "
-                          f"best so far is below the median of earlier trials there)"
-                          f"{'' if stopped else '; it runs to its end'}",
-                          file=self.stream, flush=True)
-                    break
+            entry["trial"].report(accuracy, epoch)
+            entry["reported"].add(epoch)
+            print(f"kvt tune: trial {entry['number']}: epoch {epoch}, holdout accuracy "
+                  f"{100 * accuracy:.2f}%", file=self.stream, flush=True)
+            if self.prune and entry["trial"].should_prune():
+                entry["pruned_at"] = epoch
+                entry["trial"].set_user_attr("pruned_at", epoch)
+                stopped = _stop_run(rd)
+                print(f"kvt tune: trial {entry['number']}: pruned at epoch {epoch} (its best "
+                      f"so far is below the median of earlier trials there)"
+                      f"{'' if stopped else '; it runs to its end'}",
+                      file=self.stream, flush=True)
+                return
 
     def stopped(self) -> None:
         """After a stop: the trials under way stay RUNNING, with this session's seconds
@@ -187,8 +191,12 @@ class Search:
         with signals.deferred():
             for entry in self.live.values():
                 if "started" in entry:
-                    entry["trial"].set_user_attr(
-                        "seconds", entry["seconds"] + time.perf_counter() - entry["started"])
+                    try:
+                        entry["trial"].set_user_attr(
+                            "seconds",
+                            entry["seconds"] + time.perf_counter() - entry["started"])
+                    except Exception:  # bookkeeping only: the stop itself must go on
+                        pass
 
     def ended(self, job: Job, code: int, seconds: float) -> None:
         entry = self.live.pop(id(job))
