@@ -65,14 +65,15 @@ def execute(tune_dir: TuneDir, plan: TunePlan, study, train_argv: Callable[..., 
     then writes the results. Returns tune.json's content; its "counts" say whether the
     search got there (trials that keep failing stop it early)."""
     search = Search(tune_dir, plan, study, train_argv, stream, plan.owner)
-    recovered = search.recovered()
-    left = search.wanted() + len(recovered)
-    how = f"{plan.jobs} at a time" if plan.executor == "local" else "as Ray tasks"
-    print(f"kvt tune: {search.finished} of {plan.trials} trials finished, {left} to go, {how}",
-          file=stream, flush=True)
-    tune_dir.status.mark("running", f"{search.finished} of {plan.trials} trials finished")
-    queue = TrialQueue(search, recovered)
     try:
+        with signals.deferred():  # what the last session left, told whole
+            recovered = search.recovered()
+        left = search.wanted() + len(recovered)
+        how = f"{plan.jobs} at a time" if plan.executor == "local" else "as Ray tasks"
+        print(f"kvt tune: {search.finished} of {plan.trials} trials finished, {left} to go, "
+              f"{how}", file=stream, flush=True)
+        tune_dir.status.mark("running", f"{search.finished} of {plan.trials} trials finished")
+        queue = TrialQueue(search, recovered)
         (executor or local_pool)(queue, plan.jobs, search.started, search.ended, search.tick)
     except KeyboardInterrupt:
         search.stopped()
