@@ -219,6 +219,7 @@ class Search:
             if metrics.get("eval_split") != "validation":  # never a test-set objective
                 trial.set_user_attr("error", "the run was judged on the test split")
                 self.study.tell(trial, state=self.states.FAIL)
+                self.failed_in_a_row += 1
                 print(f"kvt tune: trial {number}: FAILED: judged on the test split",
                       file=self.stream, flush=True)
                 return
