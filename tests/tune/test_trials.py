@@ -148,8 +148,10 @@ def test_a_space_of_only_refused_combinations_ends_in_one_usage_error(tmp_path):
     assert tune_dir.status.status() == "failed" and not (tune_dir.path / "trials").exists()
 
 
-def test_a_signal_during_a_call_to_the_study_stops_the_search_cleanly(search, monkeypatch):
-    """SIGINT while the pruner reads the study: the call finishes (no SQLAlchemy session
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_a_call_to_the_study_stops_the_search_cleanly(search, monkeypatch,
+                                                                      sig):
+    """SIGINT or SIGTERM while the pruner reads the study: the call finishes (no SQLAlchemy session
     left half-way), then the search stops with the resume hint; the trial stays RUNNING
     (never COMPLETE) with its seconds, its run interrupted."""
     import signal
@@ -163,7 +165,7 @@ def test_a_signal_during_a_call_to_the_study_stops_the_search_cleanly(search, mo
     real = optuna.trial.Trial.should_prune
 
     def should_prune(self):
-        signal.raise_signal(signal.SIGINT)  # lands inside the study's call
+        signal.raise_signal(getattr(signal, sig))  # lands inside the study's call
         return real(self)
 
     monkeypatch.setattr(optuna.trial.Trial, "should_prune", should_prune)
