@@ -25,6 +25,7 @@ COMMANDS = {
     "info": "kvt.cli.info",
     "bench": "kvt.cli.bench",
     "export": "kvt.cli.export",
+    "tune": "kvt.cli.tune",
 }
 
 
