@@ -100,6 +100,7 @@ def test_failures_stop_the_search_and_a_test_split_is_never_an_objective(search)
     assert data["importance"] is None and (tune_dir.path / "importance.png").is_file()
 
 
+@pytest.mark.process
 def test_a_pruned_run_is_stopped_by_the_pid_its_status_and_lock_both_name(tmp_path):
     """_stop_run sends SIGTERM to the process that holds the run (a stand-in for kvt
     train, which would checkpoint and mark itself interrupted), and to nothing when the

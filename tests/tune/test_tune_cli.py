@@ -86,6 +86,7 @@ def _check_trials(tune_dir, study):
             assert status != "complete", (t.number, t.state)
 
 
+@pytest.mark.process
 def test_a_tiny_study_keeps_its_password_secret_and_best_json_trains(tmp_path):
     secret = "hunter2-5f1c"
     url = f"sqlite:///{tmp_path}/shared.db?password={secret}"
@@ -128,6 +129,7 @@ def test_a_tiny_study_keeps_its_password_secret_and_best_json_trains(tmp_path):
     assert config["lr"] == table["best"]["params"]["lr"]
 
 
+@pytest.mark.process
 def test_sigint_then_resume_then_extend(tmp_path):
     tune = tmp_path / "tune"
     env = child_env(tmp_path)
@@ -159,6 +161,7 @@ def test_sigint_then_resume_then_extend(tmp_path):
     assert "(extended with kvt tune --extend" in (tune / "tune.md").read_text()
 
 
+@pytest.mark.process
 def test_help_and_bad_searches_import_neither_optuna_nor_a_framework():
     code = ("import sys\n"
             "from kvt.cli import build_parser, main\n"
@@ -179,6 +182,7 @@ def test_help_and_bad_searches_import_neither_optuna_nor_a_framework():
     assert "CODES [0, 2, 2] HEAVY []" in done.stdout, done.stdout + done.stderr
 
 
+@pytest.mark.process
 def test_a_pruned_trial_is_stopped_and_marked(capsys, tmp_path, monkeypatch):
     """The pruner's whole path with real runs: after trial 0 (lr 0.3) is complete, trial 1
     (lr 0.0005, stuck at chance) falls below it at epoch 2, gets SIGTERM, checkpoints, and
