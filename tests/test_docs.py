@@ -59,6 +59,9 @@ NOT_RUN = [
     (r"^kvt compare --(resume|extend|report) runs/compare-",
      "needs a sweep trained before (tests/compare/test_compare.py resumes, extends and "
      "reports digits sweeps)"),
+    (r"^kvt compare --vary model=", "trains a sweep of digits runs, minutes "
+                                    "(tests/compare/test_compare.py runs sweeps on digits; "
+                                    "tests/cli/test_user_model.py checks builders first)"),
     (r"^kvt compare", "trains a sweep of CIFAR-10 runs, minutes to hours "
                       "(tests/compare/test_compare.py runs sweeps on digits)"),
     (r"--backend (jax|torch)",
@@ -67,13 +70,17 @@ NOT_RUN = [
     (r"--resume runs/long|--config runs/try1",
      "continues a CIFAR-10 run trained before (tests/test_resume.py)"),
     (r"path/to/my_images", "needs a folder of your own images (tests/data/ covers folders)"),
+    (r"--dataset (mnist|fashion_mnist|cifar100)",
+     "reads or downloads an official dataset (tests/data/test_official.py reads generated "
+     "files in the official formats)"),
     (r"^kvt train(?!.*--dataset digits)", "trains on CIFAR-10 (tests/test_cifar10_"
                                           "integration.py trains on a slice)"),
 ]
 # Cheap commands that run in the suite's process, in a folder holding runs/demo (a digits
-# run), digit.png, a folder digits/ and myacts.py from the engines page.
+# run), digit.png, a folder digits/, myacts.py from the engines page and examples/; the
+# trainings run first, so runs/resnet (your-model.md) exists for its export.
 RUNS = re.compile(r"^kvt (--help|info\b|\S+ --help|evaluate runs/demo|predict runs/|"
-                  r"export runs/demo --format (saved_model|onnx)|train --dataset digits)")
+                  r"export runs/(demo|resnet) --format (saved_model|onnx)|train --dataset digits)")
 
 
 def not_run(command: str) -> str | None:
@@ -109,7 +116,7 @@ def test_every_shown_kvt_command_parses(command):
 
 @pytest.fixture(scope="module")
 def reader_folder(tmp_path_factory, digits_runs):
-    """What the pages assume: runs/demo, digit.png, digits/ and myacts.py."""
+    """What the pages assume: runs/demo, digit.png, digits/, myacts.py and examples/."""
     from PIL import Image
 
     from kvt.data import load_dataset
@@ -124,6 +131,7 @@ def reader_folder(tmp_path_factory, digits_runs):
     (myacts,) = [b for b in blocks(ROOT / "docs" / "engines.md", "python")
                  if b.startswith("# myacts.py")]
     (folder / "myacts.py").write_text(myacts)
+    shutil.copytree(ROOT / "examples", folder / "examples")
     return folder
 
 
