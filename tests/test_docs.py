@@ -47,7 +47,8 @@ def shell_lines() -> list[tuple[str, str]]:
 NOT_RUN = [
     (r"^make ", "builds its own .venv (the suite already runs in one)"),
     (r"^(python3 -m venv|pip install)", "changes the Python environment"),
-    (r"^tensorboard ", "starts a server"),
+    (r"^(tensorboard|optuna-dashboard) ", "starts a server"),
+    (r"^export ", "sets a variable for the commands after it"),
     (r"^(\w+=\S+ )*(python )?benchmarks/", "measures for minutes, most on the full CIFAR-10"),
     (r"--executor ray", "needs Ray, a cluster for most (tests/executors/test_ray.py runs "
                         "digits sweeps on a local and a simulated two-node cluster)"),
@@ -64,6 +65,10 @@ NOT_RUN = [
                                     "tests/cli/test_user_model.py checks builders first)"),
     (r"^kvt compare", "trains a sweep of CIFAR-10 runs, minutes to hours "
                       "(tests/compare/test_compare.py runs sweeps on digits)"),
+    (r"^kvt tune", "trains a search of runs, minutes (tests/tune/test_tune_cli.py runs a "
+                   "tiny study on digits, stops and resumes it, and checks the refusals)"),
+    (r"--config runs/tune-", "needs a search run before (tests/tune/test_tune_cli.py "
+                             "trains its best.json)"),
     (r"--backend (jax|torch)",
      "another engine: the suite's process runs TensorFlow (tests/test_backends*.py)"),
     (r"--config configs/", "a sweep's own command line, as its train.log shows it"),
