@@ -195,7 +195,7 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
                       help="compute activations with the backend's own ops (tf.nn.crelu, "
                            "jax.nn.relu, torch.relu, ...) instead of keras.ops")
     what.add_argument("--distribute", choices=DISTRIBUTES, default=None,
-                      help="spread each step's batch over this machine's devices: mirrored "
+                      help="spread each step's batch over the local machine's devices: mirrored "
                            "(TensorFlow's MirroredStrategy), data-parallel (Keras' "
                            "DataParallel on JAX); --batch-size stays the global batch; "
                            "multi-worker is refused with the reason (default: none)")

@@ -78,8 +78,8 @@ def add_parser(sub) -> None:
     ray = p.add_argument_group("Ray (with --executor ray; --resume keeps the sweep's own)")
     ray.add_argument("--ray-address", default=None, metavar="ADDR",
                      help="join a running Ray cluster: auto (the one RAY_ADDRESS names, or "
-                          "that `ray start` started on this machine) or HOST:PORT of its "
-                          "head (default: start a Ray instance on this machine for the "
+                          "that `ray start` started on the local machine) or HOST:PORT of its "
+                          "head (default: start a Ray instance on the local machine for the "
                           "sweep, stopped at its end)")
     ray.add_argument("--cpus-per-run", type=int, default=None, metavar="N",
                      help="CPUs Ray reserves for each run, which trains with as many threads "
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--resume and --extend both continue a sweep: give one (--extend "
                              "also finishes what an interrupted sweep left)")
         flag = "--resume" if args.resume else "--extend"
-        # --data-dir: where the sweep's data lies on this machine (move_data checks it)
+        # --data-dir: where the sweep's data lies on the local machine (move_data checks it)
         given = given_flags(args, (*(f for f in CONFIG_FLAGS if f != "data_dir"), "out",
                                    "preset", "baseline", "force"))
         given += ["--vary"] if args.vary else []

@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
                           "<activation>)")
     out.add_argument("--resume", default=None, metavar="RUN_DIR",
                      help="continue an interrupted run from its last finished epoch, with "
-                          "its saved config (and --data-dir DIR if this machine keeps the "
+                          "its saved config (and --data-dir DIR if the local machine keeps the "
                           "run's CIFAR-10 elsewhere: it must hold the same data)")
     out.add_argument("--plot", default=None, metavar="PATH",
                      help="also write the loss/accuracy plot here (as the tutorial did)")
@@ -92,7 +92,7 @@ def resume_target(args: argparse.Namespace):
     from kvt.errors import RunError, UsageError
     from kvt.runs import RunDir
 
-    # --data-dir says where the same data lies on this machine (checked by relocate_data)
+    # --data-dir says where the same data lies on the local machine (checked by relocate_data)
     given = given_flags(args, (*(f for f in CONFIG_FLAGS if f != "data_dir"), "out", "force"))
     if given:
         raise UsageError(f"--resume continues a run with its saved config: drop "

@@ -1,4 +1,4 @@
-"""The executor of this machine: each job a `python -m kvt` child process."""
+"""The local executor: each job a `python -m kvt` child process."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def child_env(jobs: int) -> dict[str, str]:
 def local_pool(todo: list[Job], jobs: int, started: Callable[[Job], None],
                finished: Callable[[Job, int, float], None],
                tick: Callable[[], None], python: str = sys.executable) -> None:
-    """The executor of this machine: each job a `python -m kvt` child process, its
+    """The local executor: each job a `python -m kvt` child process, its
     output in the run's train.log, `jobs` at a time, each with its share of the cores
     (`child_env`)."""
     env = child_env(jobs)

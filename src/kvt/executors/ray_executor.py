@@ -121,7 +121,7 @@ class RayExecutor:
         quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
         try:
             if self.address is None:
-                # "local": a new instance even where another one runs on this machine
+                # "local": a new instance even where another one runs on the local machine
                 ray.init(address="local", include_dashboard=False, **quiet)
             else:
                 self._probe(ray)
@@ -140,7 +140,7 @@ class RayExecutor:
         """Refuses an address that nothing answers at: ray.init would wait for it
         forever. Probes the address as Ray will dial it (Ray turns 127.0.0.1 into this
         machine's address, and "auto" into RAY_ADDRESS or the cluster `ray start` left
-        on this machine)."""
+        on the local machine)."""
         try:
             from ray._private.services import canonicalize_bootstrap_address
             target = canonicalize_bootstrap_address(self.address)

@@ -311,7 +311,7 @@ def _holdout_curve(rd: RunDir, since: float) -> list[float]:
 
 
 def _stop_run(rd: RunDir) -> bool:
-    """Sends SIGTERM to the `kvt train` that holds `rd` on this machine (it checkpoints
+    """Sends SIGTERM to the `kvt train` that holds `rd` on the local machine (it checkpoints
     and marks itself interrupted). The pid is the one its status.json and its lock file
     both name, so that a process that has ended and whose pid was reused is not hit.
     False where the run trains elsewhere."""
