@@ -247,7 +247,7 @@ def test_every_help_lists_the_exit_codes(capsys, argv):
 
 
 def test_train_help_documents_every_flag_and_the_recipe_defaults(capsys):
-    from kvt.config import RECIPES
+    from kvt.recipes import RECIPES
 
     code, out, _ = run_cli(capsys, "train", "--help")
     # argparse may wrap a line after the hyphen of "fast-cpu" or "flip-translate"

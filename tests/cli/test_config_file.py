@@ -20,8 +20,11 @@ from conftest import run_cli
     ({"epochs": 3.5}, "config field 'epochs' must be a whole number, got 3.5"),
     ({"lr": "0.1"}, "config field 'lr' must be a number, got \"0.1\""),
     ({"train_limit": True}, "config field 'train_limit' must be a whole number or null"),
-    ({"epochs": 0}, "--epochs must be a positive integer, got 0"),  # the range, after the type
-    ({"momentum": 1.5}, "--momentum must be a finite number >= 0.0 and < 1.0"),
+    # the range, after the type; a value of the file is named by its field, not a flag
+    ({"epochs": 0}, ": epochs must be a positive integer, got 0"),
+    ({"momentum": 1.5}, ": momentum must be a finite number >= 0.0 and < 1.0"),
+    ({"api": "tf", "backend": "jax"}, ": api tf builds a tf.keras model that calls "
+                                      "TensorFlow ops, so it needs backend tensorflow"),
     ([{"epochs": 3}], "a config must be a JSON object of fields"),
     ({"config": [1, 2]}, "a config must be a JSON object of fields"),
     ({"colour": "red"}, "unknown config keys ['colour']"),
