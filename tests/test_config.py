@@ -158,3 +158,55 @@ def test_every_config_field_has_a_json_type_to_check():
     from kvt.config import FIELD_KINDS, TrainConfig
 
     assert {f.name for f in dataclasses.fields(TrainConfig)} == set(FIELD_KINDS)
+
+
+# One value per field that its JSON type allows but the field does not.
+NONSENSE = {"api": "theano", "backend": "cntk", "precision": "fp16", "schedule": "step",
+            "augment": "mixup", "tta": "crops", "distribute": "multi-worker", "channels": 2,
+            "epochs": 0, "batch_size": -1, "steps_per_execution": 0,
+            "train_limit": 0, "test_limit": 0, "devices": 0, "image_size": 2048,
+            "val_split": 1.0, "lr": 0.0, "decay": -1.0, "momentum": 1.0,
+            "warmup_epochs": -1.0, "weight_decay": 1.0, "label_smoothing": -0.1, "seed": -1}
+
+
+def test_every_checked_field_has_a_nonsense_value_here():
+    from kvt.config import CHOICES, COUNTS, RANGES
+
+    assert {*CHOICES, *COUNTS, *RANGES, "channels", "seed"} == set(NONSENSE)
+
+
+@pytest.mark.parametrize("field", sorted(NONSENSE))
+def test_a_field_error_names_the_config_field_and_carries_the_flag(field):
+    """The library says `batch_size`; the same sentence with `--batch-size` waits in
+    `flag_message` for the CLI (kvt.cli.main prints it)."""
+    from kvt.config import flag
+    from kvt.errors import KvtError
+
+    with pytest.raises(KvtError) as raised:
+        TrainConfig(**{field: NONSENSE[field]})
+    message, flags = str(raised.value), raised.value.flag_message
+    assert re.search(rf"(^|unknown ){field} ", message), message
+    assert flag(field) not in message and flag(field) in flags
+    assert flags.replace(flag(field), field) == message
+
+
+def test_a_combination_error_names_every_field_it_involves():
+    with pytest.raises(UsageError) as raised:
+        TrainConfig(schedule="warmup-cosine", decay=0.01)
+    assert str(raised.value) == ("decay 0.01 is Keras 2's decay, part of schedule keras2; "
+                                 "schedule warmup-cosine sets the learning rate itself: drop "
+                                 "decay or set decay 0")
+    assert raised.value.flag_message.startswith("--decay 0.01 is Keras 2's decay, part of "
+                                                "--schedule keras2; --schedule warmup-cosine")
+    with pytest.raises(UsageError) as raised:
+        TrainConfig(api="tf", backend="jax")
+    assert "--" not in str(raised.value)
+    assert "--api tf" in raised.value.flag_message
+    assert "needs --backend tensorflow (got --backend jax)" in raised.value.flag_message
+
+
+def test_the_image_side_is_capped_but_its_minimum_is_the_model_familys():
+    """TrainConfig knows no family's poolings: a side of 1 passes here and is refused by
+    kvt.models.check_image_size (tests/models/test_registry.py)."""
+    assert TrainConfig(image_size=1).image_size == 1
+    assert TrainConfig(model="quicknet", image_size=4).image_size == 4

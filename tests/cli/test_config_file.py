@@ -39,6 +39,18 @@ def test_config_file_fields_are_checked_before_anything_loads(tmp_path, capsys, 
     assert "Traceback" not in out + err and not (tmp_path / "r").exists()
 
 
+def test_a_flag_over_a_config_file_is_named_as_the_flag(tmp_path, capsys):
+    """The file's values are named by their fields (above); a value typed as a flag by
+    the flag."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"dataset": "digits", "epochs": 2}))
+    code, out, err = run_cli(capsys, "train", "--config", str(path), "--batch-size", "0",
+                             "--out", str(tmp_path / "r"))
+    assert code == 2 and err.strip() == ("kvt train: error: --batch-size must be a positive "
+                                         "integer, got 0"), err
+    assert "Traceback" not in out + err and not (tmp_path / "r").exists()
+
+
 def test_a_run_config_json_is_still_read(tmp_path):
     from kvt.config import TrainConfig
 
