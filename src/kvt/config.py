@@ -268,7 +268,7 @@ _KIND_WORDS = {"name": "a non-empty string",
 
 def check_field_type(field: str, value: Any) -> None:
     """Raises `UsageError` naming the config field, its value and what it may hold,
-    unless `value` has the field's JSON type (ranges are `TrainConfig.validate`'s)."""
+    unless `value` has the field's JSON type (what it may hold, `check_field`'s)."""
     kind, nullable = FIELD_KINDS[field]
     if value is None and nullable:
         return

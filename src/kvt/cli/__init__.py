@@ -105,8 +105,7 @@ def _main(argv: list[str] | None) -> int:
                 return _cancelled(args.command)
             # A library error naming config fields says it with the flags here (see
             # kvt.config.refuse); one about a file's field was re-raised without them.
-            print(f"kvt {args.command}: error: {getattr(e, 'flag_message', None) or e}",
-                  file=sys.stderr)
+            print(f"kvt {args.command}: error: {e.flag_message or e}", file=sys.stderr)
             return e.exit_code
         except (KeyboardInterrupt, Exception) as e:
             signals.settled()
