@@ -258,13 +258,16 @@ def test_compare_refusals(tmp_path, capsys):
          "--threads does not apply to --executor ray"),
         (["--preset", "tutorial", "--executor", "ray", "--cpus-per-run", "0"], 2,
          "--cpus-per-run must be a positive integer, got 0"),
+        # each configuration's image side against its own family's smallest
+        (["--vary", "model=minivggnet,quicknet", "--image-size", "4", "--out",
+          str(tmp_path / "sides")], 2, "--image-size must be at least 8 for quicknet"),
     ]
     for argv, code, words in cases:
         got, out, err = run_cli(capsys, "compare", *argv)
         lines = err.strip().splitlines()
         assert got == code and len(lines) == 1 and words in lines[0], (argv, err)
         assert "Traceback" not in out + err
-    assert (sweep / "sweep.json").read_text() == "{}"
+    assert (sweep / "sweep.json").read_text() == "{}" and not (tmp_path / "sides").exists()
 
 
 def test_holdout_is_stratified_disjoint_and_seed_independent():
