@@ -80,7 +80,10 @@ def check_image_size(name: str, api: str, image_size: int | None) -> None:
 
 
 def _halvings(name: str, side: int) -> str:
-    times = side.bit_length() - 1  # MIN_SIDE is 2 ** (number of 2x2 poolings)
+    """Why `side` is the least: kvt's families pool 2x2, so MIN_SIDE is 2 ** poolings."""
+    times = side.bit_length() - 1
+    if side != 2 ** times:
+        return f"{name}'s layers leave nothing of a smaller image"
     words = {1: "once", 2: "twice", 3: "three times"}.get(times, f"{times} times")
     return f"{name} halves the image {words} with 2x2 pooling"
 
