@@ -36,13 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import numpy as np
 
-    from kvt.config import TrainConfig
+    from kvt.recipes import from_recipe
     from kvt.train import build_and_compile, epoch_order, load_data, to_inputs
 
-    config = TrainConfig.from_recipe(api=args.api, activation=args.activation,
-                                     backend=args.backend, data_dir=args.data_dir,
-                                     train_limit=args.train_limit, test_limit=2000,
-                                     epochs=args.epochs)
+    config = from_recipe(api=args.api, activation=args.activation,
+                         backend=args.backend, data_dir=args.data_dir,
+                         train_limit=args.train_limit, test_limit=2000, epochs=args.epochs)
     ds = load_data(config)
     x, xv = to_inputs(ds.x_train), to_inputs(ds.x_test)
     y = keras.utils.to_categorical(ds.y_train, ds.num_classes)

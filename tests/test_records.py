@@ -28,13 +28,13 @@ def test_portable_path(tmp_path):
 
 def test_a_data_dir_given_as_an_absolute_path_is_recorded_by_name():
     """Even under the home folder: `kvt train --resume` asks for it again by the name."""
-    from kvt.config import TrainConfig
+    from kvt.recipes import from_recipe
     from kvt.record_paths import recorded_data_dir, recorded_source
 
     home = os.path.expanduser("~/data/cifar")
-    config = TrainConfig.from_recipe(data_dir=home)
+    config = from_recipe(data_dir=home)
     assert recorded_data_dir(home) is None and recorded_source(config, home) == ELIDED + "cifar"
-    relative = TrainConfig.from_recipe(data_dir="data/cifar")
+    relative = from_recipe(data_dir="data/cifar")
     assert recorded_data_dir("data/cifar") == "data/cifar"
     assert recorded_source(relative, "data/cifar") == "data/cifar"  # as typed
 

@@ -152,11 +152,11 @@ def test_resume_refusals(tmp_path, capsys, digits_runs):
 
 def test_checkpoint_of_another_config_is_refused(tmp_path, capsys, digits_runs):
     from kvt.checkpoint import Progress, save_checkpoint
-    from kvt.config import TrainConfig
+    from kvt.recipes import from_recipe
     from kvt.runs import RunDir
     from kvt.train import build_and_compile
 
-    other = TrainConfig.from_recipe(dataset="digits", epochs=3, batch_size=8, lr=0.5)
+    other = from_recipe(dataset="digits", epochs=3, batch_size=8, lr=0.5)
     model = build_and_compile(other, (8, 8, 1), 10)
     save_checkpoint(model, other, Progress(3, 1), tmp_path / "ck.npz")
     run = _interrupted_copy(tmp_path, digits_runs, (tmp_path / "ck.npz").read_bytes())

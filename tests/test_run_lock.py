@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_cli
 from kvt.compare import Sweep, build_plan
-from kvt.config import TrainConfig
+from kvt.recipes import from_recipe
 from kvt.runs import LOCK, RunDir
 from processes import HANG, start_kvt
 
@@ -80,7 +80,7 @@ def test_force_resume_and_compare_refused_while_a_directory_is_held(tmp_path, ca
     (run / "config.json").write_text("{}")
     (run / "status.json").write_text(json.dumps({"status": "interrupted"}))
     sweep = Sweep(tmp_path / "sweep")
-    plan = build_plan(TrainConfig.from_recipe(dataset="digits", epochs=1), None,
+    plan = build_plan(from_recipe(dataset="digits", epochs=1), None,
                       ["activation=relu,crelu"], [0], None)
     sweep.create(plan, force=False)
     seed_run = sweep.run_dir(plan.variants[0], 0).path

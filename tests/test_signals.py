@@ -192,10 +192,10 @@ def test_a_swallowed_signal_still_cancels_any_command(capsys, monkeypatch):
 def test_ctrl_c_while_a_sweep_writes_its_results(tmp_path, capsys, monkeypatch):
     from kvt.compare import render as compare
     from kvt.compare import Sweep, build_plan
-    from kvt.config import TrainConfig
+    from kvt.recipes import from_recipe
     from test_compare import _fake_run
 
-    plan = build_plan(TrainConfig.from_recipe(dataset="digits", epochs=2), None,
+    plan = build_plan(from_recipe(dataset="digits", epochs=2), None,
                       ["activation=relu,crelu"], [0, 1], None)
     sweep = Sweep(tmp_path / "sweep")
     sweep.create(plan, force=False)

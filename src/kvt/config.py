@@ -1,8 +1,8 @@
-"""Training configuration: one dataclass, named recipes, JSON round trip.
+"""Training configuration: one dataclass, checked field by field, and its JSON round trip.
 
-A recipe is a named set of hyperparameters; every value can then be overridden one by
-one (the command line does this). The resolved config is what a run saves and what a
-later `kvt evaluate` or `kvt compare` reads back.
+The resolved config is what a run saves and what a later `kvt evaluate` or `kvt compare`
+reads back; its defaults are the "seed" recipe's (`kvt.recipes`). Errors name the config
+field (`batch_size must be ...`) and carry the sentence with flags for the CLI (`refuse`).
 """
 
 from __future__ import annotations
@@ -12,67 +12,10 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from kvt.backends import DEFAULT_BACKEND, FRAMEWORKS
-from kvt.errors import BackendError, ModelError, UsageError
-
-RECIPES: dict[str, dict[str, Any]] = {
-    # The tutorial's recipe ("Keras vs. TensorFlow", 2018): MiniVGGNet on CIFAR-10.
-    # 73.74 +- 1.42% test accuracy with ReLU, 76.81 +- 0.41% with CReLU (n=5); 2-core AMD
-    # EPYC and Intel Xeon, TensorFlow 2.21, 2026-12-04 to 12-07: results/tutorial-2x2/seed.
-    "seed": {
-        "epochs": 30,  # passes over the training set
-        "batch_size": 32,  # images per SGD step
-        "lr": 0.01,  # initial learning rate
-        # Keras-2 per-step decay, lr_t = lr / (1 + decay * t); None follows the tutorial's
-        # `decay = INIT_LR / EPOCHS` (0.01/30 at 30 epochs) whatever lr and epochs are.
-        "decay": None,
-        "momentum": 0.0,  # plain SGD
-        "nesterov": False,
-        "schedule": "keras2",
-        "warmup_epochs": 0.0,
-        "weight_decay": 0.0,
-        "label_smoothing": 0.0,
-        "augment": "none",  # the tutorial trained on the images as they are
-        "tta": "none",  # and judged each test image once
-    },
-    # A modern schedule for the same network; fixed, so the test set never decides a stop.
-    # 78.50 +- 3.02% test accuracy (n=4), 10.5 s of training per run; one NVIDIA H100, JAX
-    # 0.11.2, 2026-11-27 (benchmarks/gpu.sh; its files are not kept in results/).
-    "fast": {
-        "epochs": 15,
-        "batch_size": 512,
-        "lr": 0.1,  # the peak, reached at the end of the warm-up
-        "decay": 0.0,  # no Keras-2 decay: the schedule below replaces it
-        "momentum": 0.9,
-        "nesterov": True,
-        "schedule": "warmup-cosine",
-        "warmup_epochs": 1.0,
-        "weight_decay": 5e-4,
-        "label_smoothing": 0.1,
-        "augment": "flip-translate",
-        "tta": "none",
-    },
-    # The fast recipe sized for a CPU: QuickNet, 2 epochs, flip test-time augmentation.
-    # 74.83 +- 1.25% test accuracy (n=5), 223-280 s per whole run; 2-core AMD EPYC (no
-    # AVX-512), TensorFlow 2.21, 2026-12-03: results/fast-cpu.
-    "fast-cpu": {
-        "model": "quicknet",
-        "epochs": 2,
-        "batch_size": 256,
-        "lr": 0.2,  # chosen for ReLU (on the test set): CReLU does worse with it
-        "decay": 0.0,
-        "momentum": 0.9,
-        "nesterov": True,
-        "schedule": "warmup-cosine",
-        "warmup_epochs": 0.3,
-        "weight_decay": 5e-4,
-        "label_smoothing": 0.1,
-        "augment": "flip-translate",
-        "tta": "flip",  # judge each image and its mirror image together
-    },
-}
+from kvt.errors import BackendError, KvtError, ModelError, UsageError
 
 APIS = ("keras", "tf")
 BACKENDS = tuple(FRAMEWORKS)  # tensorflow, jax, torch
@@ -82,12 +25,10 @@ ACTIVATIONS = ("relu", "crelu", "elu", "gelu", "swish")
 # What the layers compute in: "float32" (the tutorial's), or "bf16" (Keras'
 # `mixed_bfloat16` policy: bfloat16 compute, float32 variables, the softmax in float32).
 PRECISIONS = ("float32", "bf16")
-# What --channels converts images to: grayscale or RGB.
-CHANNELS = (1, 3)
-# MiniVGGNet halves the image twice (2x2 max pooling): a side below 4 pools to nothing.
-MIN_IMAGE_SIDE = 4
-# Its first dense layer has 64 * (side / 4)**2 * 512 weights: 2.1 billion (8.6 GB of
-# float32) at 1024. A larger side would end in an out-of-memory traceback.
+CHANNELS = (1, 3)  # what images are converted to: grayscale or RGB
+# The smallest side is the model family's (`kvt.models.min_side`); the largest, one cap for
+# all: MiniVGGNet's first dense layer has 64 * (side / 4)**2 * 512 weights, 2.1 billion
+# (8.6 GB of float32) at 1024; a larger side would end in an out-of-memory traceback.
 MAX_IMAGE_SIDE = 1024
 # How the learning rate moves: "keras2" is Keras 2's per-step inverse-time decay (the
 # tutorial's), "warmup-cosine" rises linearly from 0 to --lr over --warmup-epochs, then
@@ -115,8 +56,7 @@ DISTRIBUTE_REFUSED = {
     "torch": "Keras' PyTorch trainer has no data-parallel mode: PyTorch's "
              "DistributedDataParallel needs a training loop of its own",
 }
-# NumPy (np.random.seed, which Keras' set_random_seed calls) takes seeds 0..2**32-1.
-MAX_SEED = 2**32 - 1
+MAX_SEED = 2**32 - 1  # NumPy's np.random.seed (Keras' set_random_seed calls it)
 FUNCTION_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -137,9 +77,10 @@ class TrainConfig:
         dataset: a name of `kvt.data.NAMED` (`"cifar10"`, `"cifar100"`,
             `"cifar100-coarse"`, `"mnist"`, `"fashion_mnist"`, `"digits"`) or a path to an
             image-folder dataset.
-        data_dir: where to look for the dataset's official files. `None` resolves
-            `KVT_DATA_DIR`, then the Keras cache, then downloads.
-        image_size: resize images of a folder dataset to this side length.
+        data_dir: where the dataset's official files lie; `None`: `KVT_DATA_DIR`, the
+            Keras cache, a download.
+        image_size: resize images of a folder dataset to this side length (at least the
+            model family's `kvt.models.min_side`, at most `MAX_IMAGE_SIDE`).
         channels: convert the images to 1 (grayscale) or 3 (RGB) channels, as Pillow
             converts a folder's images; `None` keeps the dataset's own (MNIST: 1).
         train_limit, test_limit: use only this many images (a seeded, stratified
@@ -148,18 +89,16 @@ class TrainConfig:
         val_split: hold out this fraction of the training images (stratified, the same
             images for every seed) and judge the run on them instead of the test set,
             so that choices can be made without touching the test set.
-        epochs, batch_size, lr, decay, momentum: the optimiser recipe. `decay=None`
-            means the tutorial's `lr / epochs`, worked out when used (`resolved_decay`),
-            so that a saved config given other epochs (`--config`, `compare --vary`)
-            still follows the formula.
+        epochs, batch_size, lr, decay, momentum: the optimiser recipe. `decay=None` is
+            the tutorial's `lr / epochs`, worked out when used (`resolved_decay`), so a
+            saved config given other epochs still follows the formula.
         nesterov: Nesterov momentum.
         schedule, warmup_epochs: `"keras2"` (the per-step `decay` above) or
             `"warmup-cosine"` (linear warm-up over `warmup_epochs`, then cosine to 0).
         weight_decay: Keras' decoupled weight decay (each step shrinks every weight by
             `lr * weight_decay`).
         label_smoothing: the categorical cross-entropy's label smoothing.
-        augment: `"none"`, `"flip"` or `"flip-translate"` (see `AUGMENTS`).
-        tta: test-time augmentation, `"none"` or `"flip"` (see `TTAS`).
+        augment, tta: training and test-time augmentation (`AUGMENTS`, `TTAS`).
         distribute, devices: spread each step's batch over `devices` devices of this
             machine (`DISTRIBUTES`): `"mirrored"` on TensorFlow, `"data-parallel"` on
             JAX; without GPUs, `devices` logical CPU devices are made (for tests).
@@ -167,13 +106,14 @@ class TrainConfig:
         seed: seeds Python, NumPy and the backend.
         deterministic: ask the backend for deterministic kernels, so that two runs
             with the same seed, backend and machine give identical results.
-        recipe: the name of the recipe the defaults came from.
+        recipe: the name of the `kvt.recipes` recipe the defaults came from.
         precision: `"float32"`, or `"bf16"` to compute in bfloat16 with float32
             variables and a float32 softmax (Keras' `mixed_bfloat16`).
         steps_per_execution: training steps per call into the compiled step (Keras'
             compile option): fewer returns to Python per epoch. TensorFlow and JAX only.
     """
 
+    # The defaults are the "seed" recipe's (kvt.recipes.SEED; a test holds them equal).
     model: str = "minivggnet"
     api: str = "keras"
     activation: str = "relu"
@@ -185,23 +125,23 @@ class TrainConfig:
     train_limit: int | None = None
     test_limit: int | None = None
     val_split: float | None = None
-    epochs: int = RECIPES["seed"]["epochs"]
-    batch_size: int = RECIPES["seed"]["batch_size"]
-    lr: float = RECIPES["seed"]["lr"]
-    decay: float | None = RECIPES["seed"]["decay"]
-    momentum: float = RECIPES["seed"]["momentum"]
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 0.01
+    decay: float | None = None
+    momentum: float = 0.0
     seed: int = 42
     deterministic: bool = False
     recipe: str = "seed"
     precision: str = "float32"
     steps_per_execution: int = 1
-    nesterov: bool = RECIPES["seed"]["nesterov"]
-    schedule: str = RECIPES["seed"]["schedule"]
-    warmup_epochs: float = RECIPES["seed"]["warmup_epochs"]
-    weight_decay: float = RECIPES["seed"]["weight_decay"]
-    label_smoothing: float = RECIPES["seed"]["label_smoothing"]
-    augment: str = RECIPES["seed"]["augment"]
-    tta: str = RECIPES["seed"]["tta"]
+    nesterov: bool = False
+    schedule: str = "keras2"
+    warmup_epochs: float = 0.0
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    augment: str = "none"
+    tta: str = "none"
     distribute: str = "none"
     devices: int | None = None
     channels: int | None = None
@@ -210,104 +150,60 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raises `UsageError` naming the first nonsense value."""
+        """Raises `UsageError` (`ModelError`, `BackendError`) naming the first field that
+        holds nonsense on its own, then the first fields that do together."""
         for field in dataclasses.fields(self):
-            check_field_type(field.name, getattr(self, field.name))
-        if self.api not in APIS:
-            raise UsageError(f"unknown --api {self.api!r}: choose one of {', '.join(APIS)}")
-        if self.backend not in BACKENDS:
-            raise UsageError(
-                f"unknown --backend {self.backend!r}: choose one of {', '.join(BACKENDS)}"
-            )
+            check_field(field.name, getattr(self, field.name))
+        self._check_combinations()
+
+    def _check_combinations(self) -> None:
         if self.api == "tf" and self.backend != "tensorflow":
-            raise UsageError(
-                f"--api tf builds a tf.keras model that calls TensorFlow ops, so it needs "
-                f"--backend tensorflow (got --backend {self.backend}); use --api keras "
-                f"for the portable model"
-            )
-        check_activation(self.activation)
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"unknown --precision {self.precision!r}: choose one of "
-                             f"{', '.join(PRECISIONS)}")
-        check_positive("steps-per-execution", self.steps_per_execution)
+            raise refuse(UsageError, lambda n: (
+                f"{n('api')} tf builds a tf.keras model that calls TensorFlow ops, so it needs "
+                f"{n('backend')} tensorflow (got {n('backend')} {self.backend}); use {n('api')} "
+                f"keras for the portable model"))
         if self.steps_per_execution > 1 and self.backend == "torch":
-            raise UsageError(
-                f"--steps-per-execution {self.steps_per_execution} needs --backend "
-                f"tensorflow or jax: Keras' PyTorch trainer runs one step per call")
-        check_positive("epochs", self.epochs)
-        check_positive("batch-size", self.batch_size)
+            raise refuse(UsageError, lambda n: (
+                f"{n('steps_per_execution')} {self.steps_per_execution} needs {n('backend')} "
+                f"tensorflow or jax: Keras' PyTorch trainer runs one step per call"))
         self._check_distribute()
-        for name in ("image_size", "train_limit", "test_limit"):
-            value = getattr(self, name)
-            if value is not None:
-                check_positive(name.replace("_", "-"), value)
-        if self.image_size is not None and self.image_size < MIN_IMAGE_SIDE:
-            raise UsageError(
-                f"--image-size must be at least {MIN_IMAGE_SIDE} ({self.model} halves the "
-                f"image twice with 2x2 pooling), got {self.image_size}")
-        if self.image_size is not None and self.image_size > MAX_IMAGE_SIDE:
-            raise UsageError(
-                f"--image-size must be at most {MAX_IMAGE_SIDE} ({self.model}'s first dense "
-                f"layer grows with its square: 8.6 GB of weights at {MAX_IMAGE_SIDE}), got "
-                f"{self.image_size}")
-        if self.channels not in (None, *CHANNELS):
-            raise UsageError(f"--channels must be 1 (grayscale) or 3 (RGB), got "
-                             f"{self.channels!r}")
-        if self.val_split is not None:
-            _finite("val-split", self.val_split, low=0.0, high=1.0, low_inclusive=False)
-        _finite("lr", self.lr, low=0.0, low_inclusive=False)
-        if self.decay is not None:
-            _finite("decay", self.decay, low=0.0)
-        _finite("momentum", self.momentum, low=0.0, high=1.0)
-        if self.schedule not in SCHEDULES:
-            raise UsageError(f"unknown --schedule {self.schedule!r}: choose one of "
-                             f"{', '.join(SCHEDULES)}")
         if self.schedule != "keras2" and self.decay:
-            raise UsageError(f"--decay {self.decay:g} is Keras 2's decay, part of --schedule "
-                             f"keras2; --schedule {self.schedule} sets the learning rate "
-                             f"itself: drop --decay or pass --decay 0")
-        _finite("warmup-epochs", self.warmup_epochs, low=0.0)
+            raise refuse(UsageError, lambda n: (
+                f"{n('decay')} {self.decay:g} is Keras 2's decay, part of {n('schedule')} keras2; "
+                f"{n('schedule')} {self.schedule} sets the learning rate itself: drop "
+                f"{n('decay')} or set {n('decay')} 0"))
         if self.warmup_epochs > self.epochs:
-            raise UsageError(f"--warmup-epochs {self.warmup_epochs:g} is longer than the "
-                             f"{self.epochs} epochs of training: make it at most --epochs")
+            raise refuse(UsageError, lambda n: (
+                f"{n('warmup_epochs')} {self.warmup_epochs:g} is longer than the {self.epochs} "
+                f"epochs of training: make it at most {n('epochs')}"))
         if self.warmup_epochs and self.schedule != "warmup-cosine":
-            raise UsageError(f"--warmup-epochs applies to --schedule warmup-cosine, not "
-                             f"{self.schedule}")
-        _finite("weight-decay", self.weight_decay, low=0.0, high=1.0)
-        _finite("label-smoothing", self.label_smoothing, low=0.0, high=1.0)
-        if self.augment not in AUGMENTS:
-            raise UsageError(f"unknown --augment {self.augment!r}: choose one of "
-                             f"{', '.join(AUGMENTS)}")
-        check_tta(self.tta)
-        check_seed(self.seed)
+            raise refuse(UsageError, lambda n: (
+                f"{n('warmup_epochs')} applies to {n('schedule')} warmup-cosine, not "
+                f"{self.schedule}"))
 
     def _check_distribute(self) -> None:
-        if self.distribute not in DISTRIBUTES:
-            raise UsageError(f"unknown --distribute {self.distribute!r}: choose one of "
-                             f"{', '.join(DISTRIBUTES)}")
-        if self.distribute in DISTRIBUTE_REFUSED:
-            raise BackendError(f"--distribute {self.distribute} is not supported: "
-                               f"{DISTRIBUTE_REFUSED[self.distribute]}")
-        if self.devices is not None:
-            check_positive("devices", self.devices)
-            if self.distribute == "none":
-                raise UsageError(f"--devices {self.devices} spreads a run over devices: give "
-                                 f"--distribute mirrored (TensorFlow) or data-parallel (JAX)")
+        if self.devices is not None and self.distribute == "none":
+            raise refuse(UsageError, lambda n: (
+                f"{n('devices')} {self.devices} spreads a run over devices: give "
+                f"{n('distribute')} mirrored (TensorFlow) or data-parallel (JAX)"))
         if self.distribute == "none":
             return
         needed = DISTRIBUTE_BACKEND[self.distribute]
         if self.backend == "torch":
-            raise BackendError(f"--distribute {self.distribute} needs --backend {needed}: "
-                               f"{DISTRIBUTE_REFUSED['torch']}")
+            raise refuse(BackendError, lambda n: (
+                f"{n('distribute')} {self.distribute} needs {n('backend')} {needed}: "
+                f"{DISTRIBUTE_REFUSED['torch']}"))
         if self.backend != needed:
             other = next(d for d, b in DISTRIBUTE_BACKEND.items() if b == self.backend)
-            raise BackendError(f"--distribute {self.distribute} runs on --backend {needed}; "
-                               f"on {self.backend} use --distribute {other}")
+            raise refuse(BackendError, lambda n: (
+                f"{n('distribute')} {self.distribute} runs on {n('backend')} {needed}; on "
+                f"{self.backend} use {n('distribute')} {other}"))
         if self.distribute == "data-parallel" and self.devices and \
                 self.batch_size % self.devices:
-            raise UsageError(f"--batch-size {self.batch_size} does not split evenly over "
-                             f"--devices {self.devices}: data-parallel gives every device the "
-                             f"same share; choose a multiple of {self.devices}")
+            raise refuse(UsageError, lambda n: (
+                f"{n('batch_size')} {self.batch_size} does not split evenly over "
+                f"{n('devices')} {self.devices}: data-parallel gives every device the same "
+                f"share; choose a multiple of {self.devices}"))
 
     @property
     def resolved_decay(self) -> float:
@@ -315,17 +211,6 @@ class TrainConfig:
         if self.schedule != "keras2":
             return 0.0
         return self.lr / self.epochs if self.decay is None else self.decay
-
-    @classmethod
-    def from_recipe(cls, recipe: str = "seed", **overrides: Any) -> TrainConfig:
-        """The named recipe with `overrides` applied; `None` overrides are ignored."""
-        if recipe not in RECIPES:
-            raise UsageError(
-                f"unknown recipe {recipe!r}: choose one of {', '.join(sorted(RECIPES))}"
-            )
-        values = dict(RECIPES[recipe], recipe=recipe)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -376,27 +261,24 @@ FIELD_KINDS: dict[str, tuple[str, bool]] = {  # field: (kind, None allowed)
     "augment": ("name", False), "tta": ("name", False), "distribute": ("name", False),
     "devices": ("integer", True), "channels": ("integer", True),
 }
-_KIND_WORDS = {"name": "a string",
+_KIND_WORDS = {"name": "a non-empty string",
                "boolean": "true or false (a JSON boolean, not a string or number)",
                "integer": "a whole number", "number": "a number"}
 
 
 def check_field_type(field: str, value: Any) -> None:
     """Raises `UsageError` naming the config field, its value and what it may hold,
-    unless `value` has the field's JSON type (ranges are `TrainConfig.validate`'s)."""
+    unless `value` has the field's JSON type (what it may hold, `check_field`'s)."""
     kind, nullable = FIELD_KINDS[field]
     if value is None and nullable:
         return
-    ok = {
-        "name": lambda v: isinstance(v, str) and v != "",
-        "boolean": lambda v: isinstance(v, bool),
-        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    }[kind](value)
+    ok = {"name": lambda v: isinstance(v, str) and v != "",
+          "boolean": lambda v: isinstance(v, bool),
+          "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+          "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          }[kind](value)
     if not ok:
         allowed = _KIND_WORDS[kind] + (" or null" if nullable else "")
-        if kind == "name":
-            allowed = "a non-empty string" + (" or null" if nullable else "")
         raise UsageError(f"config field {field!r} must be {allowed}, got "
                          f"{json.dumps(value) if _jsonable(value) else repr(value)}")
 
@@ -418,48 +300,101 @@ def json_kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def check_seed(seed: Any, flag: str = "--seed") -> None:
-    """Raises `UsageError` unless `seed` is an integer every engine accepts."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
-        raise UsageError(f"{flag} must be an integer from 0 to {MAX_SEED} (2**32-1, NumPy's "
-                         f"seed range), got {seed!r}")
+# What a field may hold on its own, beyond its JSON type: one of a few names, a count, a
+# number in a range (low, high or None, whether low itself is allowed).
+CHOICES = {"api": APIS, "backend": BACKENDS, "precision": PRECISIONS, "schedule": SCHEDULES,
+           "augment": AUGMENTS, "tta": TTAS, "distribute": DISTRIBUTES}
+COUNTS = ("epochs", "batch_size", "steps_per_execution", "image_size", "train_limit",
+          "test_limit", "devices")
+RANGES = {"val_split": (0.0, 1.0, False), "lr": (0.0, None, False), "decay": (0.0, None, True),
+          "momentum": (0.0, 1.0, True), "warmup_epochs": (0.0, None, True),
+          "weight_decay": (0.0, 1.0, True), "label_smoothing": (0.0, 1.0, True)}
 
 
-def check_tta(tta: str) -> None:
-    """Raises `UsageError` unless `tta` is one of `TTAS`."""
-    if tta not in TTAS:
-        raise UsageError(f"unknown --tta {tta!r}: choose one of {', '.join(TTAS)}")
+def check_field(field: str, value: Any) -> None:
+    """Raises `UsageError` (`ModelError` for an activation, `BackendError` for a refused
+    distribution) unless `value` is one that config field `field` may hold on its own;
+    which fields go together is `TrainConfig.validate`'s."""
+    check_field_type(field, value)
+    if value is None:  # a field that may be left unset (check_field_type refused the rest)
+        return
+    if field == "channels" and value not in CHANNELS:
+        raise refuse(UsageError, lambda n: f"{n(field)} must be 1 (grayscale) or 3 (RGB), got "
+                                           f"{value!r}")
+    if field in CHOICES and value not in CHOICES[field]:
+        raise refuse(UsageError, lambda n: f"unknown {n(field)} {value!r}: choose one of "
+                                           f"{', '.join(CHOICES[field])}")
+    if field == "distribute" and value in DISTRIBUTE_REFUSED:
+        raise refuse(BackendError, lambda n: f"{n(field)} {value} is not supported: "
+                                             f"{DISTRIBUTE_REFUSED[value]}")
+    if field == "activation":
+        check_activation(value)
+    if field in COUNTS and value <= 0:
+        raise refuse(UsageError, lambda n: f"{n(field)} must be a positive integer, got "
+                                           f"{value!r}")
+    if field == "image_size" and value > MAX_IMAGE_SIDE:
+        raise refuse(UsageError, lambda n: f"{n(field)} must be at most {MAX_IMAGE_SIDE} "
+                                           f"(8.6 GB of weights in MiniVGGNet's first dense "
+                                           f"layer at {MAX_IMAGE_SIDE}), got {value}")
+    if field in RANGES:
+        _check_range(field, value, *RANGES[field])
+    if field == "seed" and not _seed_ok(value):
+        raise refuse(UsageError, lambda n: _seed_words(n(field), value))
+
+
+def flag(field: str) -> str:
+    """The command-line flag of config field `field`: `batch_size` -> `--batch-size`."""
+    return "--" + field.replace("_", "-")
+
+
+def refuse(kind: type[KvtError], say: Callable[[Callable[[str], str]], str]) -> KvtError:
+    """A `kind` error whose message is `say(name)`, `name` spelling each config field as
+    the field (`batch_size`). Its `flag_message` is the same sentence with the flags
+    (`--batch-size`): the CLI shows it where the values came from flags."""
+    error = kind(say(lambda field: field))
+    error.flag_message = say(flag)
+    return error
+
+
+def check_seed(seed: Any, label: str = "seed") -> None:
+    """Raises `UsageError` unless `seed` is an integer every engine accepts; `label`
+    names it in the message."""
+    if not _seed_ok(seed):
+        raise UsageError(_seed_words(label, seed))
+
+
+def _seed_ok(seed: Any) -> bool:
+    return isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED
+
+
+def _seed_words(label: str, seed: Any) -> str:
+    return f"{label} must be an integer from 0 to {MAX_SEED} (2**32-1, NumPy's seed range), " \
+           f"got {seed!r}"
 
 
 def check_activation(activation: str) -> None:
     """Raises `ModelError` unless `activation` is a known name or "module:function"."""
     if activation not in ACTIVATIONS and not FUNCTION_PATTERN.match(activation):
-        raise ModelError(
-            f"unknown activation {activation!r}: choose one of {', '.join(ACTIVATIONS)}, or "
-            f"name your own function as module.path:function"
-        )
+        raise ModelError(f"unknown activation {activation!r}: choose one of "
+                         f"{', '.join(ACTIVATIONS)}, or name your own function as "
+                         f"module.path:function")
 
 
-def check_positive(name: str, value: Any) -> None:
-    """The one positive-integer check, for config fields and CLI flags alike."""
+def check_positive(label: str, value: Any) -> None:
+    """The one positive-integer check, for counts that are not config fields (the CLI's
+    `--jobs`, ...); `label` names the value in the message."""
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise UsageError(f"--{name} must be a positive integer, got {value!r}")
+        raise UsageError(f"{label} must be a positive integer, got {value!r}")
 
 
-def _finite(
-    name: str,
-    value: Any,
-    low: float,
-    high: float | None = None,
-    low_inclusive: bool = True,
-) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = value >= low if low_inclusive else value > low
+def _check_range(field: str, value: float, low: float, high: float | None,
+                 low_inclusive: bool) -> None:
+    ok = math.isfinite(value) and (value >= low if low_inclusive else value > low)
     if ok and high is not None:
         ok = value < high
     if not ok:
         bound = f"{'>=' if low_inclusive else '>'} {low}"
         if high is not None:
             bound += f" and < {high}"
-        raise UsageError(f"--{name} must be a finite number {bound}, got {value!r}")
+        raise refuse(UsageError, lambda n: f"{n(field)} must be a finite number {bound}, got "
+                                           f"{value!r}")

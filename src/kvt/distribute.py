@@ -71,7 +71,7 @@ class Cluster:
         """Raises UsageError/BackendError naming the first nonsense; `config` is checked
         against the cluster when given."""
         n, i = self.num_processes, self.process_id
-        check_positive("num-processes", n)
+        check_positive("--num-processes", n)
         if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n:
             raise UsageError(f"--process-id {i!r} is not one of the {n} processes: give 0 to "
                              f"{n - 1} (0 is the coordinator, which writes the run)")

@@ -52,6 +52,9 @@ class KvtError(Exception):
     """An error the user can fix; its message says what went wrong and what to do."""
 
     exit_code = EXIT_BUG
+    # The message with command-line flags where it names config fields (`--batch-size`
+    # for `batch_size`), for the CLI to print: set by `kvt.config.refuse`.
+    flag_message: str | None = None
 
 
 class UsageError(KvtError):

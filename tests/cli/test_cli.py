@@ -68,6 +68,12 @@ def _bad_inputs(tmp_path: Path, digits_runs):
         (["train", "--momentum", "1.5"], 2, "--momentum must be a finite number"),
         (["train", "--batch-size", "-4"], 2, "--batch-size must be a positive integer"),
         (["train", "--image-size", "3"], 2, "--image-size must be at least 4"),
+        (["train", "--model", "quicknet", "--image-size", "4"], 2,
+         "--image-size must be at least 8 for quicknet (quicknet halves the image three "
+         "times"),
+        (["train", "--label-smoothing", "1"], 2, "--label-smoothing must be a finite number"),
+        (["train", "--warmup-epochs", "1"], 2,
+         "--warmup-epochs applies to --schedule warmup-cosine, not keras2"),
         (["train", "--seed", "4294967296"], 2, "--seed must be an integer from 0 to 4294967295"),
         (["train", "--epochs", "three"], 2, "invalid int value: 'three'"),
         (["train", "--api", "tf", "--backend", "jax"], 2, "needs --backend tensorflow"),
@@ -247,7 +253,7 @@ def test_every_help_lists_the_exit_codes(capsys, argv):
 
 
 def test_train_help_documents_every_flag_and_the_recipe_defaults(capsys):
-    from kvt.config import RECIPES
+    from kvt.recipes import RECIPES
 
     code, out, _ = run_cli(capsys, "train", "--help")
     # argparse may wrap a line after the hyphen of "fast-cpu" or "flip-translate"

@@ -20,8 +20,11 @@ from conftest import run_cli
     ({"epochs": 3.5}, "config field 'epochs' must be a whole number, got 3.5"),
     ({"lr": "0.1"}, "config field 'lr' must be a number, got \"0.1\""),
     ({"train_limit": True}, "config field 'train_limit' must be a whole number or null"),
-    ({"epochs": 0}, "--epochs must be a positive integer, got 0"),  # the range, after the type
-    ({"momentum": 1.5}, "--momentum must be a finite number >= 0.0 and < 1.0"),
+    # the range, after the type; a value of the file is named by its field, not a flag
+    ({"epochs": 0}, ": epochs must be a positive integer, got 0"),
+    ({"momentum": 1.5}, ": momentum must be a finite number >= 0.0 and < 1.0"),
+    ({"api": "tf", "backend": "jax"}, ": api tf builds a tf.keras model that calls "
+                                      "TensorFlow ops, so it needs backend tensorflow"),
     ([{"epochs": 3}], "a config must be a JSON object of fields"),
     ({"config": [1, 2]}, "a config must be a JSON object of fields"),
     ({"colour": "red"}, "unknown config keys ['colour']"),
@@ -33,6 +36,18 @@ def test_config_file_fields_are_checked_before_anything_loads(tmp_path, capsys, 
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1, err
     assert lines[0].startswith(f"kvt train: error: --config {path}") and words in lines[0], err
+    assert "Traceback" not in out + err and not (tmp_path / "r").exists()
+
+
+def test_a_flag_over_a_config_file_is_named_as_the_flag(tmp_path, capsys):
+    """The file's values are named by their fields (above); a value typed as a flag by
+    the flag."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"dataset": "digits", "epochs": 2}))
+    code, out, err = run_cli(capsys, "train", "--config", str(path), "--batch-size", "0",
+                             "--out", str(tmp_path / "r"))
+    assert code == 2 and err.strip() == ("kvt train: error: --batch-size must be a positive "
+                                         "integer, got 0"), err
     assert "Traceback" not in out + err and not (tmp_path / "r").exists()
 
 

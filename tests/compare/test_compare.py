@@ -15,7 +15,7 @@ from kvt.compare import Sweep, build_plan, collect, parse_seeds, parse_vary, wri
 from kvt.compare.render import render_text
 from kvt.compare.sweep import train_jobs
 from kvt.executors import Job, Progress
-from kvt.config import TrainConfig
+from kvt.recipes import from_recipe
 from kvt.errors import UsageError
 from kvt.runs import RunDir, write_json
 from processes import HANG, start_kvt
@@ -48,7 +48,7 @@ def test_seeds():
 
 
 def test_grid_labels_baseline_and_refusals():
-    base = TrainConfig.from_recipe(dataset="digits", epochs=1)
+    base = from_recipe(dataset="digits", epochs=1)
     plan = build_plan(base, "tutorial", [], [0, 1], None)
     assert [v.label for v in plan.variants] == ["keras/relu", "tf/crelu"]
     assert plan.baseline == "keras/relu" and plan.variants[1].slug == "tf_crelu"
@@ -56,7 +56,7 @@ def test_grid_labels_baseline_and_refusals():
     grid = build_plan(base, None, ["activation=relu,crelu", "lr=0.01,0.1"], [0], "crelu/lr=0.1")
     assert [v.label for v in grid.variants] == ["relu/lr=0.01", "relu/lr=0.1", "crelu/lr=0.01",
                                                 "crelu/lr=0.1"]
-    with pytest.raises(UsageError, match="needs --backend tensorflow"):
+    with pytest.raises(UsageError, match="needs backend tensorflow"):  # --vary's field
         build_plan(base, "tutorial", ["backend=tensorflow,jax"], [0], None)
     with pytest.raises(UsageError, match="already sets activation"):
         build_plan(base, "tutorial", ["activation=relu,gelu"], [0], None)
@@ -82,7 +82,7 @@ def _fake_run(rd: RunDir, accuracy: float, split: str = "test",
 
 
 def test_results_of_finished_and_failed_runs(tmp_path):
-    base = TrainConfig.from_recipe(dataset="digits", epochs=2)
+    base = from_recipe(dataset="digits", epochs=2)
     plan = build_plan(base, None, ["activation=relu,crelu"], [0, 1, 2], None)
     sweep = Sweep(tmp_path / "sweep")
     sweep.create(plan, force=False)
@@ -112,7 +112,7 @@ def test_results_of_finished_and_failed_runs(tmp_path):
 
 
 def test_progress_shows_each_new_epoch_with_the_time_left_at_its_pace(tmp_path):
-    plan = build_plan(TrainConfig.from_recipe(dataset="digits", epochs=30), None,
+    plan = build_plan(from_recipe(dataset="digits", epochs=30), None,
                       ["activation=relu,crelu"], [0], None)
     sweep = Sweep(tmp_path / "sweep")
     sweep.create(plan, force=False)
@@ -153,7 +153,7 @@ def test_progress_shows_each_new_epoch_with_the_time_left_at_its_pace(tmp_path):
 
 
 def test_a_sweep_prints_the_progress_its_executor_lets_it_see(tmp_path):
-    plan = build_plan(TrainConfig.from_recipe(dataset="digits", epochs=2), None,
+    plan = build_plan(from_recipe(dataset="digits", epochs=2), None,
                       ["activation=relu,crelu"], [0], None)
     sweep = Sweep(tmp_path / "sweep")
     sweep.create(plan, force=False)
@@ -258,13 +258,16 @@ def test_compare_refusals(tmp_path, capsys):
          "--threads does not apply to --executor ray"),
         (["--preset", "tutorial", "--executor", "ray", "--cpus-per-run", "0"], 2,
          "--cpus-per-run must be a positive integer, got 0"),
+        # each configuration's image side against its own family's smallest
+        (["--vary", "model=minivggnet,quicknet", "--image-size", "4", "--out",
+          str(tmp_path / "sides")], 2, "--image-size must be at least 8 for quicknet"),
     ]
     for argv, code, words in cases:
         got, out, err = run_cli(capsys, "compare", *argv)
         lines = err.strip().splitlines()
         assert got == code and len(lines) == 1 and words in lines[0], (argv, err)
         assert "Traceback" not in out + err
-    assert (sweep / "sweep.json").read_text() == "{}"
+    assert (sweep / "sweep.json").read_text() == "{}" and not (tmp_path / "sides").exists()
 
 
 def test_holdout_is_stratified_disjoint_and_seed_independent():
@@ -317,7 +320,7 @@ def _status(run):
 
 
 def test_intervals_at_two_seeds_stay_within_0_and_100_with_a_note(tmp_path):
-    base = TrainConfig.from_recipe(dataset="digits", epochs=2)
+    base = from_recipe(dataset="digits", epochs=2)
     plan = build_plan(base, None, ["activation=relu,crelu"], [0, 1], None)
     sweep = Sweep(tmp_path / "sweep")
     sweep.create(plan, force=False)
@@ -338,7 +341,7 @@ def test_intervals_at_two_seeds_stay_within_0_and_100_with_a_note(tmp_path):
 
 
 def test_tutorial_2x2_reports_two_effects_their_interaction_and_the_tutorials_runs(tmp_path):
-    base = TrainConfig.from_recipe()
+    base = from_recipe()
     plan = build_plan(base, "tutorial-2x2", [], [0, 1, 2], None)
     assert [v.label for v in plan.variants] == ["keras/relu", "tf/relu", "keras/crelu",
                                                 "tf/crelu"]
@@ -377,7 +380,7 @@ def test_the_machines_the_runs_ran_on_are_counted_and_mixed_ones_flagged(tmp_pat
     gpu = {"backend": "jax", "jax": "0.10.2", "keras": "3.15.1", "python": "3.12.3",
            "processor": "Intel(R) Xeon(R)", "cpu_count": 16,
            "devices": ["TFRT_CPU_0", "cuda:0"]}
-    plan = build_plan(TrainConfig.from_recipe(dataset="digits"), None,
+    plan = build_plan(from_recipe(dataset="digits"), None,
                       ["activation=relu,crelu"], [0, 1, 2], None)
     sweep = Sweep(tmp_path / "sweep")
     sweep.create(plan, force=False)
@@ -410,7 +413,7 @@ def test_the_machines_the_runs_ran_on_are_counted_and_mixed_ones_flagged(tmp_pat
 
 
 def test_a_grid_that_is_not_2x2_has_no_factorial_analysis(tmp_path):
-    plan = build_plan(TrainConfig.from_recipe(), None, ["activation=relu,crelu,gelu"], [0, 1],
+    plan = build_plan(from_recipe(), None, ["activation=relu,crelu,gelu"], [0, 1],
                       None)
     sweep = Sweep(tmp_path / "sweep")
     sweep.create(plan, force=False)
@@ -425,7 +428,7 @@ def test_a_grid_that_is_not_2x2_has_no_factorial_analysis(tmp_path):
 @pytest.mark.process
 def test_extend_adds_seeds_and_keeps_the_finished_runs(tmp_path, capsys):
     out = tmp_path / "sweep"
-    base = TrainConfig.from_recipe(dataset="digits", epochs=1, batch_size=8, train_limit=400,
+    base = from_recipe(dataset="digits", epochs=1, batch_size=8, train_limit=400,
                                    test_limit=100)
     plan = build_plan(base, None, ["activation=relu,crelu"], [0, 1], None)
     sweep = Sweep(out)
@@ -460,7 +463,7 @@ def test_extend_adds_seeds_and_keeps_the_finished_runs(tmp_path, capsys):
 
 
 def test_report_writes_what_a_sweep_has_finished_so_far_marked_interim(tmp_path, capsys):
-    plan = build_plan(TrainConfig.from_recipe(dataset="digits", epochs=2), None,
+    plan = build_plan(from_recipe(dataset="digits", epochs=2), None,
                       ["activation=relu,crelu"], [0, 1, 2], None)
     sweep = Sweep(tmp_path / "sweep")
     sweep.create(plan, force=False)
@@ -538,7 +541,7 @@ def test_resume_on_a_machine_that_keeps_the_data_elsewhere(tmp_path, capsys, mon
     first = cf.write_dir(tmp_path / "first", cf.python_files(batches))
     same = cf.write_dir(tmp_path / "same-in-binary", cf.binary_files(batches))
     out = tmp_path / "sweep"
-    base = TrainConfig.from_recipe(model="quicknet", data_dir=str(first), epochs=2,
+    base = from_recipe(model="quicknet", data_dir=str(first), epochs=2,
                                    batch_size=20)
     plan = build_plan(base, None, ["activation=relu,crelu"], [0], None)
     sweep = Sweep(out)
@@ -580,7 +583,7 @@ def test_resume_on_a_machine_that_keeps_the_data_elsewhere(tmp_path, capsys, mon
     assert "--resume . --data-dir .../same-in-binary)" in (out / "compare.md").read_text()
 
     digits = tmp_path / "digits-sweep"
-    Sweep(digits).create(build_plan(TrainConfig.from_recipe(dataset="digits"), None,
+    Sweep(digits).create(build_plan(from_recipe(dataset="digits"), None,
                                     ["activation=relu,crelu"], [0], None), force=False)
     code, _, err = run_cli(capsys, "compare", "--resume", str(digits), "--data-dir", str(same))
     assert code == 2 and err.strip() == ("kvt compare: error: --data-dir says where CIFAR-10, "
@@ -635,7 +638,7 @@ def test_runs_pair_by_seed_only_on_the_same_seeds_and_machines():
 
 
 def test_a_2x2_with_identical_api_arms_says_so_and_counts_each_result_once(tmp_path):
-    plan = build_plan(TrainConfig.from_recipe(), "tutorial-2x2", [], [0, 1, 2, 3], None)
+    plan = build_plan(from_recipe(), "tutorial-2x2", [], [0, 1, 2, 3], None)
     sweep = Sweep(tmp_path / "sweep")
     sweep.create(plan, force=False)
     relu, crelu = [0.70, 0.72, 0.71, 0.74], [0.75, 0.74, 0.77, 0.78]
@@ -677,7 +680,7 @@ def test_report_of_a_folder_that_kept_only_compare_json(tmp_path, capsys):
     analyses the run records it holds again, and leaves curves.png as it was."""
     import shutil
 
-    plan = build_plan(TrainConfig.from_recipe(dataset="digits"), None,
+    plan = build_plan(from_recipe(dataset="digits"), None,
                       ["precision=float32,bf16"], [0, 1, 2], None)
     sweep = Sweep(tmp_path / "sweep")
     sweep.create(plan, force=False)

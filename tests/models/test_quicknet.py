@@ -57,8 +57,10 @@ def test_three_poolings_need_8_pixels_a_side():
     model = build_model("quicknet", "keras", (8, 8, 1), 4, "relu")
     assert model.output_shape == (None, 4)
     with pytest.raises(DataError, match=r"the images are 7x7 but quicknet needs at least "
-                                        r"8x8 .* pass --image-size 8 or more"):
+                                        r"8x8 \(quicknet halves the image three times with "
+                                        r"2x2 pooling\): set image_size 8 or more") as error:
         build_model("quicknet", "keras", (7, 7, 3), 10, "relu")
+    assert error.value.flag_message.endswith(": set --image-size 8 or more")
 
 
 def test_flops_by_hand():

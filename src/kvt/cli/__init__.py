@@ -104,7 +104,9 @@ def _main(argv: list[str] | None) -> int:
                 return e.exit_code
             if signals.received():
                 return _cancelled(args.command)
-            print(f"kvt {args.command}: error: {e}", file=sys.stderr)
+            # A library error naming config fields says it with the flags here (see
+            # kvt.config.refuse); one about a file's field was re-raised without them.
+            print(f"kvt {args.command}: error: {e.flag_message or e}", file=sys.stderr)
             return e.exit_code
         except (KeyboardInterrupt, Exception) as e:
             signals.settled()

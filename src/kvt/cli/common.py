@@ -8,12 +8,16 @@ import argparse
 from pathlib import Path
 
 from kvt.backends import DEFAULT_BACKEND
-from kvt.config import (APIS, AUGMENTS, BACKENDS, CHANNELS, DISTRIBUTES, PRECISIONS, RECIPES,
-                        SCHEDULES, TTAS)
-# The one positive-integer check, TrainConfig's: positive("jobs", n) refuses a count flag
-# below 1 ("--jobs must be a positive integer, got 0"); argparse only checks the type.
-from kvt.config import check_positive as positive
-from kvt.models import BUILTIN_MODELS
+from kvt.config import (APIS, AUGMENTS, BACKENDS, CHANNELS, DISTRIBUTES, MAX_IMAGE_SIDE,
+                        PRECISIONS, SCHEDULES, TTAS, check_positive)
+from kvt.models import BUILTIN_MODELS, min_side
+from kvt.recipes import RECIPES
+
+
+def positive(name: str, value) -> None:
+    """Refuses a count flag below 1: positive("jobs", 0) says "--jobs must be a positive
+    integer, got 0" (argparse only checks the type)."""
+    check_positive(f"--{name}", value)
 
 
 def add_backend_argument(parser: argparse.ArgumentParser) -> None:
@@ -212,7 +216,9 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
                       help="where the official files of a named dataset lie (default: "
                            "$KVT_DATA_DIR, then the Keras cache, then a verified download)")
     data.add_argument("--image-size", type=int, default=None, metavar="N",
-                      help="resize folder images to NxN, 4 <= N <= 1024")
+                      help=f"resize folder images to NxN, from the model's smallest side "
+                           f"({', '.join(f'{m}: {min_side(m)}' for m in BUILTIN_MODELS)}) "
+                           f"to {MAX_IMAGE_SIDE}")
     data.add_argument("--channels", type=int, choices=CHANNELS, default=None,
                       help="convert the images to 1 (grayscale) or 3 (RGB) channels, as "
                            "folder images are converted (default: the dataset's own: 1 for "
@@ -290,16 +296,27 @@ def add_config_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    """The TrainConfig of `args`: --config (or --recipe), then every flag given."""
+    """The TrainConfig of `args`: --config (or --recipe), then every flag given, its image
+    size checked against the model family's smallest. Errors name config fields, and carry
+    the flags for `kvt.cli.main` to say (a --config file's field is named as the field)."""
+    from kvt.models import check_image_size
+
+    config = _config_from_args(args)
+    check_image_size(config.model, config.api, config.image_size)
+    return config
+
+
+def _config_from_args(args: argparse.Namespace):
     from kvt.config import TrainConfig
     from kvt.errors import RunError, UsageError
+    from kvt.recipes import from_recipe
 
     overrides = {field: getattr(args, field, None) for field in CONFIG_FLAGS
                  if field not in ("recipe", "config")}
     if overrides["backend"] is None and not args.config:
         overrides["backend"] = backend_name(args)
     if not args.config:
-        return TrainConfig.from_recipe(args.recipe or "seed", **overrides)
+        return from_recipe(args.recipe or "seed", **overrides)
     try:
         base = TrainConfig.load(args.config).to_dict()
     except UsageError as e:  # a field of the file: named by the check, the file named here

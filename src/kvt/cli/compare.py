@@ -145,11 +145,12 @@ def run(args: argparse.Namespace) -> int:
                           jobs=args.jobs or default_jobs(executor), executor=executor,
                           ray=ray_settings(args, {}) if executor == "ray" else {})
         from kvt.data import check_name
-        from kvt.models import check_model_name
+        from kvt.models import check_image_size, check_model_name
 
         for variant in plan.variants:  # what no run could load fails before any starts
             config = plan.config(variant)
             check_model_name(config.model, config.api)
+            check_image_size(config.model, config.api, config.image_size)
             check_name(config.dataset)
     # Held for the whole sweep: a second compare (or --force) on it is refused at once.
     with sweep.claim(create=not existing):

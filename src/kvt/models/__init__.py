@@ -24,7 +24,7 @@ from kvt.models.user import is_user_model
 
 __all__ = ["MiniVGGNetKeras", "MiniVGGNetTF", "QuickNetKeras", "QuickNetTF", "get_model",
            "list_models", "register_model", "build_model", "check_model",
-           "check_model_name", "BUILTIN_MODELS"]
+           "check_model_name", "check_image_size", "min_side", "BUILTIN_MODELS"]
 
 # The families registered above, for --help (known without importing a framework).
 BUILTIN_MODELS = tuple(list_models(api=None))
@@ -34,7 +34,7 @@ def build_model(name: str, api: str, input_shape, num_classes: int, activation: 
                 native_ops: bool = False, precision: str = "float32"):
     """Builds the registered family `name` for `api` (uncompiled), its layers computing
     in `precision` (`kvt.config.PRECISIONS`; the output layer always in float32)."""
-    from kvt.config import MIN_IMAGE_SIDE, check_activation
+    from kvt.config import check_activation, refuse
     from kvt.errors import DataError
 
     check_activation(activation)
@@ -46,13 +46,11 @@ def build_model(name: str, api: str, input_shape, num_classes: int, activation: 
         return model
     height, width, depth = input_shape
     family = get_model(name, api)
-    # The smallest side the family's poolings leave something of (MiniVGGNet's two 2x2
-    # poolings: 4).
-    side = getattr(family, "MIN_SIDE", MIN_IMAGE_SIDE)
+    side = family.MIN_SIDE
     if min(height, width) < side:
-        raise DataError(
-            f"the images are {width}x{height} but {name} needs at least {side}x{side} (its "
-            f"2x2 poolings would leave nothing): pass --image-size {side} or more")
+        raise refuse(DataError, lambda n: (
+            f"the images are {width}x{height} but {name} needs at least {side}x{side} "
+            f"({_halvings(name, side)}): set {n('image_size')} {side} or more"))
     with precision_policy(precision):
         model = family.build(width=width, height=height, depth=depth, classes=num_classes,
                              activation=activation, native_ops=native_ops)
@@ -61,6 +59,33 @@ def build_model(name: str, api: str, input_shape, num_classes: int, activation: 
         # range and resolution (Keras' advice for mixed precision).
         model.layers[-1].dtype_policy = "float32"
     return model
+
+
+def min_side(name: str, api: str = "keras") -> int | None:
+    """The smallest image side family `name` can take (its `MIN_SIDE`: what its poolings
+    leave at least one pixel of); None for a user's builder, whose build reports its own."""
+    return None if is_user_model(name) else get_model(name, api).MIN_SIDE
+
+
+def check_image_size(name: str, api: str, image_size: int | None) -> None:
+    """Raises `UsageError` naming the family when `image_size` is below its `min_side`
+    (`flag_message` names the flag, as `TrainConfig`'s errors do)."""
+    from kvt.config import refuse
+    from kvt.errors import UsageError
+
+    side = None if image_size is None else min_side(name, api)
+    if side is not None and image_size < side:
+        raise refuse(UsageError, lambda n: f"{n('image_size')} must be at least {side} for "
+                                           f"{name} ({_halvings(name, side)}), got {image_size}")
+
+
+def _halvings(name: str, side: int) -> str:
+    """Why `side` is the least: kvt's families pool 2x2, so MIN_SIDE is 2 ** poolings."""
+    times = side.bit_length() - 1
+    if side != 2 ** times:
+        return f"{name}'s layers leave nothing of a smaller image"
+    words = {1: "once", 2: "twice", 3: "three times"}.get(times, f"{times} times")
+    return f"{name} halves the image {words} with 2x2 pooling"
 
 
 def check_model(name: str, api: str, activation: str = "relu", native_ops: bool = False) -> None:

@@ -119,6 +119,8 @@ def build_tf(name: str, input_shape: tuple[int, int, int], classes: int, activat
 class MiniVGGNetKeras:
     """The tutorial's MiniVGGNet in Keras 3; `build()` keeps its signature."""
 
+    MIN_SIDE = min_side(PLAN)  # two 2x2 poolings: 4
+
     @staticmethod
     def build(width: int, height: int, depth: int, classes: int,
               activation: str = "relu", native_ops: bool = False) -> Model:
@@ -139,6 +141,8 @@ class MiniVGGNetKeras:
 @register_model("minivggnet", api="tf")
 class MiniVGGNetTF:
     """The tutorial's tf.keras MiniVGGNet; `build()` keeps its signature."""
+
+    MIN_SIDE = min_side(PLAN)
 
     @staticmethod
     def build(width: int, height: int, depth: int, classes: int,

@@ -2,8 +2,9 @@
 
 A model family is a class with a static `build(width, height, depth, classes,
 activation, native_ops)` that returns an uncompiled Keras model, as the tutorial's
-classes had; `@register_model(name, api)` makes it buildable as `--model name --api
-api`. The `kvt.models` package imports every family module, so looking a model up
+classes had, and a `MIN_SIDE`: the smallest image side it can take (`kvt.models.min_side`
+asks it, so the limit is the family's own); `@register_model(name, api)` makes it
+buildable as `--model name --api api`. The `kvt.models` package imports every family module, so looking a model up
 needs no import here, and no framework.
 """
 
