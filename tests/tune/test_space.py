@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvt.config import TrainConfig
 from kvt.errors import EXIT_USAGE, UsageError
+from kvt.recipes import from_recipe
 from kvt.tune.space import (FIELD_TYPES, NOT_SEARCHABLE, SEARCHABLE, Param, check_against,
                             parse_search, parse_space)
 
@@ -122,7 +122,7 @@ def test_every_config_field_is_searchable_or_refused_with_a_reason():
 
 
 def test_bounds_kvt_train_would_refuse_are_refused_before_any_trial():
-    base = TrainConfig.from_recipe("seed", dataset="digits")
+    base = from_recipe("seed", dataset="digits")
     check_against(parse_space(["lr=log:0.01:1", "epochs=int:1:4"]), base)
     with pytest.raises(UsageError, match=r"--search label-smoothing=0.0:1.0: 1.0 is not a "
                                          r"valid --label-smoothing"):

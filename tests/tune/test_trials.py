@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from kvt.config import TrainConfig
+from kvt.recipes import from_recipe
 from kvt.tune import TuneDir, TunePlan, parse_space, storage, trials
 from kvt.tune.study import execute, open_study
 
@@ -22,7 +22,7 @@ def search(tmp_path, monkeypatch):
     monkeypatch.setattr(trials, "FEED_EVERY", 0.0)  # every tick reads the histories
     stopped = []
     monkeypatch.setattr(trials, "_stop_run", lambda rd: stopped.append(rd.path) or True)
-    base = TrainConfig.from_recipe("seed", dataset="digits", val_split=0.1, epochs=3)
+    base = from_recipe("seed", dataset="digits", val_split=0.1, epochs=3)
     plan = TunePlan(base, parse_space(["lr=log:0.01:0.5"]), trials=7, command=["tune"])
     tune_dir = TuneDir(tmp_path / "tune")
     tune_dir.path.mkdir()
@@ -134,7 +134,7 @@ def test_a_space_of_only_refused_combinations_ends_in_one_usage_error(tmp_path):
     epochs): the search fails those samples, then stops with exit 2, nothing running."""
     from kvt.errors import EXIT_USAGE, UsageError
 
-    base = TrainConfig.from_recipe("fast", dataset="digits", val_split=0.1, epochs=4)
+    base = from_recipe("fast", dataset="digits", val_split=0.1, epochs=4)
     plan = TunePlan(base, parse_space(["epochs=int:1:2", "warmup-epochs=3:4"]), trials=3)
     tune_dir = TuneDir(tmp_path / "tune")
     tune_dir.path.mkdir()

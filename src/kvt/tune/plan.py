@@ -35,7 +35,7 @@ class TunePlan:
     study_name: str = "kvt-tune"
     command: list[str] | None = None  # the kvt tune command line, its password masked
     # Marks the study's trials that this directory runs (a shared study has others'):
-    # a random token, so that the directory may move between sessions.
+    # a random token, so that the directory may move between starts of kvt tune.
     owner: str = dataclasses.field(default_factory=lambda: secrets.token_hex(8))
 
     def to_dict(self) -> dict[str, Any]:

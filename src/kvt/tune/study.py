@@ -46,8 +46,8 @@ def open_study(url: str, plan: TunePlan):
         raise RunError(f"cannot open the study {plan.study_name} in {storage.masked(url)} "
                        f"({storage.redacted(first_line(e), url)}): choose another "
                        f"--study-name") from None
-    # A sampler seeded as the first session's would draw its first random points again
-    # after --resume: each session's seed also counts the trials the study has.
+    # A sampler seeded as the first start's would draw its first random points again
+    # after --resume: each start's seed also counts the trials the study has.
     told = len(study.get_trials(deepcopy=False))
     if told:
         with warnings.catch_warnings():
@@ -66,7 +66,7 @@ def execute(tune_dir: TuneDir, plan: TunePlan, study, train_argv: Callable[..., 
     search got there (trials that keep failing stop it early)."""
     search = Search(tune_dir, plan, study, train_argv, stream, plan.owner)
     try:
-        with signals.deferred():  # what the last session left, told whole
+        with signals.deferred():  # what the last start left, told whole
             recovered = search.recovered()
         left = search.wanted() + len(recovered)
         how = f"{plan.jobs} at a time" if plan.executor == "local" else "as Ray tasks"

@@ -71,7 +71,7 @@ class Search:
         return max(0, self.plan.trials - self.finished - len(self.live))
 
     def recovered(self) -> list[Job]:
-        """This directory's trials that an earlier session left RUNNING (stopped, or the
+        """This directory's trials that an earlier start left RUNNING (stopped, or the
         machine went down): told what their run came to, or continued from their last
         finished epoch (see `kvt.tune`)."""
         import optuna
@@ -115,7 +115,7 @@ class Search:
         """A new trial, asked of the study, its config file written: a job to start."""
         for _ in range(INVALID_SAMPLES):
             # Asked and written whole, so that a stop never leaves a trial of ours that
-            # the next session cannot find.
+            # the next start cannot find.
             with signals.deferred():
                 trial = self.study.ask(self.distributions)
                 trial.set_user_attr("owner", self.owner)
@@ -186,17 +186,22 @@ class Search:
                 return
 
     def stopped(self) -> None:
-        """After a stop: the trials under way stay RUNNING, with this session's seconds
-        added, for the next --resume to continue."""
+        """After a stop: the trials under way stay RUNNING, with this command's seconds
+        added, for the next --resume to continue; a trial whose run finished as the stop
+        came (the executor stopped before it said so) is told its result now."""
         with signals.deferred():
             for entry in self.live.values():
-                if "started" in entry:
-                    try:
-                        entry["trial"].set_user_attr(
-                            "seconds",
-                            entry["seconds"] + time.perf_counter() - entry["started"])
-                    except Exception:  # bookkeeping only: the stop itself must go on
-                        pass
+                if "started" not in entry:
+                    continue
+                seconds = time.perf_counter() - entry["started"]
+                try:
+                    rd = self.dir.run_dir(entry["number"])
+                    if rd.status() == "complete" and "pruned_at" not in entry:
+                        self._tell(entry, rd, 0, seconds)
+                    else:
+                        entry["trial"].set_user_attr("seconds", entry["seconds"] + seconds)
+                except Exception:  # bookkeeping only: the stop itself must go on
+                    pass
 
     def ended(self, job: Job, code: int, seconds: float) -> None:
         entry = self.live.pop(id(job))
