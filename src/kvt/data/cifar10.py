@@ -13,12 +13,8 @@ Sources, in the order `resolve()` tries them:
 
 from __future__ import annotations
 
-import hashlib
 import os
-import sys
 import tarfile
-import urllib.error
-import urllib.request
 import zlib
 from pathlib import Path
 from typing import Callable
@@ -26,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from kvt.data import folder, safe_pickle
+from kvt.data.download import fetch
 from kvt.errors import DataError
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer",
@@ -97,36 +94,7 @@ def resolve(data_dir: str | Path | None, download: bool = True) -> tuple[str, Pa
         return found
     if not download:
         raise DataError(f"CIFAR-10 not found in {cache}: pass --data-dir DIR")
-    return ("tar", fetch(URL, cache / TARBALL, SHA256))
-
-
-# --- downloading --------------------------------------------------------------------
-
-def fetch(url: str, dest: Path, sha256: str, chunk: int = 1 << 20) -> Path:
-    """Downloads `url` to `dest` (atomically) and checks its SHA-256."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
-    print(f"kvt: downloading CIFAR-10 from {url} to {dest}", file=sys.stderr)
-    digest = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-            while block := response.read(chunk):
-                digest.update(block)
-                out.write(block)
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        tmp.unlink(missing_ok=True)
-        raise DataError(
-            f"could not download CIFAR-10 from {url} ({e}): download {TARBALL} yourself "
-            f"and pass --data-dir to the folder holding it"
-        ) from None
-    if digest.hexdigest() != sha256:
-        tmp.unlink(missing_ok=True)
-        raise DataError(
-            f"the download from {url} has SHA-256 {digest.hexdigest()}, expected {sha256}: "
-            f"the file is corrupt or not CIFAR-10; try again or pass --data-dir"
-        )
-    os.replace(tmp, dest)
-    return dest
+    return ("tar", fetch(URL, cache / TARBALL, SHA256, "CIFAR-10"))
 
 
 # --- reading ------------------------------------------------------------------------

@@ -1,9 +1,8 @@
 """A verified download: the bytes of `url` land at `dest` only if their digest is the
 published one (SHA-256, or MD5 where the dataset's authors publish only that).
 
-The same steps as CIFAR-10's `kvt.data.cifar10.fetch`, for the datasets that Keras also
-downloads (MNIST, Fashion-MNIST, CIFAR-100): into the Keras cache, under Keras' names, so
-that Keras and kvt share one copy.
+Every official dataset kvt reads (CIFAR-10, CIFAR-100, MNIST, Fashion-MNIST) downloads
+through it into the Keras cache, under Keras' names, so that Keras and kvt share one copy.
 """
 
 from __future__ import annotations
@@ -37,7 +36,8 @@ def fetch(url: str, dest: Path, digest: str, what: str, algorithm: str = "sha256
                         f"yourself and pass --data-dir to the folder holding it") from None
     if h.hexdigest() != digest:
         tmp.unlink(missing_ok=True)
-        raise DataError(f"the download from {url} has {algorithm.upper()} {h.hexdigest()}, "
+        name = {"sha256": "SHA-256", "md5": "MD5"}.get(algorithm, algorithm.upper())
+        raise DataError(f"the download from {url} has {name} {h.hexdigest()}, "
                         f"expected {digest}: the file is corrupt or not {what}; try again or "
                         f"pass --data-dir")
     os.replace(tmp, dest)
