@@ -40,6 +40,13 @@ def add_parser(sub) -> None:
     grid.add_argument("--vary", action="append", default=[], metavar="FIELD=A,B",
                       help="try each value of a config field (repeatable; the grid is every "
                            "combination), e.g. activation=relu,crelu")
+    grid.add_argument("--arm", action="append", default=[], metavar="NAME=FILE",
+                      help="arms tuned separately (repeatable): every configuration whose "
+                           "label has the level NAME as a part (crelu matches keras/crelu "
+                           "and tf/crelu) starts from FILE's config (kvt tune's best.json, "
+                           "val_split null) instead of --config/--recipe, with its own "
+                           "level and the flags typed on top, e.g. crelu=results/tune/"
+                           "crelu/best.json")
     grid.add_argument("--seeds", default=None,
                       help="how many seeds (5 = seeds 0..4) or which (1,7,9) (default: 3); "
                            "with --extend, a count is how many the sweep should have, a list "
@@ -93,6 +100,9 @@ def add_parser(sub) -> None:
 
 
 EXECUTORS = ("local", "ray")
+# Flags that an arm's config does not take from the command line: its file replaces
+# --config/--recipe, and the data directory is the sweep's (Plan.base).
+NOT_TYPED = ("config", "recipe", "data_dir")
 RAY_FLAGS = {"ray_address": "address", "cpus_per_run": "cpus_per_run",
              "ray_storage": "storage"}  # flag dest -> key of the plan's ray settings
 STORAGE = ("auto", "shared", "copy")  # kvt.executors.ray_executor.STORAGE, without its import
@@ -121,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         given = given_flags(args, (*(f for f in CONFIG_FLAGS if f != "data_dir"), "out",
                                    "preset", "baseline", "force"))
         given += ["--vary"] if args.vary else []
+        given += ["--arm (the sweep keeps its arms' configs)"] if args.arm else []
         if args.resume and args.seeds is not None:
             given.append("--seeds (to add seeds, use --extend SWEEP --seeds N)")
         if given:
@@ -144,6 +155,12 @@ def run(args: argparse.Namespace) -> int:
                           command=command and portable_argv(command, sweep.path),
                           jobs=args.jobs or default_jobs(executor), executor=executor,
                           ray=ray_settings(args, {}) if executor == "ray" else {})
+        if args.arm:
+            from kvt.compare.arms import apply_arms
+
+            typed = {f: getattr(args, f) for f in CONFIG_FLAGS if f not in NOT_TYPED
+                     and getattr(args, f, None) is not None}
+            apply_arms(plan, args.arm, typed, sweep.path)
         from kvt.data import check_name
         from kvt.models import check_image_size, check_model_name
 
@@ -192,6 +209,7 @@ def run_report(args: argparse.Namespace) -> int:
                                "extend", "seeds", "jobs", "executor", "threads",
                                *RAY_FLAGS))
     given += ["--vary"] if args.vary else []
+    given += ["--arm"] if args.arm else []
     if given:
         raise UsageError(f"--report writes a sweep's results from its saved plan and "
                          f"finished runs: drop {', '.join(given)}")

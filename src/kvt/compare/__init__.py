@@ -4,6 +4,7 @@ own subprocess, then a statistical comparison against a baseline.
 The sweep directory:
 
     sweep.json          the plan: base config, configurations (label, overrides), seeds,
+                        with --arm each arm's config, file and SHA-256,
                         runs at a time (-j), the executor (local or ray) and its settings
     status.json         running | complete | interrupted (of the sweep as a whole)
     configs/<slug>.json each configuration's TrainConfig, as `kvt train --config` reads it
@@ -24,7 +25,8 @@ child holds its run's). The sweep imports no framework itself; only its children
 The modules, each importing only those before it: `plan` (the grid x seeds), `stats`
 (two samples compared, scipy), `design` (configurations whose runs were identical at
 every seed, counted once; runs that pair up by seed), `factorial` (the 2x2 effects),
-`results` (what the runs came to, analysed), `render` (tables, compare.md, plots),
+`results` (what the runs came to, analysed), `arms` (configurations that start from
+their own tuned config file, `--arm`), `render` (tables, compare.md, plots),
 `sweep` (the sweep directory, the training of its runs by an executor of
 `kvt.executors`, and the report of what a sweep has finished so far).
 """

@@ -60,6 +60,22 @@ class Variant:
 
 
 @dataclasses.dataclass
+class Arm:
+    """A config file that some configurations start from (`kvt compare --arm NAME=FILE`,
+    `kvt.compare.arms`): each configuration with NAME among the parts of its label."""
+
+    name: str
+    file: str  # as records keep paths (`kvt.record_paths.portable_path`)
+    sha256: str  # of the file's bytes: which version of a tuned recipe the sweep used
+    # The file's config, kept here so that --resume/--extend train what the sweep began
+    # with even if the file changed or is gone; data_dir none (the sweep says where).
+    config: dict[str, Any]
+
+    def matches(self, variant: Variant) -> bool:
+        return self.name in variant.label.split("/")
+
+
+@dataclasses.dataclass
 class Plan:
     base: TrainConfig
     variants: list[Variant]
@@ -77,10 +93,24 @@ class Plan:
     # name (`kvt.record_paths.portable_path`): where the sweep's data was, for the message that
     # asks --resume/--extend for --data-dir. In memory, base.data_dir is the real one.
     data_source: str | None = None
+    # With --arm: the arms, and the config fields typed on the command line, which go on
+    # top of an arm's config and the configuration's overrides (the base holds them too).
+    arms: list[Arm] = dataclasses.field(default_factory=list)
+    typed: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def arm(self, variant: Variant) -> Arm | None:
+        """The arm whose config `variant` starts from (at most one: `kvt.compare.arms`)."""
+        return next((a for a in self.arms if a.matches(variant)), None)
 
     def config(self, variant: Variant, seed: int | None = None) -> TrainConfig:
-        """The variant's TrainConfig: the base with its overrides (and `seed`, if given)."""
-        values = {**self.base.to_dict(), **variant.overrides}
+        """The variant's TrainConfig: the base with its overrides (and `seed`, if given);
+        for a variant of an arm, the arm's config, its overrides, then the typed flags."""
+        arm = self.arm(variant)
+        if arm is None:
+            values = {**self.base.to_dict(), **variant.overrides}
+        else:  # where the data lies is the sweep's (--data-dir, moved by --resume)
+            values = {**arm.config, **variant.overrides, **self.typed,
+                      "data_dir": self.base.data_dir}
         if seed is not None:
             values["seed"] = seed
         return TrainConfig.from_dict(values)
@@ -94,7 +124,10 @@ class Plan:
                 "variants": [dataclasses.asdict(v) for v in self.variants],
                 "seeds": self.seeds, "baseline": self.baseline, "preset": self.preset,
                 "command": self.command, "jobs": self.jobs, "executor": self.executor,
-                "ray": self.ray}
+                "ray": self.ray,
+                # only with --arm: a plain sweep.json stays as it was
+                **({"arms": [dataclasses.asdict(a) for a in self.arms], "typed": self.typed}
+                   if self.arms else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -140,14 +173,32 @@ class Plan:
         if data_source is not None and not isinstance(data_source, str):
             raise UsageError(f"sweep field 'data_source' must be a string or null, got "
                              f"{json_kind(data_source)}")
+        typed = dict(_expect(data, "typed", dict, "an object", {}))
         plan = cls(base, parsed, seeds, baseline, preset, command, jobs, executor, dict(ray),
-                   data_source)
+                   data_source, _arms(data), typed)
         for variant in plan.variants:  # each configuration as its runs will train it
             try:
                 plan.config(variant)
             except UsageError as e:
                 raise UsageError(f"configuration {variant.label!r}: {e}") from None
         return plan
+
+
+def _arms(data: dict[str, Any]) -> list[Arm]:
+    """The arms of a sweep.json (none before --arm existed), each checked."""
+    arms = []
+    for i, a in enumerate(_expect(data, "arms", list, "a list of arms", [])):
+        if not (isinstance(a, dict) and set(a) == {"name", "file", "sha256", "config"}
+                and all(isinstance(a[k], str) for k in ("name", "file", "sha256"))):
+            raise UsageError(f"sweep field 'arms'[{i}] must be an object with strings "
+                             f"\"name\", \"file\", \"sha256\" and a config, got "
+                             f"{json_kind(a)}")
+        try:
+            TrainConfig.from_dict(a["config"])
+        except UsageError as e:
+            raise UsageError(f"sweep field 'arms'[{i}] config: {e}") from None
+        arms.append(Arm(**a))
+    return arms
 
 
 def _expect(data: dict[str, Any], key: str, kind: type, allowed: str, default: Any = None):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from kvt.compare import stats
+from kvt.compare.arms import arm_words
 from kvt.compare.plan import Plan
 from kvt.compare.results import SeedResult, analyse, unfinished
 from kvt.runs import write_json, write_text
@@ -199,6 +200,10 @@ def machine_lines(analysis: dict[str, Any]) -> list[str]:
 def headline(plan: Plan, analysis: dict[str, Any]) -> str:
     b = plan.base
     varied = {k for v in plan.variants for k in v.overrides}
+    if plan.arms:  # the arms' own configs: what differs between configurations is varied
+        configs = [plan.config(v).to_dict() for v in plan.variants]
+        b = plan.config(plan.variants[0])
+        varied |= {k for k in configs[0] if len({repr(c[k]) for c in configs}) > 1}
     shared = [text for field, text in (
         ("model", b.model), ("dataset", f"on {b.dataset}"), ("backend", f"({b.backend})"),
         ("epochs", f"{b.epochs} epochs"), ("batch_size", f"batch {b.batch_size}"),
@@ -227,7 +232,10 @@ def render_text(plan: Plan, analysis: dict[str, Any]) -> str:
     conf, comp = tables(plan, analysis)
     interim = interim_words(analysis)
     parts = [interim, ""] if interim else []
-    parts += [headline(plan, analysis), "", fixed_columns(conf), ""]
+    parts += [headline(plan, analysis), ""]
+    arms = arm_words(plan, 12)
+    parts += [arms, ""] if arms else []
+    parts += [fixed_columns(conf), ""]
     same = identical_lines(analysis)
     parts += [*same, ""] if same else []
     parts += [fixed_columns([r[:-1] for r in comp]), ""]
@@ -257,6 +265,7 @@ def render_markdown(plan: Plan, analysis: dict[str, Any], command: str) -> str:
     parts = ["# kvt compare" + (" (interim)" if interim else ""), ""]
     parts += [f"**{interim}**", ""] if interim else []
     parts += [headline(plan, analysis) + ".", "",
+             *([arm_words(plan), ""] if plan.arms else []),
              f"Command: `{command}`", "", "## Accuracy per configuration", "",
              markdown(conf), ""]
     same = identical_lines(analysis)
@@ -312,8 +321,12 @@ def write_results(folder: Path, plan: Plan, results: list[SeedResult], command: 
     analysis["interim"] = ({"finished": sum(r.status == "complete" for r in results),
                             "runs": len(results)} if interim else None)
     write_text(folder / "compare.md", render_markdown(plan, analysis, command))
-    write_json(folder / "compare.json", {"plan": plan.to_dict(), **analysis})
-    title = f"{plan.base.dataset}, {plan.base.epochs} epochs, {len(plan.seeds)} seeds"
+    arms = arm_words(plan)
+    write_json(folder / "compare.json", {"plan": plan.to_dict(),
+                                         **({"tuned_separately": arms} if arms else {}),
+                                         **analysis})
+    ref = plan.config(plan.variants[0]) if plan.arms else plan.base  # arms: their own
+    title = f"{ref.dataset}, {ref.epochs} epochs, {len(plan.seeds)} seeds"
     if interim:
         title += f", interim: {analysis['interim']['finished']} of {len(results)} runs"
     groups = {c["label"]: list(c["accuracies"].values()) for c in analysis["configurations"]}

@@ -236,7 +236,8 @@ def tutorial_positions(plan: Plan, accs: dict[str, list[float]],
     if plan.preset not in ("tutorial", "tutorial-2x2"):
         return None
     b = plan.base
-    comparable = (b.recipe == "seed" and b.epochs == 30 and b.train_limit is None
+    # arms tuned separately train their own recipes, not the tutorial's
+    comparable = (not plan.arms and b.recipe == "seed" and b.epochs == 30 and b.train_limit is None
                   and b.test_limit is None and [s[0] for s in splits] == ["test"])
     out = []
     for label, value in TUTORIAL_RESULTS.items():
