@@ -1,4 +1,4 @@
-"""kvt.stats against values computed by hand (and a t distribution integrated here)."""
+"""kvt.compare.stats against values computed by hand (and a t distribution integrated here)."""
 
 import math
 

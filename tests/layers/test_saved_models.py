@@ -36,7 +36,7 @@ def user_functions(monkeypatch):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_saved_model_loads_in_safe_mode_and_predicts_as_saved(name, expected, user_functions):
-    import kvt.layers  # noqa: F401  (what the README tells plain-Keras users to import)
+    import kvt.layers  # noqa: F401  (what docs/deploy.md tells plain-Keras users to import)
 
     path = SAVED / f"{name}.keras"
     plain = keras.saving.load_model(path, safe_mode=True)

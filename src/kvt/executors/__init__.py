@@ -1,4 +1,4 @@
-"""How the runs of `kvt compare` (and later `kvt tune`) are trained: the executors.
+"""How the runs of `kvt compare` and `kvt tune` are trained: the executors.
 
 The contract every executor keeps: `executor(todo, jobs, started, finished, tick)` trains
 each `Job` of `todo` (`kvt <job.argv>`, its output appended to the run's train.log), at
