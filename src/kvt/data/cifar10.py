@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from kvt.data import folder, safe_pickle
-from kvt.data.download import fetch
+from kvt.data.download import fetch, locate
 from kvt.errors import DataError
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer",
@@ -76,25 +76,13 @@ def find_source(path: Path, allow_image_folder: bool = True) -> tuple[str, Path]
 
 def resolve(data_dir: str | Path | None, download: bool = True) -> tuple[str, Path]:
     """Finds CIFAR-10, downloading it into the Keras cache if nothing local is found."""
-    explicit = data_dir or os.environ.get("KVT_DATA_DIR")
-    if explicit:
-        path = Path(explicit).expanduser()
-        found = find_source(path)
-        if found is None:
-            what = "does not exist" if not path.exists() else "holds no CIFAR-10 data"
-            raise DataError(
-                f"{path} {what}: point --data-dir at a folder with {TARBALL}, "
-                f"cifar-10-batches-py/, cifar-10-batches-bin/ or train/<class>/*.png + "
-                f"test/<class>/*.png (or leave it out to use the Keras cache or download)"
-            )
-        return found
     cache = keras_cache_dir()
-    found = find_source(cache, allow_image_folder=False) if cache.is_dir() else None
-    if found is not None:
-        return found
-    if not download:
-        raise DataError(f"CIFAR-10 not found in {cache}: pass --data-dir DIR")
-    return ("tar", fetch(URL, cache / TARBALL, SHA256, "CIFAR-10"))
+    return locate(
+        "CIFAR-10", data_dir, find_source,
+        f"{TARBALL}, cifar-10-batches-py/, cifar-10-batches-bin/ or train/<class>/*.png + "
+        f"test/<class>/*.png", cache, lambda c: find_source(c, allow_image_folder=False),
+        (lambda: ("tar", fetch(URL, cache / TARBALL, SHA256, "CIFAR-10"))) if download
+        else None)
 
 
 # --- reading ------------------------------------------------------------------------

@@ -14,7 +14,6 @@ Sources, in the order `resolve()` tries them:
 
 from __future__ import annotations
 
-import os
 import tarfile
 import zlib
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 
 from kvt.data import safe_pickle
 from kvt.data.cifar10 import RECORD, _assemble, _labels, keras_cache_dir
+from kvt.data.download import locate
 from kvt.errors import DataError
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
@@ -54,23 +54,14 @@ def find_source(path: Path) -> tuple[str, Path] | None:
 
 def resolve(data_dir: str | Path | None, download: bool = True) -> tuple[str, Path]:
     """Finds CIFAR-100, downloading it into the Keras cache if nothing local is found."""
-    explicit = data_dir or os.environ.get("KVT_DATA_DIR")
-    if explicit:
-        path = Path(explicit).expanduser()
-        found = find_source(path)
-        if found is None:
-            what = "does not exist" if not path.exists() else "holds no CIFAR-100 data"
-            raise DataError(
-                f"{path} {what}: point --data-dir at a folder with {TARBALL} or "
-                f"cifar-100-python/ (or leave it out to use the Keras cache or download)")
-        return found
     cache = keras_cache_dir()
-    found = find_source(cache) if cache.is_dir() else None
-    if found is not None:
-        return found
-    if not download:
-        raise DataError(f"CIFAR-100 not found in {cache}: pass --data-dir DIR")
-    from kvt.data.download import fetch
+    return locate("CIFAR-100", data_dir, find_source, f"{TARBALL} or cifar-100-python/",
+                  cache, find_source,
+                  (lambda: _download(cache)) if download else None)
+
+
+def _download(cache: Path) -> tuple[str, Path]:
+    from kvt.data.download import fetch  # looked up when called: tests stand in for it
 
     return ("tar", fetch(URL, cache / TARBALL, SHA256, "CIFAR-100"))
 

@@ -13,8 +13,12 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 from kvt.errors import DataError
+
+# What finding a dataset returns: the form it was found in ("tar", "dir", ...) and where.
+Found = tuple[str, Path]
 
 
 def fetch(url: str, dest: Path, digest: str, what: str, algorithm: str = "sha256",
@@ -42,3 +46,26 @@ def fetch(url: str, dest: Path, digest: str, what: str, algorithm: str = "sha256
                         f"pass --data-dir")
     os.replace(tmp, dest)
     return dest
+
+
+def locate(title: str, data_dir: str | Path | None, find: Callable[[Path], Found | None],
+           layouts: str, cache: Path, find_cached: Callable[[Path], Found | None],
+           download: Callable[[], Found] | None, contents: str = "data") -> Found:
+    """Where the official dataset `title` lies, in the order every one of them is looked
+    for: `data_dir` (or KVT_DATA_DIR), then the Keras `cache`, then `download()` (a
+    verified download; None: refused). `layouts` says what --data-dir may point at."""
+    explicit = data_dir or os.environ.get("KVT_DATA_DIR")
+    if explicit:
+        path = Path(explicit).expanduser()
+        found = find(path)
+        if found is None:
+            what = "does not exist" if not path.exists() else f"holds no {title} {contents}"
+            raise DataError(f"{path} {what}: point --data-dir at a folder with {layouts} (or "
+                            f"leave it out to use the Keras cache or download)")
+        return found
+    found = find_cached(cache) if cache.is_dir() else None
+    if found is not None:
+        return found
+    if download is None:
+        raise DataError(f"{title} not found in {cache}: pass --data-dir DIR")
+    return download()

@@ -18,7 +18,6 @@ Sources, in the order `resolve()` tries them:
 from __future__ import annotations
 
 import gzip
-import os
 import zipfile
 import zlib
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from kvt.data.cifar10 import keras_cache_dir
+from kvt.data.download import locate
 from kvt.errors import DataError
 
 SIDE = 28
@@ -96,30 +96,17 @@ def find_source(name: str, path: Path) -> tuple[str, Path] | None:
 def resolve(name: str, data_dir: str | Path | None, download: bool = True) -> tuple[str, Path]:
     """Finds dataset `name`, downloading it into the Keras cache if nothing local is found."""
     spec = DATASETS[name]
-    explicit = data_dir or os.environ.get("KVT_DATA_DIR")
-    if explicit:
-        path = Path(explicit).expanduser()
-        found = find_source(name, path)
-        if found is None:
-            what = "does not exist" if not path.exists() else f"holds no {spec['title']} files"
-            npz = f", or Keras' {spec['npz']}" if spec["npz"] else ""
-            raise DataError(
-                f"{path} {what}: point --data-dir at a folder with the four official files "
-                f"({', '.join(f'{s}.gz' for s in FILES)}){npz} (or leave it out to use the "
-                f"Keras cache or download)")
-        return found
+    npz = f", or Keras' {spec['npz']}" if spec["npz"] else ""
     cache = keras_cache_dir()
-    where = cache / spec["keras_dir"] if spec["keras_dir"] else cache
-    found = find_source(name, where) if where.is_dir() else None
-    if found is not None:
-        return found
-    if not download:
-        raise DataError(f"{spec['title']} not found in {where}: pass --data-dir DIR")
-    return _download(name, cache)
+    return locate(spec["title"], data_dir, lambda path: find_source(name, path),
+                  f"the four official files ({', '.join(f'{s}.gz' for s in FILES)}){npz}",
+                  cache / spec["keras_dir"] if spec["keras_dir"] else cache,
+                  lambda path: find_source(name, path),
+                  (lambda: _download(name, cache)) if download else None, contents="files")
 
 
 def _download(name: str, cache: Path) -> tuple[str, Path]:
-    from kvt.data.download import fetch
+    from kvt.data.download import fetch  # looked up when called: tests stand in for it
 
     spec = DATASETS[name]
     if spec["npz"]:
